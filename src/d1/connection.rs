@@ -1,0 +1,255 @@
+//! One SQLite connection configured as a D1 database: WAL with `synchronous=FULL`,
+//! foreign keys on, D1's limits, its SQL policy and its query time limit.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::{ffi, Connection, OpenFlags, Statement, StatementStatus};
+
+use super::error::SqlError;
+use super::limits::D1Limits;
+use super::policy::{Policy, TOGGLE_PRAGMAS};
+use super::sql_text::{self, Shape};
+use super::value::D1Value;
+
+/// What running one SQL text produced.
+pub(crate) struct Outcome {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<D1Value>>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// Text of the error a query gets when it runs past the time limit.
+pub(crate) const TIMEOUT_MESSAGE: &str =
+    "D1 DB storage operation exceeded timeout which caused object to be reset.";
+
+pub(crate) struct Conn {
+    pub sqlite: Connection,
+    policy: Arc<Policy>,
+    /// Nanoseconds after [`epoch`] past which the running query is interrupted; 0 = none.
+    deadline: Arc<AtomicU64>,
+    pub page_size: u64,
+}
+
+/// Process-wide origin for deadlines, so that one can live in an `AtomicU64`.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch(t: Instant) -> u64 {
+    u64::try_from(t.duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Conn {
+    /// Opens `path`. The writer creates the file and sets WAL mode; readers open read-only.
+    pub fn open(path: &Path, limits: &D1Limits, writer: bool) -> rusqlite::Result<Conn> {
+        let flags = if writer {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let sqlite = Connection::open_with_flags(path, flags)?;
+        sqlite.busy_timeout(Duration::from_secs(10))?;
+        if writer {
+            sqlite.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        sqlite.pragma_update(None, "synchronous", "FULL")?;
+        sqlite.pragma_update(None, "foreign_keys", "ON")?;
+        limits.apply(&sqlite)?;
+        sqlite.set_prepared_statement_cache_capacity(128);
+        let page_size = sqlite.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+
+        let policy = Arc::new(Policy::default());
+        let judge = Arc::clone(&policy);
+        sqlite.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
+            judge.authorize(ctx)
+        }));
+
+        let deadline = Arc::new(AtomicU64::new(0));
+        let watch = Arc::clone(&deadline);
+        sqlite.progress_handler(
+            1000,
+            Some(move || {
+                let d = watch.load(Ordering::Relaxed);
+                d != 0 && nanos_since_epoch(Instant::now()) > d
+            }),
+        );
+        Ok(Conn {
+            sqlite,
+            policy,
+            deadline,
+            page_size,
+        })
+    }
+
+    /// Starts the time limit of one request.
+    pub fn arm(&self, timeout: Duration) {
+        let d = nanos_since_epoch(Instant::now() + timeout).max(1);
+        self.deadline.store(d, Ordering::Relaxed);
+    }
+
+    /// Ends the request: clears the time limit and undoes PRAGMA toggles, which D1
+    /// scopes to the request's transaction.
+    pub fn disarm(&self) {
+        self.deadline.store(0, Ordering::Relaxed);
+        if self.policy.take_toggled() {
+            self.policy.trusted(|| {
+                for (name, default) in TOGGLE_PRAGMAS {
+                    // Resetting is best effort: a failure leaves a toggle as the user set it.
+                    let _ = self.sqlite.pragma_update(None, name, default);
+                }
+            });
+        }
+    }
+
+    /// Runs `f` with the D1 policy lifted, for tristore's own SQL.
+    pub fn trusted<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.policy.trusted(f)
+    }
+
+    /// Runs tristore's own SQL, which the D1 policy would refuse (BEGIN, COMMIT, ...).
+    pub fn trusted_batch(&self, sql: &str) -> rusqlite::Result<()> {
+        self.policy.trusted(|| {
+            self.sqlite.prepare_cached(sql)?.execute([])?;
+            Ok(())
+        })
+    }
+
+    /// Bytes in use by the database: page count times page size.
+    pub fn size(&self) -> rusqlite::Result<u64> {
+        let pages: u64 = self.policy.trusted(|| {
+            self.sqlite
+                .prepare_cached("PRAGMA page_count")?
+                .query_row([], |r| r.get(0))
+        })?;
+        Ok(pages * self.page_size)
+    }
+
+    pub fn total_changes(&self) -> u64 {
+        // SAFETY: the handle is valid for as long as `self.sqlite` lives.
+        let n = unsafe { ffi::sqlite3_total_changes64(self.sqlite.handle()) };
+        u64::try_from(n).unwrap_or(0)
+    }
+
+    /// Runs `sql` if it is one read-only statement; `Ok(None)` if it would write or holds
+    /// several statements, so the caller can send it to the writer instead.
+    pub fn run_if_readonly(
+        &self,
+        sql: &str,
+        params: &[D1Value],
+    ) -> Result<Option<Outcome>, SqlError> {
+        if sql_text::shape(sql) != Shape::Single {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .sqlite
+            .prepare_cached(sql)
+            .map_err(|e| self.explain(e))?;
+        if !stmt.readonly() {
+            return Ok(None);
+        }
+        self.execute(&mut stmt, params).map(Some)
+    }
+
+    /// Runs every statement of `sql`. As in D1, only the rows of the last statement are
+    /// returned and row counters are summed; parameters go to the statement that has
+    /// placeholders.
+    pub fn run(&self, sql: &str, params: &[D1Value]) -> Result<Outcome, SqlError> {
+        match sql_text::shape(sql) {
+            Shape::Blank => Err(no_statements()),
+            Shape::Single => {
+                let mut stmt = self
+                    .sqlite
+                    .prepare_cached(sql)
+                    .map_err(|e| self.explain(e))?;
+                self.execute(&mut stmt, params)
+            }
+            Shape::Several => self.run_several(sql, params),
+        }
+    }
+
+    fn run_several(&self, sql: &str, params: &[D1Value]) -> Result<Outcome, SqlError> {
+        let mut statements = rusqlite::Batch::new(&self.sqlite, sql);
+        let mut outcome: Option<Outcome> = None;
+        let mut params_used = params.is_empty();
+        // Each statement is prepared only after the previous one ran, so that it sees
+        // the tables that one created.
+        while let Some(mut stmt) = statements.next().map_err(|e| self.explain(e))? {
+            let these = if stmt.parameter_count() > 0 {
+                params_used = true;
+                params
+            } else {
+                &[]
+            };
+            let this = self.execute(&mut stmt, these)?;
+            outcome = Some(match outcome {
+                None => this,
+                Some(prev) => Outcome {
+                    rows_read: prev.rows_read + this.rows_read,
+                    rows_written: prev.rows_written + this.rows_written,
+                    ..this
+                },
+            });
+        }
+        if !params_used {
+            return Err(SqlError::from(rusqlite::Error::InvalidParameterCount(
+                params.len(),
+                0,
+            )));
+        }
+        outcome.ok_or_else(no_statements)
+    }
+
+    fn execute(&self, stmt: &mut Statement<'_>, params: &[D1Value]) -> Result<Outcome, SqlError> {
+        // Counters accumulate across runs of a cached statement: start from zero.
+        stmt.reset_status(StatementStatus::RowsRead);
+        stmt.reset_status(StatementStatus::RowsWritten);
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let width = columns.len();
+        let mut rows = Vec::new();
+        let stepped = (|| {
+            let mut cursor = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(row) = cursor.next()? {
+                rows.push(
+                    (0..width)
+                        .map(|i| D1Value::from_ref(row.get_ref_unwrap(i)))
+                        .collect(),
+                );
+            }
+            Ok(())
+        })();
+        stepped.map_err(|e| self.explain(e))?;
+        Ok(Outcome {
+            columns,
+            rows,
+            rows_read: stmt.reset_status(StatementStatus::RowsRead) as u32 as u64,
+            rows_written: stmt.reset_status(StatementStatus::RowsWritten) as u32 as u64,
+        })
+    }
+
+    /// Turns a SQLite error into D1's text, with the policy's or the time limit's reason
+    /// where SQLite's own words ("not authorized", "interrupted") would not help.
+    fn explain(&self, err: rusqlite::Error) -> SqlError {
+        let mut sql_error = SqlError::from(err);
+        if let Some(reason) = self.policy.take_refusal() {
+            if sql_error.code == "SQLITE_AUTH" {
+                sql_error.message = reason;
+            }
+        }
+        if sql_error.code == "SQLITE_INTERRUPT" && self.deadline.load(Ordering::Relaxed) != 0 {
+            sql_error.message = TIMEOUT_MESSAGE.into();
+        }
+        sql_error
+    }
+}
+
+fn no_statements() -> SqlError {
+    SqlError {
+        message: "No SQL statements detected.".into(),
+        code: "SQLITE_ERROR",
+    }
+}

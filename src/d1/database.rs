@@ -1,0 +1,345 @@
+//! A D1 database: one SQLite file, one writer connection and a pool of readers.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::connection::{Conn, Outcome};
+use super::error::{D1Error, SqlError};
+use super::limits::D1Limits;
+use super::result::{D1ExecResult, D1Meta, D1Result, D1Timings};
+use super::sql_text;
+use super::statement::D1PreparedStatement;
+
+/// Idle reader connections kept open; more are opened under load and closed after.
+const IDLE_READERS: usize = 8;
+
+/// A handle to one D1 database, like the `env.DB` binding of a Worker.
+///
+/// Cheap to clone and `Send + Sync`: every clone shares the same connections. Writes
+/// go through one connection, one at a time, each in its own transaction; read-only
+/// statements run on a pool of reader connections and proceed while a write is under way.
+#[derive(Clone)]
+pub struct D1Database {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    path: PathBuf,
+    pub(crate) limits: D1Limits,
+    writer: Mutex<Conn>,
+    readers: Mutex<Vec<Conn>>,
+    /// The writer's `last_insert_rowid()`, which reads report as D1 does.
+    last_row_id: AtomicI64,
+    /// Database size after the last committed write.
+    size: AtomicU64,
+}
+
+impl std::fmt::Debug for D1Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("D1Database")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl D1Database {
+    /// Opens (creating if needed) the SQLite file at `path` as a D1 database.
+    pub fn open(path: impl AsRef<Path>, limits: D1Limits) -> Result<Self, D1Error> {
+        let path = path.as_ref().to_path_buf();
+        let writer = Conn::open(&path, &limits, true)?;
+        let size = writer.size()?;
+        Ok(D1Database {
+            shared: Arc::new(Shared {
+                path,
+                limits,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                last_row_id: AtomicI64::new(0),
+                size: AtomicU64::new(size),
+            }),
+        })
+    }
+
+    /// The SQLite file behind this database.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The limits this database enforces.
+    pub fn limits(&self) -> &D1Limits {
+        &self.shared.limits
+    }
+
+    /// A statement to run later with [`bind`](D1PreparedStatement::bind) and one of the
+    /// run methods. Nothing is validated until it runs, as in D1.
+    pub fn prepare(&self, sql: impl Into<String>) -> D1PreparedStatement {
+        D1PreparedStatement::new(self.clone(), sql.into())
+    }
+
+    /// Runs the statements in order as one transaction: all of them take effect or, if
+    /// one fails, none does and the error is that statement's.
+    pub fn batch(&self, statements: &[D1PreparedStatement]) -> Result<Vec<D1Result>, D1Error> {
+        if statements.is_empty() {
+            return Err(D1Error::query(
+                "No SQL statements detected.",
+                "SQLITE_ERROR",
+            ));
+        }
+        self.write(|w| {
+            statements
+                .iter()
+                .map(|s| w.run(s.sql(), s.params()).map_err(D1Error::Query))
+                .collect()
+        })
+    }
+
+    /// Runs SQL without parameters the way the binding's `exec()` does: the text is
+    /// trimmed and split at newlines and each line runs as a query of its own. All
+    /// lines run in one transaction, as every local D1 does (production's atomicity is
+    /// not documented; see docs/compatibility.md).
+    pub fn exec(&self, sql: &str) -> Result<D1ExecResult, D1Error> {
+        let results = self.write(|w| {
+            let mut results = Vec::new();
+            for (line, text) in sql_text::exec_lines(sql) {
+                if sql_text::shape(text) == sql_text::Shape::Blank && !results.is_empty() {
+                    continue;
+                }
+                let result = w.run(text, &[]).map_err(|error| D1Error::Exec {
+                    line,
+                    sql: text.to_owned(),
+                    error,
+                })?;
+                results.push(result);
+            }
+            Ok(results)
+        })?;
+        Ok(D1ExecResult {
+            count: results.len(),
+            duration: results.iter().map(|r| r.meta.duration).sum(),
+        })
+    }
+
+    /// Runs a script of `;`-separated statements as one transaction and returns one
+    /// result per statement: what D1's REST `query` endpoint and `wrangler d1 execute`
+    /// do with multi-statement SQL. `params` go to the single statement of a
+    /// one-statement script.
+    pub fn execute_script(
+        &self,
+        sql: &str,
+        params: &[super::D1Value],
+    ) -> Result<Vec<D1Result>, D1Error> {
+        if sql_text::shape(sql) != sql_text::Shape::Several {
+            return self.write(|w| Ok(vec![w.run(sql, params).map_err(D1Error::Query)?]));
+        }
+        if !params.is_empty() {
+            return Err(D1Error::query(
+                "Parameters can only be bound to a single statement; split the script or drop the params",
+                "SQLITE_RANGE",
+            ));
+        }
+        self.write(|w| w.run_each(sql))
+    }
+
+    /// Runs one statement from a [`D1PreparedStatement`]: on a reader if it only reads,
+    /// else on the writer in a transaction of its own.
+    pub(crate) fn run_statement(
+        &self,
+        sql: &str,
+        params: &[super::D1Value],
+    ) -> Result<D1Result, D1Error> {
+        let start = Instant::now();
+        let reader = self.checkout_reader()?;
+        reader.arm(self.shared.limits.query_timeout);
+        let outcome = reader.run_if_readonly(sql, params);
+        reader.disarm();
+        self.checkin_reader(reader);
+        match outcome.map_err(D1Error::Query)? {
+            Some(out) => Ok(self.read_result(out, start)),
+            None => self.write(|w| w.run(sql, params).map_err(D1Error::Query)),
+        }
+    }
+
+    fn read_result(&self, out: Outcome, start: Instant) -> D1Result {
+        finish(
+            out,
+            start,
+            0,
+            self.shared.last_row_id.load(Ordering::Relaxed),
+            false,
+            self.shared.size.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `work` on the writer inside one transaction, committing if it succeeds.
+    fn write<T>(&self, work: impl FnOnce(&Writer<'_>) -> Result<T, D1Error>) -> Result<T, D1Error> {
+        let conn = self.lock_writer();
+        conn.arm(self.shared.limits.query_timeout);
+        let result = (|| {
+            conn.trusted_batch("BEGIN IMMEDIATE")?;
+            let writer = Writer {
+                conn: &conn,
+                last_row_id: self.shared.last_row_id.load(Ordering::Relaxed),
+                size: self.shared.size.load(Ordering::Relaxed),
+                state: Default::default(),
+            };
+            match work(&writer) {
+                Ok(value) => {
+                    conn.trusted_batch("COMMIT").map_err(|e| {
+                        let _ = conn.trusted_batch("ROLLBACK");
+                        D1Error::from(e)
+                    })?;
+                    let (last_row_id, size) = writer.state.into_inner();
+                    if let Some(size) = size {
+                        self.shared.size.store(size, Ordering::Relaxed);
+                    }
+                    self.shared
+                        .last_row_id
+                        .store(last_row_id.unwrap_or(writer.last_row_id), Ordering::Relaxed);
+                    Ok(value)
+                }
+                Err(e) => {
+                    // A failed statement may have rolled back already; then ROLLBACK errors.
+                    if !conn.sqlite.is_autocommit() {
+                        let _ = conn.trusted_batch("ROLLBACK");
+                    }
+                    Err(e)
+                }
+            }
+        })();
+        conn.disarm();
+        result
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Conn> {
+        // A panic while holding the lock leaves SQLite consistent (it rolls back the
+        // open transaction on the next BEGIN failure), so poisoning is not fatal.
+        self.shared.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn checkout_reader(&self) -> Result<Conn, D1Error> {
+        let pooled = self
+            .shared
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => Ok(Conn::open(&self.shared.path, &self.shared.limits, false)?),
+        }
+    }
+
+    fn checkin_reader(&self, conn: Conn) {
+        let mut pool = self
+            .shared
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+    }
+
+    /// Runs `f` on the writer connection with the D1 policy lifted: for tristore's own
+    /// reads of the schema (dump, table counts).
+    pub(crate) fn with_trusted_writer<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, D1Error> {
+        let conn = self.lock_writer();
+        let out = conn.trusted(|| f(&conn.sqlite));
+        Ok(out?)
+    }
+
+    /// Size of the database in bytes (pages in use times page size).
+    pub fn file_size(&self) -> Result<u64, D1Error> {
+        Ok(self.lock_writer().size()?)
+    }
+
+    /// Number of tables, not counting SQLite's and D1's internal ones.
+    pub fn num_tables(&self) -> Result<u64, D1Error> {
+        self.with_trusted_writer(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+}
+
+/// The writer connection during one transaction, tracking what `meta` needs.
+pub(crate) struct Writer<'a> {
+    conn: &'a Conn,
+    last_row_id: i64,
+    size: u64,
+    /// `last_row_id` and size after the latest statement, once one ran.
+    state: std::cell::Cell<(Option<i64>, Option<u64>)>,
+}
+
+impl Writer<'_> {
+    /// Runs one SQL text (possibly several statements) and builds its `D1Result`.
+    pub(crate) fn run(&self, sql: &str, params: &[super::D1Value]) -> Result<D1Result, SqlError> {
+        let start = Instant::now();
+        let changes_before = self.conn.total_changes();
+        let (prev_row_id, prev_size) = self.state.get();
+        let (prev_row_id, prev_size) = (
+            prev_row_id.unwrap_or(self.last_row_id),
+            prev_size.unwrap_or(self.size),
+        );
+        let out = self.conn.run(sql, params)?;
+        let changes = self.conn.total_changes() - changes_before;
+        let last_row_id = self.conn.sqlite.last_insert_rowid();
+        let size = self.conn.size().map_err(SqlError::from)?;
+        self.state.set((Some(last_row_id), Some(size)));
+        let changed = changes != 0 || last_row_id != prev_row_id || size != prev_size;
+        Ok(finish(out, start, changes, last_row_id, changed, size))
+    }
+
+    /// Runs each statement of a script separately, one result each.
+    fn run_each(&self, sql: &str) -> Result<Vec<D1Result>, D1Error> {
+        let results = sql_text::split_statements(sql)
+            .into_iter()
+            .map(|stmt| self.run(stmt, &[]).map_err(D1Error::Query))
+            .collect::<Result<Vec<_>, _>>()?;
+        if results.is_empty() {
+            return Err(D1Error::query(
+                "No SQL statements detected.",
+                "SQLITE_ERROR",
+            ));
+        }
+        Ok(results)
+    }
+}
+
+fn finish(
+    out: Outcome,
+    start: Instant,
+    changes: u64,
+    last_row_id: i64,
+    changed_db: bool,
+    size_after: u64,
+) -> D1Result {
+    let duration = start.elapsed().as_secs_f64() * 1000.0;
+    D1Result {
+        success: true,
+        meta: D1Meta {
+            duration,
+            changes,
+            last_row_id,
+            changed_db,
+            size_after,
+            rows_read: out.rows_read,
+            rows_written: out.rows_written,
+            served_by: "tristore.db".into(),
+            timings: D1Timings {
+                sql_duration_ms: duration,
+            },
+        },
+        columns: out.columns,
+        rows: out.rows,
+    }
+}

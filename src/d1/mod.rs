@@ -1,0 +1,37 @@
+//! D1: SQL databases with the Worker binding's semantics, on SQLite.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! use tristore::d1::{D1Database, D1Limits};
+//!
+//! let db = D1Database::open(dir.path().join("app.sqlite"), D1Limits::default())?;
+//! db.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")?;
+//! let insert = db.prepare("INSERT INTO users (name) VALUES (?)");
+//! db.batch(&[insert.bind(["ann"]), insert.bind(["bob"])])?;
+//!
+//! let bob = db.prepare("SELECT * FROM users WHERE name = ?1").bind(["bob"]).first()?;
+//! assert_eq!(bob.unwrap()["id"], 2);
+//! let count = db.prepare("SELECT count(*) AS n FROM users").first_column("n")?;
+//! assert_eq!(count, Some(2.into()));
+//! # Ok(()) }
+//! ```
+
+mod connection;
+mod database;
+pub mod dump;
+mod error;
+mod limits;
+pub mod migrations;
+mod policy;
+mod result;
+pub mod sql_text;
+mod statement;
+mod value;
+
+pub use database::D1Database;
+pub use error::{D1Error, SqlError};
+pub use limits::D1Limits;
+pub use result::{D1ExecResult, D1Meta, D1Result, D1Row, D1Timings};
+pub use statement::D1PreparedStatement;
+pub use value::D1Value;
