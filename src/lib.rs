@@ -1,1 +1,34 @@
+//! # tristore
+//!
+//! Cloudflare's three storage services, implemented natively: **D1** (SQL on SQLite),
+//! with **Vectorize** and **R2** to follow, in one data directory.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! use tristore::Store;
+//!
+//! let store = Store::open(dir.path())?;
+//! store.d1().create("metacogna")?;
+//! let db = store.d1().database("metacogna")?;
+//! tristore::d1::migrations::apply(&db, &tristore::defaults::metacogna_migrations(), "d1_migrations")?;
+//!
+//! db.prepare("INSERT INTO users VALUES (?, ?, ?, ?)")
+//!     .bind(["u1", "ann", "hash", "1700000000000"])
+//!     .run()?;
+//! let user = db.prepare("SELECT username FROM users WHERE id = ?").bind(["u1"]).first_column("username")?;
+//! assert_eq!(user, Some("ann".into()));
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: [`store`] owns the data directory and its catalog; [`d1`] is the SQL
+//! store; [`defaults`] holds the embedded Metacogna provisioning.
+
 pub mod d1;
+pub mod defaults;
+mod error;
+mod fsutil;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use store::{DatabaseInfo, Store, StoreOptions};

@@ -1,1 +1,261 @@
-fn main() {}
+//! The `tristore` command: the emulator (default) and D1 tooling in wrangler's shape.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tristore::d1::dump::DumpOptions;
+use tristore::d1::migrations;
+use tristore::{defaults, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "tristore",
+    version,
+    about = "Cloudflare D1, Vectorize and R2 on your machine"
+)]
+struct Cli {
+    /// The data directory.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./.tristore",
+        env = "TRISTORE_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision the embedded default (Metacogna) and serve it (the default command).
+    Serve,
+    /// D1 databases: create, list, execute SQL, migrations, export and import.
+    D1 {
+        #[command(subcommand)]
+        command: D1Command,
+    },
+}
+
+#[derive(Subcommand)]
+enum D1Command {
+    /// List databases.
+    List,
+    /// Create a database.
+    Create { name: String },
+    /// Show one database.
+    Info { database: String },
+    /// Delete a database and its file.
+    Delete { database: String },
+    /// Run SQL: one or more `;`-separated statements, as one transaction.
+    Execute {
+        database: String,
+        /// The SQL to run.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        command: Option<String>,
+        /// A file of SQL to run.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Wrangler-compatible migrations.
+    Migrations {
+        #[command(subcommand)]
+        command: MigrationsCommand,
+    },
+    /// Write a SQL dump of a database.
+    Export {
+        database: String,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Leave out the rows.
+        #[arg(long)]
+        no_data: bool,
+        /// Leave out the schema.
+        #[arg(long)]
+        no_schema: bool,
+        /// Only this table (repeatable).
+        #[arg(long = "table")]
+        tables: Vec<String>,
+    },
+    /// Load a SQL dump into a database, all or nothing.
+    Import { database: String, file: PathBuf },
+}
+
+#[derive(Args)]
+struct MigrationSource {
+    /// The directory of migration files.
+    #[arg(long, default_value = "db/migrations")]
+    migrations_dir: PathBuf,
+    /// The bookkeeping table.
+    #[arg(long, default_value = migrations::DEFAULT_TABLE)]
+    migrations_table: String,
+}
+
+#[derive(Subcommand)]
+enum MigrationsCommand {
+    /// Create the next numbered migration file.
+    Create {
+        database: String,
+        message: String,
+        #[command(flatten)]
+        source: MigrationSource,
+    },
+    /// List migrations not yet applied.
+    List {
+        database: String,
+        #[command(flatten)]
+        source: MigrationSource,
+    },
+    /// Apply the migrations not yet applied, in order.
+    Apply {
+        database: String,
+        #[command(flatten)]
+        source: MigrationSource,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn run(cli: Cli) -> CliResult {
+    let store = Store::open(&cli.data_dir)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&store),
+        Command::D1 { command } => d1(&store, command),
+    }
+}
+
+fn serve(store: &Store) -> CliResult {
+    let provisioned = defaults::provision_metacogna(store)?;
+    let info = store.d1().get(defaults::METACOGNA_DATABASE)?;
+    println!("tristore data directory: {}", store.dir().display());
+    println!(
+        "D1 database {} ({}): {} tables, {} bytes{}",
+        info.name,
+        info.uuid,
+        info.num_tables,
+        info.file_size,
+        if provisioned.created {
+            ", created now"
+        } else {
+            ""
+        }
+    );
+    for name in &provisioned.applied {
+        println!("  applied migration {name}");
+    }
+    println!(
+        "The HTTP emulator is not built yet; use the library or `tristore d1 execute {} --command \"SELECT 1\"`.",
+        info.name
+    );
+    Ok(())
+}
+
+fn d1(store: &Store, command: D1Command) -> CliResult {
+    let dbs = store.d1();
+    match command {
+        D1Command::List => print_json(&dbs.list()?),
+        D1Command::Create { name } => print_json(&dbs.create(&name)?),
+        D1Command::Info { database } => print_json(&dbs.get(&database)?),
+        D1Command::Delete { database } => {
+            dbs.delete(&database)?;
+            println!("deleted {database}");
+            Ok(())
+        }
+        D1Command::Execute {
+            database,
+            command,
+            file,
+        } => {
+            let sql = match (command, file) {
+                (Some(sql), _) => sql,
+                (None, Some(path)) => read(&path)?,
+                (None, None) => unreachable!("clap requires --command or --file"),
+            };
+            print_json(&dbs.database(&database)?.execute_script(&sql, &[])?)
+        }
+        D1Command::Migrations { command } => migrations_command(store, command),
+        D1Command::Export {
+            database,
+            output,
+            no_data,
+            no_schema,
+            tables,
+        } => {
+            let options = DumpOptions {
+                no_data,
+                no_schema,
+                tables,
+            };
+            let dump = dbs.database(&database)?.export(&options)?;
+            match output {
+                Some(path) => std::fs::write(&path, dump)
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?,
+                None => print!("{dump}"),
+            }
+            Ok(())
+        }
+        D1Command::Import { database, file } => {
+            let summary = dbs.database(&database)?.import(&read(&file)?)?;
+            print_json(&summary)
+        }
+    }
+}
+
+fn migrations_command(store: &Store, command: MigrationsCommand) -> CliResult {
+    match command {
+        MigrationsCommand::Create {
+            database,
+            message,
+            source,
+        } => {
+            store.d1().get(&database)?;
+            let path = migrations::create(&source.migrations_dir, &message)?;
+            println!("created {}", path.display());
+        }
+        MigrationsCommand::List { database, source } => {
+            let db = store.d1().database(&database)?;
+            let all = migrations::load_dir(&source.migrations_dir, None)?;
+            let pending = migrations::pending(&db, &all, &source.migrations_table)?;
+            if pending.is_empty() {
+                println!("no migrations to apply");
+            }
+            for m in pending {
+                println!("{}", m.name);
+            }
+        }
+        MigrationsCommand::Apply { database, source } => {
+            let db = store.d1().database(&database)?;
+            let all = migrations::load_dir(&source.migrations_dir, None)?;
+            let applied = migrations::apply(&db, &all, &source.migrations_table)?;
+            if applied.is_empty() {
+                println!("no migrations to apply");
+            }
+            for name in applied {
+                println!("applied {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+fn print_json(value: &impl serde::Serialize) -> CliResult {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

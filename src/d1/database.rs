@@ -173,7 +173,10 @@ impl D1Database {
     }
 
     /// Runs `work` on the writer inside one transaction, committing if it succeeds.
-    fn write<T>(&self, work: impl FnOnce(&Writer<'_>) -> Result<T, D1Error>) -> Result<T, D1Error> {
+    pub(crate) fn write<T>(
+        &self,
+        work: impl FnOnce(&Writer<'_>) -> Result<T, D1Error>,
+    ) -> Result<T, D1Error> {
         let conn = self.lock_writer();
         conn.arm(self.shared.limits.query_timeout);
         let result = (|| {

@@ -1,0 +1,351 @@
+//! `Store`: one data directory holding every database, index and bucket.
+//!
+//! ```text
+//! <data>/catalog.redb                 what exists, with its configuration
+//! <data>/d1/<database-uuid>.sqlite    one SQLite file per D1 database (WAL mode)
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::d1::{D1Database, D1Limits};
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// D1 databases by uuid: postcard-encoded [`DatabaseRecord`].
+const D1_DATABASES: TableDefinition<&str, &[u8]> = TableDefinition::new("d1_databases");
+/// D1 database names to uuids, which keeps names unique.
+const D1_NAMES: TableDefinition<&str, &str> = TableDefinition::new("d1_names");
+
+/// Options for [`Store::open_with`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Limits every D1 database of the store enforces.
+    pub d1_limits: D1Limits,
+}
+
+/// A data directory: the catalog and the files of every store in it.
+pub struct Store {
+    dir: PathBuf,
+    catalog: redb::Database,
+    options: StoreOptions,
+    /// Open D1 handles by uuid, so that every caller shares one writer per database.
+    open_d1: Mutex<HashMap<String, D1Database>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+/// A D1 database as D1's REST API describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// The database id.
+    pub uuid: String,
+    /// The unique name.
+    pub name: String,
+    /// Creation time, ISO 8601 in UTC.
+    pub created_at: String,
+    /// `production` (D1's current storage backend).
+    pub version: String,
+    /// Bytes in use.
+    pub file_size: u64,
+    /// Tables, not counting SQLite's internal ones.
+    pub num_tables: u64,
+}
+
+/// What the catalog keeps of a D1 database; sizes are read from the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DatabaseRecord {
+    uuid: String,
+    name: String,
+    created_at: String,
+}
+
+impl Store {
+    /// Opens the data directory `dir`, creating it if needed.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens `dir` with non-default options.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        fsutil::create_dir_durable(&dir.join("d1"))?;
+        let path = dir.join("catalog.redb");
+        let catalog = redb::Database::create(&path).map_err(|e| catalog_error(&path, e))?;
+        let store = Store {
+            dir,
+            catalog,
+            options,
+            open_d1: Mutex::new(HashMap::new()),
+        };
+        store.init_tables()?;
+        store.sweep_orphan_d1_files()?;
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The D1 databases of this store.
+    pub fn d1(&self) -> D1Databases<'_> {
+        D1Databases { store: self }
+    }
+
+    fn init_tables(&self) -> Result<()> {
+        let txn = self
+            .catalog
+            .begin_write()
+            .map_err(|e| self.catalog_err(e))?;
+        txn.open_table(D1_DATABASES)
+            .map_err(|e| self.catalog_err(e))?;
+        txn.open_table(D1_NAMES).map_err(|e| self.catalog_err(e))?;
+        txn.commit().map_err(|e| self.catalog_err(e))
+    }
+
+    /// Removes database files no catalog row names: left by a crash between creating a
+    /// file and committing its row, or between deleting a row and its file.
+    fn sweep_orphan_d1_files(&self) -> Result<()> {
+        let known: Vec<String> = self.d1().records()?.into_iter().map(|r| r.uuid).collect();
+        let d1_dir = self.dir.join("d1");
+        let entries = std::fs::read_dir(&d1_dir).map_err(Error::io("listing", &d1_dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(uuid) = name.split('.').next() else {
+                continue;
+            };
+            if uuid::Uuid::parse_str(uuid).is_ok() && !known.iter().any(|k| k == uuid) {
+                std::fs::remove_file(entry.path())
+                    .map_err(Error::io("removing orphan", entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn catalog_err(&self, e: impl std::fmt::Display) -> Error {
+        catalog_error(&self.dir.join("catalog.redb"), e)
+    }
+}
+
+fn catalog_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Catalog {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The D1 side of a [`Store`]: create, list, get, delete and open databases.
+pub struct D1Databases<'s> {
+    store: &'s Store,
+}
+
+const D1_KIND: &str = "D1 database";
+
+impl D1Databases<'_> {
+    /// Creates an empty database called `name` and returns its description.
+    pub fn create(&self, name: &str) -> Result<DatabaseInfo> {
+        validate_name(name)?;
+        let store = self.store;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let record = DatabaseRecord {
+            uuid: uuid.clone(),
+            name: name.to_owned(),
+            created_at: now_iso8601(),
+        };
+        // The file exists before the row that names it; a crash in between leaves an
+        // orphan file that the next open sweeps.
+        let db = D1Database::open(self.path_of(&uuid), store.options.d1_limits.clone())?;
+        fsutil::sync_dir(&store.dir.join("d1"))?;
+        let txn = store
+            .catalog
+            .begin_write()
+            .map_err(|e| store.catalog_err(e))?;
+        {
+            let mut names = txn.open_table(D1_NAMES).map_err(|e| store.catalog_err(e))?;
+            if names.get(name).map_err(|e| store.catalog_err(e))?.is_some() {
+                drop(names);
+                drop(txn);
+                drop(db);
+                self.remove_files(&uuid)?;
+                return Err(Error::AlreadyExists {
+                    kind: D1_KIND,
+                    name: name.to_owned(),
+                });
+            }
+            names
+                .insert(name, uuid.as_str())
+                .map_err(|e| store.catalog_err(e))?;
+            let mut dbs = txn
+                .open_table(D1_DATABASES)
+                .map_err(|e| store.catalog_err(e))?;
+            let bytes = postcard::to_allocvec(&record).map_err(|e| store.catalog_err(e))?;
+            dbs.insert(uuid.as_str(), bytes.as_slice())
+                .map_err(|e| store.catalog_err(e))?;
+        }
+        txn.commit().map_err(|e| store.catalog_err(e))?;
+        store.open_d1.lock().unwrap().insert(uuid, db.clone());
+        self.describe(record, &db)
+    }
+
+    /// Every database, ordered by creation time.
+    pub fn list(&self) -> Result<Vec<DatabaseInfo>> {
+        let mut records = self.records()?;
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)));
+        records
+            .into_iter()
+            .map(|r| {
+                let db = self.open_uuid(&r.uuid)?;
+                self.describe(r, &db)
+            })
+            .collect()
+    }
+
+    /// The database named `name_or_uuid` (a name or a uuid).
+    pub fn get(&self, name_or_uuid: &str) -> Result<DatabaseInfo> {
+        let record = self.record(name_or_uuid)?;
+        let db = self.open_uuid(&record.uuid)?;
+        self.describe(record, &db)
+    }
+
+    /// A handle to the database named `name_or_uuid`, shared with every other caller.
+    pub fn database(&self, name_or_uuid: &str) -> Result<D1Database> {
+        let record = self.record(name_or_uuid)?;
+        self.open_uuid(&record.uuid)
+    }
+
+    /// Deletes the database and its file. Handles still held keep working on the
+    /// unlinked file until dropped; nothing they write is kept.
+    pub fn delete(&self, name_or_uuid: &str) -> Result<()> {
+        let store = self.store;
+        let record = self.record(name_or_uuid)?;
+        let txn = store
+            .catalog
+            .begin_write()
+            .map_err(|e| store.catalog_err(e))?;
+        {
+            let mut names = txn.open_table(D1_NAMES).map_err(|e| store.catalog_err(e))?;
+            names
+                .remove(record.name.as_str())
+                .map_err(|e| store.catalog_err(e))?;
+            let mut dbs = txn
+                .open_table(D1_DATABASES)
+                .map_err(|e| store.catalog_err(e))?;
+            dbs.remove(record.uuid.as_str())
+                .map_err(|e| store.catalog_err(e))?;
+        }
+        txn.commit().map_err(|e| store.catalog_err(e))?;
+        store.open_d1.lock().unwrap().remove(&record.uuid);
+        self.remove_files(&record.uuid)
+    }
+
+    fn remove_files(&self, uuid: &str) -> Result<()> {
+        let main = self.path_of(uuid);
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", main.display()));
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("removing", path)(e));
+                }
+                _ => {}
+            }
+        }
+        fsutil::sync_dir(&self.store.dir.join("d1"))
+    }
+
+    fn path_of(&self, uuid: &str) -> PathBuf {
+        self.store.dir.join("d1").join(format!("{uuid}.sqlite"))
+    }
+
+    fn open_uuid(&self, uuid: &str) -> Result<D1Database> {
+        let mut open = self.store.open_d1.lock().unwrap();
+        if let Some(db) = open.get(uuid) {
+            return Ok(db.clone());
+        }
+        let db = D1Database::open(self.path_of(uuid), self.store.options.d1_limits.clone())?;
+        open.insert(uuid.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    fn describe(&self, record: DatabaseRecord, db: &D1Database) -> Result<DatabaseInfo> {
+        Ok(DatabaseInfo {
+            uuid: record.uuid,
+            name: record.name,
+            created_at: record.created_at,
+            version: "production".into(),
+            file_size: db.file_size()?,
+            num_tables: db.num_tables()?,
+        })
+    }
+
+    fn records(&self) -> Result<Vec<DatabaseRecord>> {
+        let store = self.store;
+        let txn = store
+            .catalog
+            .begin_read()
+            .map_err(|e| store.catalog_err(e))?;
+        let table = txn
+            .open_table(D1_DATABASES)
+            .map_err(|e| store.catalog_err(e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| store.catalog_err(e))? {
+            let (_, value) = entry.map_err(|e| store.catalog_err(e))?;
+            out.push(postcard::from_bytes(value.value()).map_err(|e| store.catalog_err(e))?);
+        }
+        Ok(out)
+    }
+
+    fn record(&self, name_or_uuid: &str) -> Result<DatabaseRecord> {
+        let store = self.store;
+        let txn = store
+            .catalog
+            .begin_read()
+            .map_err(|e| store.catalog_err(e))?;
+        let names = txn.open_table(D1_NAMES).map_err(|e| store.catalog_err(e))?;
+        let by_name = names.get(name_or_uuid).map_err(|e| store.catalog_err(e))?;
+        let uuid = by_name.map_or_else(|| name_or_uuid.to_owned(), |u| u.value().to_owned());
+        let dbs = txn
+            .open_table(D1_DATABASES)
+            .map_err(|e| store.catalog_err(e))?;
+        let bytes = dbs.get(uuid.as_str()).map_err(|e| store.catalog_err(e))?;
+        match bytes {
+            Some(b) => postcard::from_bytes(b.value()).map_err(|e| store.catalog_err(e)),
+            None => Err(Error::NotFound {
+                kind: D1_KIND,
+                name: name_or_uuid.to_owned(),
+            }),
+        }
+    }
+}
+
+/// D1 names: what wrangler accepts (letters, digits, `-` and `_`), at most 64 bytes.
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            kind: D1_KIND,
+            name: name.to_owned(),
+            rule: "use 1 to 64 characters from a-z, A-Z, 0-9, '-' and '_'",
+        })
+    }
+}
+
+pub(crate) fn now_iso8601() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
