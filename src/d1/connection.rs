@@ -27,6 +27,8 @@ pub(crate) const TIMEOUT_MESSAGE: &str =
     "D1 DB storage operation exceeded timeout which caused object to be reset.";
 
 pub(crate) struct Conn {
+    /// Declared before `sqlite` so that it is finalized before the connection closes.
+    page_count: PageCount,
     pub sqlite: Connection,
     policy: Arc<Policy>,
     /// Nanoseconds after [`epoch`] past which the running query is interrupted; 0 = none.
@@ -62,6 +64,7 @@ impl Conn {
         limits.apply(&sqlite)?;
         sqlite.set_prepared_statement_cache_capacity(128);
         let page_size = sqlite.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let page_count = PageCount::prepare(&sqlite)?;
 
         let policy = Arc::new(Policy::default());
         let judge = Arc::clone(&policy);
@@ -79,6 +82,7 @@ impl Conn {
             }),
         );
         Ok(Conn {
+            page_count,
             sqlite,
             policy,
             deadline,
@@ -121,12 +125,8 @@ impl Conn {
 
     /// Bytes in use by the database: page count times page size.
     pub fn size(&self) -> rusqlite::Result<u64> {
-        let pages: u64 = self.policy.trusted(|| {
-            self.sqlite
-                .prepare_cached("PRAGMA page_count")?
-                .query_row([], |r| r.get(0))
-        })?;
-        Ok(pages * self.page_size)
+        // Trusted: a schema change re-prepares the statement, which runs the authorizer.
+        Ok(self.policy.trusted(|| self.page_count.read(&self.sqlite))? * self.page_size)
     }
 
     pub fn total_changes(&self) -> u64 {
@@ -251,5 +251,58 @@ fn no_statements() -> SqlError {
     SqlError {
         message: "No SQL statements detected.".into(),
         code: "SQLITE_ERROR",
+    }
+}
+
+/// The page count, prepared once and stepped through the C API: `size_after` is needed
+/// after every write, and the cached-statement path costs microseconds. The table-valued
+/// form is used because a plain `PRAGMA page_count` statement re-prepares on every step.
+struct PageCount(*mut ffi::sqlite3_stmt);
+
+// SAFETY: the statement is only used together with its connection, which moves between
+// threads as a whole and is used by one thread at a time (SQLITE_OPEN_NO_MUTEX).
+unsafe impl Send for PageCount {}
+
+impl PageCount {
+    fn prepare(conn: &Connection) -> rusqlite::Result<PageCount> {
+        let sql = c"SELECT page_count FROM pragma_page_count";
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: valid handle and NUL-terminated SQL; the authorizer is not yet installed.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(
+                conn.handle(),
+                sql.as_ptr(),
+                -1,
+                &mut stmt,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None));
+        }
+        Ok(PageCount(stmt))
+    }
+
+    fn read(&self, conn: &Connection) -> rusqlite::Result<u64> {
+        // SAFETY: the statement belongs to `conn` and is reset before returning.
+        unsafe {
+            let rc = ffi::sqlite3_step(self.0);
+            let pages = ffi::sqlite3_column_int64(self.0, 0);
+            ffi::sqlite3_reset(self.0);
+            if rc != ffi::SQLITE_ROW {
+                return Err(rusqlite::Error::SqliteFailure(
+                    ffi::Error::new(rc),
+                    Some(format!("PRAGMA page_count failed on {:?}", conn.path())),
+                ));
+            }
+            Ok(u64::try_from(pages).unwrap_or(0))
+        }
+    }
+}
+
+impl Drop for PageCount {
+    fn drop(&mut self) {
+        // SAFETY: finalized exactly once, before the connection closes (field order).
+        unsafe { ffi::sqlite3_finalize(self.0) };
     }
 }
