@@ -254,9 +254,10 @@ fn no_statements() -> SqlError {
     }
 }
 
-/// The page count, prepared once and stepped through the C API: `size_after` is needed
-/// after every write, and the cached-statement path costs microseconds. The table-valued
-/// form is used because a plain `PRAGMA page_count` statement re-prepares on every step.
+/// `PRAGMA page_count`, prepared once and stepped through the C API: `size_after` is
+/// needed after every write. SQLite still re-prepares a PRAGMA at each step (PRAGMAs run
+/// only once per prepare), which is most of what a batch costs over raw SQLite; see
+/// docs/benchmarks.md. The table-valued `pragma_page_count` measured slower.
 struct PageCount(*mut ffi::sqlite3_stmt);
 
 // SAFETY: the statement is only used together with its connection, which moves between
@@ -265,7 +266,7 @@ unsafe impl Send for PageCount {}
 
 impl PageCount {
     fn prepare(conn: &Connection) -> rusqlite::Result<PageCount> {
-        let sql = c"SELECT page_count FROM pragma_page_count";
+        let sql = c"PRAGMA page_count";
         let mut stmt = std::ptr::null_mut();
         // SAFETY: valid handle and NUL-terminated SQL; the authorizer is not yet installed.
         let rc = unsafe {
