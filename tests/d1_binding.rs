@@ -221,6 +221,17 @@ fn exec_splits_lines_and_reports_the_failing_line() {
         Some(json!(2)),
         "exec is all or nothing"
     );
+    // Comment-only and blank lines are skipped; input with no statement at all is an error.
+    assert_eq!(
+        db.exec("-- seed data\n\nINSERT INTO t VALUES (4);")
+            .unwrap()
+            .count,
+        1
+    );
+    assert_eq!(
+        err(db.exec("  -- nothing\n")),
+        "D1_EXEC_ERROR: Error in line 1: -- nothing: No SQL statements detected.: SQLITE_ERROR"
+    );
     // A statement spread over lines is sent in fragments, as the binding sends it.
     let e = err(db.exec("SELECT\n1"));
     assert!(

@@ -103,7 +103,8 @@ impl D1Database {
         let results = self.write(|w| {
             let mut results = Vec::new();
             for (line, text) in sql_text::exec_lines(sql) {
-                if sql_text::shape(text) == sql_text::Shape::Blank && !results.is_empty() {
+                // Blank and comment-only lines are skipped rather than sent as empty queries.
+                if sql_text::shape(text) == sql_text::Shape::Blank {
                     continue;
                 }
                 let result = w.run(text, &[]).map_err(|error| D1Error::Exec {
@@ -112,6 +113,16 @@ impl D1Database {
                     error,
                 })?;
                 results.push(result);
+            }
+            if results.is_empty() {
+                return Err(D1Error::Exec {
+                    line: 1,
+                    sql: sql.trim().lines().next().unwrap_or("").to_owned(),
+                    error: SqlError {
+                        message: "No SQL statements detected.".into(),
+                        code: "SQLITE_ERROR",
+                    },
+                });
             }
             Ok(results)
         })?;
