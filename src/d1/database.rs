@@ -348,7 +348,7 @@ fn finish(
             size_after,
             rows_read: out.rows_read,
             rows_written: out.rows_written,
-            served_by: "tristore.db".into(),
+            served_by: std::borrow::Cow::Borrowed("tristore.db"),
             timings: D1Timings {
                 sql_duration_ms: duration,
             },

@@ -142,7 +142,7 @@ pub struct D1Meta {
     /// Rows written to tables and indexes, counted in the VDBE as D1 counts them.
     pub rows_written: u64,
     /// Which backend answered (`"tristore.db"`).
-    pub served_by: String,
+    pub served_by: std::borrow::Cow<'static, str>,
     /// Newer home of `duration`.
     pub timings: D1Timings,
 }
