@@ -62,6 +62,9 @@ pub enum Error {
     /// A D1 call failed.
     #[error(transparent)]
     D1(#[from] D1Error),
+    /// An R2 call failed.
+    #[error(transparent)]
+    R2(#[from] crate::r2::R2Error),
 }
 
 /// Shorthand for results of [`Store`](crate::Store) calls.

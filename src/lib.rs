@@ -28,6 +28,7 @@ pub mod d1;
 pub mod defaults;
 mod error;
 mod fsutil;
+pub mod r2;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -3,6 +3,9 @@
 //! ```text
 //! <data>/catalog.redb                 what exists, with its configuration
 //! <data>/d1/<database-uuid>.sqlite    one SQLite file per D1 database (WAL mode)
+//! <data>/r2/catalog.redb              buckets, objects, multipart uploads and parts
+//! <data>/r2/blobs/<2 hex>/<2 hex>/<blake3 hex>   object content, stored once per content
+//! <data>/r2/tmp/                      uploads being written
 //! ```
 
 use std::collections::HashMap;
@@ -15,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::d1::{D1Database, D1Limits};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::r2::{R2Limits, R2Store};
 
 /// D1 databases by uuid: postcard-encoded [`DatabaseRecord`].
 const D1_DATABASES: TableDefinition<&str, &[u8]> = TableDefinition::new("d1_databases");
@@ -26,6 +30,8 @@ const D1_NAMES: TableDefinition<&str, &str> = TableDefinition::new("d1_names");
 pub struct StoreOptions {
     /// Limits every D1 database of the store enforces.
     pub d1_limits: D1Limits,
+    /// Limits every R2 bucket of the store enforces.
+    pub r2_limits: R2Limits,
 }
 
 /// A data directory: the catalog and the files of every store in it.
@@ -33,6 +39,7 @@ pub struct Store {
     dir: PathBuf,
     catalog: redb::Database,
     options: StoreOptions,
+    r2: R2Store,
     /// Open D1 handles by uuid, so that every caller shares one writer per database.
     open_d1: Mutex<HashMap<String, D1Database>>,
 }
@@ -80,10 +87,12 @@ impl Store {
         fsutil::create_dir_durable(&dir.join("d1"))?;
         let path = dir.join("catalog.redb");
         let catalog = redb::Database::create(&path).map_err(|e| catalog_error(&path, e))?;
+        let r2 = R2Store::open(&dir.join("r2"), options.r2_limits.clone())?;
         let store = Store {
             dir,
             catalog,
             options,
+            r2,
             open_d1: Mutex::new(HashMap::new()),
         };
         store.init_tables()?;
@@ -94,6 +103,11 @@ impl Store {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The R2 buckets of this store.
+    pub fn r2(&self) -> &R2Store {
+        &self.r2
     }
 
     /// The D1 databases of this store.

@@ -1,0 +1,301 @@
+//! Content-addressed blob files: `<r2>/blobs/<2 hex>/<2 hex>/<blake3 hex>`.
+//!
+//! A blob is written to `<r2>/tmp/`, hashed while it streams (BLAKE3 for identity, MD5
+//! for the ETag, and the checksum the caller asked to verify), fsynced, then renamed into
+//! place and its directory fsynced. Identical content lands on the same path once.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use md5::Digest;
+use serde::{Deserialize, Serialize};
+
+/// Size of the copy buffer: memory per upload stays at this, whatever the object size.
+const CHUNK: usize = 1 << 20;
+
+/// The identity and size of one stored blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// BLAKE3 of the content.
+    pub hash: [u8; 32],
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A checksum algorithm the caller may ask to have verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+/// What streaming a body into the store computed.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Where it is.
+    pub blob: BlobRef,
+    /// MD5 of the content (the ETag of a single-part object).
+    pub md5: [u8; 16],
+    /// The extra digest asked for, if any.
+    pub extra: Option<(HashAlgorithm, Vec<u8>)>,
+}
+
+pub(crate) struct BlobStore {
+    root: PathBuf,
+}
+
+enum Extra {
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Extra {
+    fn new(alg: HashAlgorithm) -> Self {
+        match alg {
+            HashAlgorithm::Sha1 => Extra::Sha1(Default::default()),
+            HashAlgorithm::Sha256 => Extra::Sha256(Default::default()),
+            HashAlgorithm::Sha384 => Extra::Sha384(Default::default()),
+            HashAlgorithm::Sha512 => Extra::Sha512(Default::default()),
+        }
+    }
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Extra::Sha1(h) => h.update(data),
+            Extra::Sha256(h) => h.update(data),
+            Extra::Sha384(h) => h.update(data),
+            Extra::Sha512(h) => h.update(data),
+        }
+    }
+    fn finish(self) -> (HashAlgorithm, Vec<u8>) {
+        match self {
+            Extra::Sha1(h) => (HashAlgorithm::Sha1, h.finalize().to_vec()),
+            Extra::Sha256(h) => (HashAlgorithm::Sha256, h.finalize().to_vec()),
+            Extra::Sha384(h) => (HashAlgorithm::Sha384, h.finalize().to_vec()),
+            Extra::Sha512(h) => (HashAlgorithm::Sha512, h.finalize().to_vec()),
+        }
+    }
+}
+
+/// Why streaming a body failed.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The body was longer than the limit.
+    TooLarge,
+    /// The body ended before its declared length, or ran past it.
+    LengthMismatch { expected: u64, got: u64 },
+    /// The disk or the reader failed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
+
+impl BlobStore {
+    pub fn open(root: PathBuf) -> io::Result<BlobStore> {
+        fs::create_dir_all(root.join("blobs"))?;
+        fs::create_dir_all(root.join("tmp"))?;
+        crate::fsutil::sync_dir(&root).map_err(io::Error::other)?;
+        Ok(BlobStore { root })
+    }
+
+    pub fn path_of(&self, hash: &[u8; 32]) -> PathBuf {
+        let hex = hex::encode(hash);
+        self.root
+            .join("blobs")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(hex)
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    /// Streams `body` into a durable blob. `expected` is the declared length, `limit` the
+    /// most bytes accepted. The caller must hold the store's blob guard from here until
+    /// the catalog row that references the blob has committed (see `gc`).
+    pub fn write(
+        &self,
+        body: &mut dyn Read,
+        expected: Option<u64>,
+        limit: u64,
+        extra: Option<HashAlgorithm>,
+    ) -> Result<Written, WriteError> {
+        let tmp = self
+            .tmp_dir()
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let result = self.write_tmp(&tmp, body, expected, limit, extra);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn write_tmp(
+        &self,
+        tmp: &Path,
+        body: &mut dyn Read,
+        expected: Option<u64>,
+        limit: u64,
+        extra: Option<HashAlgorithm>,
+    ) -> Result<Written, WriteError> {
+        let mut file = File::create(tmp)?;
+        let mut blake = blake3::Hasher::new();
+        let mut md5 = md5::Md5::new();
+        let mut extra = extra.map(Extra::new);
+        let mut buf = vec![0u8; CHUNK];
+        let mut size = 0u64;
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            size += n as u64;
+            if size > limit {
+                return Err(WriteError::TooLarge);
+            }
+            if let Some(want) = expected {
+                if size > want {
+                    return Err(WriteError::LengthMismatch {
+                        expected: want,
+                        got: size,
+                    });
+                }
+            }
+            let chunk = &buf[..n];
+            blake.update(chunk);
+            md5.update(chunk);
+            if let Some(h) = extra.as_mut() {
+                h.update(chunk);
+            }
+            file.write_all(chunk)?;
+        }
+        if let Some(want) = expected {
+            if size != want {
+                return Err(WriteError::LengthMismatch {
+                    expected: want,
+                    got: size,
+                });
+            }
+        }
+        file.sync_all()?;
+        drop(file);
+        let blob = BlobRef {
+            hash: *blake.finalize().as_bytes(),
+            size,
+        };
+        self.place(tmp, &blob.hash)?;
+        Ok(Written {
+            blob,
+            md5: md5.finalize().into(),
+            extra: extra.map(Extra::finish),
+        })
+    }
+
+    /// Moves a finished temp file to its content address, or drops it when that content
+    /// is already stored (refreshing the stored copy's mtime, so that a collection
+    /// running later does not see it as old garbage).
+    fn place(&self, tmp: &Path, hash: &[u8; 32]) -> io::Result<()> {
+        let dest = self.path_of(hash);
+        if dest.exists() {
+            fs::remove_file(tmp)?;
+            File::options()
+                .write(true)
+                .open(&dest)?
+                .set_modified(std::time::SystemTime::now())?;
+            return Ok(());
+        }
+        let dir = dest.parent().expect("blob paths have parents");
+        if !dir.is_dir() {
+            fs::create_dir_all(dir)?;
+            sync(dir.parent().unwrap_or(dir))?;
+            sync(dir.parent().and_then(Path::parent).unwrap_or(dir))?;
+        }
+        fs::rename(tmp, &dest)?;
+        sync(dir)
+    }
+
+    /// A reader over `length` bytes from `offset` of the concatenation of `parts`.
+    pub fn reader(&self, parts: &[BlobRef], offset: u64, length: u64) -> BlobReader {
+        BlobReader {
+            paths: parts
+                .iter()
+                .map(|p| (self.path_of(&p.hash), p.size))
+                .collect(),
+            index: 0,
+            skip: offset,
+            remaining: length,
+            current: None,
+        }
+    }
+}
+
+fn sync(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Reads a byte range of an object that may span several blobs, opening each blob only
+/// when the range reaches it and seeking, never reading, past the bytes before it.
+pub struct BlobReader {
+    paths: Vec<(PathBuf, u64)>,
+    index: usize,
+    skip: u64,
+    remaining: u64,
+    current: Option<io::Take<File>>,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.remaining == 0 {
+                return Ok(0);
+            }
+            if let Some(file) = self.current.as_mut() {
+                let cap = buf
+                    .len()
+                    .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let n = file.read(&mut buf[..cap])?;
+                if n > 0 {
+                    self.remaining -= n as u64;
+                    return Ok(n);
+                }
+                self.current = None;
+                continue;
+            }
+            let Some((path, size)) = self.paths.get(self.index) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object is shorter than its catalog entry says",
+                ));
+            };
+            self.index += 1;
+            if self.skip >= *size {
+                self.skip -= size;
+                continue;
+            }
+            let mut file = File::open(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("blob {}: {e}", path.display())))?;
+            file.seek(SeekFrom::Start(self.skip))?;
+            self.current = Some(file.take(size - self.skip));
+            self.skip = 0;
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! `R2Bucket`: the binding's object calls on one bucket.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use redb::ReadableTable;
+
+use super::blobs::{BlobReader, HashAlgorithm, WriteError};
+use super::catalog::{decode, encode, objects_table, OrR2};
+use super::conditional::R2Conditional;
+use super::error::{R2Error, R2ErrorKind};
+use super::object::{new_version, now_ms, Checksums, HttpMetadata, ObjectRecord, R2Object};
+use super::range::R2Range;
+use super::store::Inner;
+
+/// A bucket handle, like a Worker's `env.BUCKET`. Cheap to clone.
+#[derive(Clone)]
+pub struct R2Bucket {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) name: String,
+    pub(crate) table: String,
+}
+
+impl std::fmt::Debug for R2Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("R2Bucket")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A digest to verify on `put` (at most one, as R2 allows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedChecksum {
+    /// MD5 (16 bytes).
+    Md5(Vec<u8>),
+    /// SHA-1 (20 bytes).
+    Sha1(Vec<u8>),
+    /// SHA-256 (32 bytes).
+    Sha256(Vec<u8>),
+    /// SHA-384 (48 bytes).
+    Sha384(Vec<u8>),
+    /// SHA-512 (64 bytes).
+    Sha512(Vec<u8>),
+}
+
+impl ExpectedChecksum {
+    /// From a hex string, checked for length with R2's messages (`MD5 is 32 hex
+    /// characters, not N`).
+    pub fn from_hex(algorithm: &str, hex_digest: &str) -> Result<Self, R2Error> {
+        let (name, bytes, make): (&str, usize, fn(Vec<u8>) -> Self) =
+            match algorithm.to_ascii_lowercase().as_str() {
+                "md5" => ("MD5", 16, ExpectedChecksum::Md5),
+                "sha1" => ("SHA-1", 20, ExpectedChecksum::Sha1),
+                "sha256" => ("SHA-256", 32, ExpectedChecksum::Sha256),
+                "sha384" => ("SHA-384", 48, ExpectedChecksum::Sha384),
+                "sha512" => ("SHA-512", 64, ExpectedChecksum::Sha512),
+                other => {
+                    return Err(R2Error::new(
+                        "put",
+                        R2ErrorKind::InvalidArgument,
+                        format!("Unknown hash algorithm {other}"),
+                    ))
+                }
+            };
+        if hex_digest.len() != bytes * 2 {
+            return Err(R2Error::new(
+                "put",
+                R2ErrorKind::InvalidDigest,
+                format!(
+                    "{name} is {} hex characters, not {}",
+                    bytes * 2,
+                    hex_digest.len()
+                ),
+            ));
+        }
+        let raw = hex::decode(hex_digest).map_err(|_| {
+            R2Error::new(
+                "put",
+                R2ErrorKind::InvalidDigest,
+                format!("{name} is not valid hex"),
+            )
+        })?;
+        Ok(make(raw))
+    }
+
+    fn parts(&self) -> (Option<HashAlgorithm>, &[u8]) {
+        match self {
+            ExpectedChecksum::Md5(d) => (None, d),
+            ExpectedChecksum::Sha1(d) => (Some(HashAlgorithm::Sha1), d),
+            ExpectedChecksum::Sha256(d) => (Some(HashAlgorithm::Sha256), d),
+            ExpectedChecksum::Sha384(d) => (Some(HashAlgorithm::Sha384), d),
+            ExpectedChecksum::Sha512(d) => (Some(HashAlgorithm::Sha512), d),
+        }
+    }
+}
+
+/// `R2PutOptions`.
+#[derive(Debug, Clone, Default)]
+pub struct R2PutOptions {
+    /// Store only if this holds against the current object; else nothing is stored.
+    pub only_if: Option<R2Conditional>,
+    /// HTTP headers to keep with the object.
+    pub http_metadata: HttpMetadata,
+    /// Custom metadata, in order.
+    pub custom_metadata: Vec<(String, String)>,
+    /// A digest the content must have.
+    pub checksum: Option<ExpectedChecksum>,
+    /// `Standard` (default) or `InfrequentAccess`.
+    pub storage_class: Option<String>,
+}
+
+/// `R2GetOptions`.
+#[derive(Debug, Clone, Default)]
+pub struct R2GetOptions {
+    /// Return the body only if this holds.
+    pub only_if: Option<R2Conditional>,
+    /// Return only these bytes.
+    pub range: Option<R2Range>,
+}
+
+/// `R2ObjectBody`: an object and, unless a precondition failed, its bytes.
+pub struct R2ObjectBody {
+    /// Metadata, with `range` set to the bytes returned.
+    pub object: R2Object,
+    /// The bytes; `None` when `onlyIf` did not hold (R2 then returns the object only).
+    pub body: Option<BlobReader>,
+}
+
+impl R2ObjectBody {
+    /// Reads the whole body into memory (`arrayBuffer()`).
+    pub fn bytes(self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.object.range.map_or(0, |r| r.length as usize));
+        if let Some(mut body) = self.body {
+            body.read_to_end(&mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for R2ObjectBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("R2ObjectBody")
+            .field("object", &self.object)
+            .field("has_body", &self.body.is_some())
+            .finish()
+    }
+}
+
+impl R2Bucket {
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The object's metadata, or `None` if there is no such key.
+    pub fn head(&self, key: &str) -> Result<Option<R2Object>, R2Error> {
+        self.check_key("head", key)?;
+        Ok(self.record("head", key)?.map(|r| {
+            let mut o = r.to_object(key);
+            o.range = Some(super::object::ReturnedRange {
+                offset: 0,
+                length: r.size,
+            });
+            o
+        }))
+    }
+
+    /// The object and its bytes (or the requested range of them); `None` if there is no
+    /// such key. If `only_if` fails, the object comes back without a body.
+    pub fn get(&self, key: &str, options: &R2GetOptions) -> Result<Option<R2ObjectBody>, R2Error> {
+        self.check_key("get", key)?;
+        let Some(record) = self.record("get", key)? else {
+            return Ok(None);
+        };
+        let mut object = record.to_object(key);
+        if let Some(cond) = &options.only_if {
+            if !cond.passes(Some((&record.etag, record.uploaded))) {
+                return Ok(Some(R2ObjectBody { object, body: None }));
+            }
+        }
+        let range = match options.range {
+            Some(r) => r.resolve(record.size)?,
+            None => super::object::ReturnedRange {
+                offset: 0,
+                length: record.size,
+            },
+        };
+        object.range = Some(range);
+        let body = self
+            .inner
+            .blobs
+            .reader(&record.parts, range.offset, range.length);
+        Ok(Some(R2ObjectBody {
+            object,
+            body: Some(body),
+        }))
+    }
+
+    /// Stores `value` under `key`. `Ok(None)` when `only_if` failed: nothing was stored.
+    pub fn put(
+        &self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        options: &R2PutOptions,
+    ) -> Result<Option<R2Object>, R2Error> {
+        let value = value.as_ref();
+        self.put_reader(key, &mut &value[..], value.len() as u64, options)
+    }
+
+    /// Streams `length` bytes from `body` into the object `key`: memory stays bounded
+    /// whatever the size. The call returns once the bytes and the catalog row are on disk.
+    pub fn put_reader(
+        &self,
+        key: &str,
+        body: &mut dyn Read,
+        length: u64,
+        options: &R2PutOptions,
+    ) -> Result<Option<R2Object>, R2Error> {
+        const OP: &str = "put";
+        self.check_key(OP, key)?;
+        self.check_custom_metadata(OP, &options.custom_metadata)?;
+        let limits = &self.inner.limits;
+        if length > limits.max_upload_bytes {
+            return Err(too_large(OP, limits.max_upload_bytes));
+        }
+        // Cheap early refusal; the decisive check happens again inside the transaction.
+        if let Some(cond) = &options.only_if {
+            let current = self.record(OP, key)?;
+            if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {
+                return Ok(None);
+            }
+        }
+        let (extra, expected) = options.checksum.as_ref().map_or((None, None), |c| {
+            let (alg, digest) = c.parts();
+            (alg, Some(digest.to_vec()))
+        });
+        let _guard = self
+            .inner
+            .blob_guard
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let written = self
+            .inner
+            .blobs
+            .write(body, Some(length), limits.max_upload_bytes, extra)
+            .map_err(|e| write_error(OP, e, limits.max_upload_bytes))?;
+        let mut checksums = Checksums {
+            md5: Some(hex::encode(written.md5)),
+            ..Default::default()
+        };
+        if let Some(want) = expected {
+            let got: &[u8] = match &written.extra {
+                Some((_, digest)) => digest,
+                None => &written.md5,
+            };
+            if got != want.as_slice() {
+                return Err(R2Error::new(
+                    OP,
+                    R2ErrorKind::BadDigest,
+                    "The provided checksum does not match the data; nothing was stored",
+                ));
+            }
+            if let Some((alg, digest)) = &written.extra {
+                let hex = Some(hex::encode(digest));
+                match alg {
+                    HashAlgorithm::Sha1 => checksums.sha1 = hex,
+                    HashAlgorithm::Sha256 => checksums.sha256 = hex,
+                    HashAlgorithm::Sha384 => checksums.sha384 = hex,
+                    HashAlgorithm::Sha512 => checksums.sha512 = hex,
+                }
+            }
+        }
+        let record = ObjectRecord {
+            version: new_version(),
+            size: written.blob.size,
+            etag: hex::encode(written.md5),
+            uploaded: now_ms(),
+            http: options.http_metadata.clone(),
+            custom: options.custom_metadata.clone(),
+            checksums,
+            storage_class: storage_class(options.storage_class.as_deref())?,
+            parts: vec![written.blob],
+        };
+        self.commit_object(OP, key, &record, options.only_if.as_ref())
+    }
+
+    /// Writes the row for `key` if `only_if` holds against the row there now.
+    pub(crate) fn commit_object(
+        &self,
+        op: &'static str,
+        key: &str,
+        record: &ObjectRecord,
+        only_if: Option<&R2Conditional>,
+    ) -> Result<Option<R2Object>, R2Error> {
+        let txn = self.inner.catalog.begin_write().or_r2(op)?;
+        {
+            let mut table = txn.open_table(objects_table(&self.table)).or_r2(op)?;
+            if let Some(cond) = only_if {
+                let current = match table.get(key.as_bytes()).or_r2(op)? {
+                    Some(v) => Some(decode::<ObjectRecord>(op, v.value())?),
+                    None => None,
+                };
+                if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {
+                    return Ok(None);
+                }
+            }
+            table
+                .insert(key.as_bytes(), encode(op, record)?.as_slice())
+                .or_r2(op)?;
+        }
+        txn.commit().or_r2(op)?;
+        Ok(Some(record.to_object(key)))
+    }
+
+    /// Deletes one key or up to 1,000; missing keys are not an error. The space is
+    /// reclaimed by [`R2Store::gc`](super::R2Store::gc), never in this call.
+    pub fn delete(&self, keys: &[&str]) -> Result<(), R2Error> {
+        const OP: &str = "delete";
+        if keys.len() > 1000 {
+            return Err(R2Error::new(
+                OP,
+                R2ErrorKind::InvalidArgument,
+                "You can delete at most 1000 keys per call",
+            ));
+        }
+        for key in keys {
+            self.check_key(OP, key)?;
+        }
+        let txn = self.inner.catalog.begin_write().or_r2(OP)?;
+        {
+            let mut table = txn.open_table(objects_table(&self.table)).or_r2(OP)?;
+            for key in keys {
+                table.remove(key.as_bytes()).or_r2(OP)?;
+            }
+        }
+        txn.commit().or_r2(OP)
+    }
+
+    pub(crate) fn record(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>, R2Error> {
+        let txn = self.inner.catalog.begin_read().or_r2(op)?;
+        let table = txn.open_table(objects_table(&self.table)).or_r2(op)?;
+        match table.get(key.as_bytes()).or_r2(op)? {
+            Some(v) => Ok(Some(decode(op, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn check_key(&self, op: &'static str, key: &str) -> Result<(), R2Error> {
+        if key.len() > self.inner.limits.max_key_bytes {
+            return Err(R2Error::new(
+                op,
+                R2ErrorKind::InvalidObjectName,
+                format!(
+                    "Object key too long: {} bytes, the limit is {}",
+                    key.len(),
+                    self.inner.limits.max_key_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_custom_metadata(
+        &self,
+        op: &'static str,
+        custom: &[(String, String)],
+    ) -> Result<(), R2Error> {
+        let size: usize = custom.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > self.inner.limits.max_custom_metadata_bytes {
+            return Err(R2Error::new(
+                op,
+                R2ErrorKind::MetadataTooLarge,
+                "Your metadata headers exceed the maximum allowed metadata size.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn storage_class(requested: Option<&str>) -> Result<String, R2Error> {
+    match requested {
+        None | Some("Standard") => Ok("Standard".into()),
+        Some("InfrequentAccess") => Ok("InfrequentAccess".into()),
+        Some(other) => Err(R2Error::new(
+            "put",
+            R2ErrorKind::InvalidArgument,
+            format!("Unsupported storage class {other:?}: use Standard or InfrequentAccess"),
+        )),
+    }
+}
+
+fn too_large(op: &'static str, limit: u64) -> R2Error {
+    R2Error::new(
+        op,
+        R2ErrorKind::EntityTooLarge,
+        format!("Your proposed upload exceeds the maximum allowed object size of {limit} bytes."),
+    )
+}
+
+pub(crate) fn write_error(op: &'static str, e: WriteError, limit: u64) -> R2Error {
+    match e {
+        WriteError::TooLarge => too_large(op, limit),
+        WriteError::LengthMismatch { expected, got } => R2Error::new(
+            op,
+            R2ErrorKind::IncompleteBody,
+            format!("The body had {got} bytes where {expected} were declared"),
+        ),
+        WriteError::Io(e) => R2Error::internal(op, format!("writing the object: {e}")),
+    }
+}

@@ -1,0 +1,74 @@
+//! The R2 catalog (`<data>/r2/catalog.redb`): buckets, objects, multipart uploads, parts.
+//!
+//! ```text
+//! buckets            bucket name        -> BucketRecord
+//! objects/<bucket>   object key         -> ObjectRecord   (one table per bucket: keys sort as R2 lists them)
+//! uploads            upload id          -> UploadRecord
+//! parts              (upload id, part)  -> PartRecord
+//! ```
+//! Values are postcard-encoded. Every blob an object or part names was durable before
+//! the transaction that wrote the row committed.
+
+use redb::TableDefinition;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::blobs::BlobRef;
+use super::error::R2Error;
+use super::object::HttpMetadata;
+
+pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+pub(crate) const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
+
+/// The objects table named `name` (see [`objects_table_name`]); keys are the object
+/// keys' UTF-8 bytes, so that a list can seek past every key under a prefix.
+pub(crate) fn objects_table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+pub(crate) fn objects_table_name(bucket: &str) -> String {
+    format!("objects/{bucket}")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BucketRecord {
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UploadRecord {
+    pub bucket: String,
+    pub key: String,
+    pub http: HttpMetadata,
+    pub custom: Vec<(String, String)>,
+    pub storage_class: String,
+    pub initiated: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PartRecord {
+    pub blob: BlobRef,
+    pub md5: [u8; 16],
+    pub uploaded: i64,
+}
+
+pub(crate) fn encode<T: Serialize>(op: &'static str, value: &T) -> Result<Vec<u8>, R2Error> {
+    postcard::to_allocvec(value)
+        .map_err(|e| R2Error::internal(op, format!("encoding a catalog row: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(op: &'static str, bytes: &[u8]) -> Result<T, R2Error> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| R2Error::internal(op, format!("catalog row is corrupt: {e}")))
+}
+
+/// Maps any catalog failure to R2's internal error, keeping redb's explanation.
+pub(crate) trait OrR2<T> {
+    fn or_r2(self, op: &'static str) -> Result<T, R2Error>;
+}
+
+impl<T, E: Into<redb::Error>> OrR2<T> for Result<T, E> {
+    fn or_r2(self, op: &'static str) -> Result<T, R2Error> {
+        self.map_err(|e| R2Error::internal(op, format!("catalog: {}", e.into())))
+    }
+}

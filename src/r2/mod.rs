@@ -1,0 +1,45 @@
+//! R2: a content-addressed, crash-safe object store with the Worker binding's semantics.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! use tristore::r2::{R2GetOptions, R2PutOptions, R2Range};
+//!
+//! let store = tristore::Store::open(dir.path())?;
+//! store.r2().create_bucket("metacogna-vault")?;
+//! let bucket = store.r2().bucket("metacogna-vault")?;
+//! let put = bucket.put("user-1/doc-1/a.txt", b"hello world", &R2PutOptions::default())?.unwrap();
+//! assert_eq!(put.etag, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+//!
+//! let range = R2GetOptions { range: Some(R2Range::Suffix(5)), ..Default::default() };
+//! let got = bucket.get("user-1/doc-1/a.txt", &range)?.unwrap();
+//! assert_eq!(got.bytes()?, b"world");
+//! # Ok(()) }
+//! ```
+//!
+//! Objects are rows in a redb catalog that name content-addressed blob files
+//! (see docs/design.md for the layout, the write order and garbage collection).
+
+mod blobs;
+mod bucket;
+mod catalog;
+pub mod conditional;
+mod error;
+mod limits;
+pub mod list;
+mod multipart;
+mod object;
+pub mod presign;
+pub mod range;
+mod store;
+
+pub use blobs::{BlobReader, HashAlgorithm};
+pub use bucket::{ExpectedChecksum, R2Bucket, R2GetOptions, R2ObjectBody, R2PutOptions};
+pub use conditional::{EtagCondition, R2Conditional};
+pub use error::{R2Error, R2ErrorKind};
+pub use limits::R2Limits;
+pub use list::{R2ListOptions, R2Objects};
+pub use multipart::{PartInfo, R2MultipartOptions, R2MultipartUpload, R2UploadedPart};
+pub use object::{iso8601_millis, Checksums, HttpMetadata, R2Object, ReturnedRange};
+pub use range::R2Range;
+pub use store::{validate_bucket_name, BucketInfo, GcReport, R2Store};

@@ -1,0 +1,151 @@
+//! `R2Object` and the metadata it carries, as the binding returns them.
+
+use serde::{Deserialize, Serialize};
+
+use super::blobs::BlobRef;
+
+/// `R2HTTPMetadata`: the HTTP headers stored with an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMetadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub content_language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub content_disposition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub content_encoding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub cache_control: Option<String>,
+    /// `Expires`, in milliseconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_expiry: Option<i64>,
+}
+
+/// `R2Checksums`, as lowercase hex.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksums {
+    /// Always present for single-part objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub sha1: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub sha384: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub sha512: Option<String>,
+}
+
+/// The byte range a `get` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnedRange {
+    /// First byte.
+    pub offset: u64,
+    /// Number of bytes.
+    pub length: u64,
+}
+
+/// An object's metadata (`R2Object`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct R2Object {
+    /// The key.
+    pub key: String,
+    /// Random id, new on every write.
+    pub version: String,
+    /// Bytes.
+    pub size: u64,
+    /// MD5 hex for single-part objects; `<md5 of part md5s>-<parts>` for multipart.
+    pub etag: String,
+    /// `etag` in double quotes.
+    pub http_etag: String,
+    /// Upload time, milliseconds since the epoch.
+    #[serde(serialize_with = "iso_millis")]
+    pub uploaded: i64,
+    /// Absent on list results unless `include` asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_metadata: Option<HttpMetadata>,
+    /// Absent on list results unless `include` asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_metadata: Option<Vec<(String, String)>>,
+    /// The range returned (head and get only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<ReturnedRange>,
+    /// Digests of the content.
+    pub checksums: Checksums,
+    /// `Standard` or `InfrequentAccess`.
+    pub storage_class: String,
+}
+
+fn iso_millis<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&iso8601_millis(*ms))
+}
+
+/// `2026-11-27T17:12:16.483Z`, as JavaScript's `Date.toISOString()` prints it.
+pub fn iso8601_millis(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// What the catalog stores for an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ObjectRecord {
+    pub version: String,
+    pub size: u64,
+    pub etag: String,
+    pub uploaded: i64,
+    pub http: HttpMetadata,
+    pub custom: Vec<(String, String)>,
+    pub checksums: Checksums,
+    pub storage_class: String,
+    /// The content, in order: one blob for a put, one per part for multipart.
+    pub parts: Vec<BlobRef>,
+}
+
+impl ObjectRecord {
+    /// The object as `head` / `get` / `put` return it (metadata always present).
+    pub fn to_object(&self, key: &str) -> R2Object {
+        R2Object {
+            key: key.to_owned(),
+            version: self.version.clone(),
+            size: self.size,
+            etag: self.etag.clone(),
+            http_etag: format!("\"{}\"", self.etag),
+            uploaded: self.uploaded,
+            http_metadata: Some(self.http.clone()),
+            custom_metadata: Some(self.custom.clone()),
+            range: None,
+            checksums: self.checksums.clone(),
+            storage_class: self.storage_class.clone(),
+        }
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A fresh object version: 32 random hex characters.
+pub(crate) fn new_version() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

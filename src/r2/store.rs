@@ -1,0 +1,357 @@
+//! `R2Store`: buckets and garbage collection over `<data>/r2/`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
+use serde::Serialize;
+
+use super::blobs::BlobStore;
+use super::bucket::R2Bucket;
+use super::catalog::{
+    decode, encode, objects_table, objects_table_name, BucketRecord, OrR2, PartRecord, BUCKETS,
+    PARTS, UPLOADS,
+};
+use super::error::{R2Error, R2ErrorKind};
+use super::limits::R2Limits;
+use super::object::ObjectRecord;
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub catalog: redb::Database,
+    pub blobs: BlobStore,
+    /// Held shared from the moment a blob is placed until the row naming it commits,
+    /// and exclusively by garbage collection: a collection never sees a blob that is
+    /// about to be referenced as unreferenced.
+    pub blob_guard: RwLock<()>,
+    pub limits: R2Limits,
+}
+
+/// The R2 side of a [`Store`](crate::Store): buckets, and collection of unreferenced blobs.
+#[derive(Clone)]
+pub struct R2Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for R2Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("R2Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+/// A bucket as R2's REST API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketInfo {
+    /// The name.
+    pub name: String,
+    /// Creation time, ISO 8601.
+    pub creation_date: String,
+}
+
+/// What a collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Blobs referenced by an object or a part.
+    pub live_blobs: usize,
+    /// Unreferenced blobs removed.
+    pub deleted_blobs: usize,
+    /// Bytes they held.
+    pub deleted_bytes: u64,
+    /// Unreferenced blobs kept because they are younger than the grace period.
+    pub young_blobs: usize,
+    /// Abandoned temporary files removed.
+    pub deleted_temp_files: usize,
+}
+
+/// R2's bucket name rule: 3-63 characters, lowercase letters, digits and hyphens,
+/// starting and ending with a letter or digit.
+pub fn validate_bucket_name(name: &str) -> Result<(), R2Error> {
+    let b = name.as_bytes();
+    let ok = (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(R2Error::new(
+            "createBucket",
+            R2ErrorKind::InvalidBucketName,
+            format!("The specified bucket name {name:?} is not valid: use 3 to 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"),
+        ))
+    }
+}
+
+impl R2Store {
+    pub(crate) fn open(dir: &Path, limits: R2Limits) -> Result<R2Store, R2Error> {
+        const OP: &str = "open";
+        let blobs = BlobStore::open(dir.to_path_buf())
+            .map_err(|e| R2Error::internal(OP, format!("{}: {e}", dir.display())))?;
+        let path = dir.join("catalog.redb");
+        let catalog = redb::Database::create(&path)
+            .map_err(|e| R2Error::internal(OP, format!("{}: {e}", path.display())))?;
+        let txn = catalog.begin_write().or_r2(OP)?;
+        txn.open_table(BUCKETS).or_r2(OP)?;
+        txn.open_table(UPLOADS).or_r2(OP)?;
+        txn.open_table(PARTS).or_r2(OP)?;
+        txn.commit().or_r2(OP)?;
+        Ok(R2Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                catalog,
+                blobs,
+                blob_guard: RwLock::new(()),
+                limits,
+            }),
+        })
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, name: &str) -> Result<BucketInfo, R2Error> {
+        const OP: &str = "createBucket";
+        validate_bucket_name(name)?;
+        let record = BucketRecord {
+            created_at: crate::store::now_iso8601(),
+        };
+        let txn = self.inner.catalog.begin_write().or_r2(OP)?;
+        {
+            let mut buckets = txn.open_table(BUCKETS).or_r2(OP)?;
+            if buckets.get(name).or_r2(OP)?.is_some() {
+                return Err(R2Error::new(
+                    OP,
+                    R2ErrorKind::BucketAlreadyExists,
+                    format!("The bucket {name} already exists"),
+                ));
+            }
+            buckets
+                .insert(name, encode(OP, &record)?.as_slice())
+                .or_r2(OP)?;
+            txn.open_table(objects_table(&objects_table_name(name)))
+                .or_r2(OP)?;
+        }
+        txn.commit().or_r2(OP)?;
+        Ok(BucketInfo {
+            name: name.to_owned(),
+            creation_date: record.created_at,
+        })
+    }
+
+    /// Every bucket, by name.
+    pub fn list_buckets(&self) -> Result<Vec<BucketInfo>, R2Error> {
+        const OP: &str = "listBuckets";
+        let txn = self.inner.catalog.begin_read().or_r2(OP)?;
+        let buckets = txn.open_table(BUCKETS).or_r2(OP)?;
+        let mut out = Vec::new();
+        for entry in buckets.iter().or_r2(OP)? {
+            let (name, value) = entry.or_r2(OP)?;
+            let record: BucketRecord = decode(OP, value.value())?;
+            out.push(BucketInfo {
+                name: name.value().to_owned(),
+                creation_date: record.created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes an empty bucket; a bucket with objects or uploads in progress is refused.
+    pub fn delete_bucket(&self, name: &str) -> Result<(), R2Error> {
+        const OP: &str = "deleteBucket";
+        let table_name = objects_table_name(name);
+        let txn = self.inner.catalog.begin_write().or_r2(OP)?;
+        {
+            let mut buckets = txn.open_table(BUCKETS).or_r2(OP)?;
+            if buckets.remove(name).or_r2(OP)?.is_none() {
+                return Err(no_such_bucket(OP, name));
+            }
+            let objects = txn.open_table(objects_table(&table_name)).or_r2(OP)?;
+            let uploads = txn.open_table(UPLOADS).or_r2(OP)?;
+            let mut busy = !objects.is_empty().or_r2(OP)?;
+            for entry in uploads.iter().or_r2(OP)? {
+                let (_, v) = entry.or_r2(OP)?;
+                busy |= decode::<super::catalog::UploadRecord>(OP, v.value())?.bucket == name;
+            }
+            if busy {
+                return Err(R2Error::new(OP, R2ErrorKind::BucketNotEmpty, format!("The bucket {name} is not empty: delete its objects and abort its uploads first")));
+            }
+        }
+        txn.delete_table(objects_table(&table_name)).or_r2(OP)?;
+        txn.commit().or_r2(OP)
+    }
+
+    /// A handle on bucket `name`.
+    pub fn bucket(&self, name: &str) -> Result<R2Bucket, R2Error> {
+        const OP: &str = "bucket";
+        let txn = self.inner.catalog.begin_read().or_r2(OP)?;
+        if txn
+            .open_table(BUCKETS)
+            .or_r2(OP)?
+            .get(name)
+            .or_r2(OP)?
+            .is_none()
+        {
+            return Err(no_such_bucket(OP, name));
+        }
+        Ok(R2Bucket {
+            inner: Arc::clone(&self.inner),
+            name: name.to_owned(),
+            table: objects_table_name(name),
+        })
+    }
+
+    /// Mark-and-sweep: removes blobs no object or part references and that are older
+    /// than `grace`, and temporary files older than `grace`. Writers are paused while it
+    /// runs, so a blob being committed is never taken for garbage; the grace period
+    /// additionally spares blobs written by anything not holding that lock.
+    pub fn gc(&self, grace: Duration) -> Result<GcReport, R2Error> {
+        const OP: &str = "gc";
+        let _exclusive = self
+            .inner
+            .blob_guard
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let live = self.live_blobs()?;
+        let mut report = GcReport {
+            live_blobs: live.len(),
+            ..Default::default()
+        };
+        let cutoff = SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let old = |path: &Path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .map(|t| t <= cutoff)
+                .unwrap_or(false)
+        };
+        let io = |e: std::io::Error| R2Error::internal(OP, format!("collecting garbage: {e}"));
+        for shard in read_dir(&self.inner.blobs.blobs_dir()).map_err(io)? {
+            for sub in read_dir(&shard).map_err(io)? {
+                let mut removed = false;
+                for blob in read_dir(&sub).map_err(io)? {
+                    let name = blob.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    let Some(hash) = parse_hash(name) else {
+                        continue;
+                    };
+                    if live.contains(&hash) {
+                        continue;
+                    }
+                    if !old(&blob) {
+                        report.young_blobs += 1;
+                        continue;
+                    }
+                    let size = std::fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
+                    std::fs::remove_file(&blob).map_err(io)?;
+                    report.deleted_blobs += 1;
+                    report.deleted_bytes += size;
+                    removed = true;
+                }
+                if removed {
+                    crate::fsutil::sync_dir(&sub).map_err(|e| R2Error::internal(OP, e))?;
+                }
+            }
+        }
+        for tmp in read_dir(&self.inner.blobs.tmp_dir()).map_err(io)? {
+            if old(&tmp) {
+                std::fs::remove_file(&tmp).map_err(io)?;
+                report.deleted_temp_files += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every blob hash an object or a part names.
+    fn live_blobs(&self) -> Result<HashSet<[u8; 32]>, R2Error> {
+        const OP: &str = "gc";
+        let txn = self.inner.catalog.begin_read().or_r2(OP)?;
+        let mut live = HashSet::new();
+        let names: Vec<String> = txn
+            .list_tables()
+            .or_r2(OP)?
+            .map(|t| t.name().to_owned())
+            .filter(|n| n.starts_with("objects/"))
+            .collect();
+        for name in names {
+            let table = txn.open_table(objects_table(&name)).or_r2(OP)?;
+            for entry in table.iter().or_r2(OP)? {
+                let (_, v) = entry.or_r2(OP)?;
+                live.extend(
+                    decode::<ObjectRecord>(OP, v.value())?
+                        .parts
+                        .iter()
+                        .map(|p| p.hash),
+                );
+            }
+        }
+        for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
+            let (_, v) = entry.or_r2(OP)?;
+            live.insert(decode::<PartRecord>(OP, v.value())?.blob.hash);
+        }
+        Ok(live)
+    }
+
+    /// Checks that every blob the catalog names exists with the recorded size; returns
+    /// the problems found (empty when consistent).
+    pub fn fsck(&self) -> Result<Vec<String>, R2Error> {
+        const OP: &str = "fsck";
+        let txn = self.inner.catalog.begin_read().or_r2(OP)?;
+        let mut problems = Vec::new();
+        let names: Vec<String> = txn
+            .list_tables()
+            .or_r2(OP)?
+            .map(|t| t.name().to_owned())
+            .filter(|n| n.starts_with("objects/"))
+            .collect();
+        for name in names {
+            let table = txn.open_table(objects_table(&name)).or_r2(OP)?;
+            for entry in table.iter().or_r2(OP)? {
+                let (k, v) = entry.or_r2(OP)?;
+                for part in decode::<ObjectRecord>(OP, v.value())?.parts {
+                    let path = self.inner.blobs.path_of(&part.hash);
+                    match std::fs::metadata(&path) {
+                        Ok(m) if m.len() == part.size => {}
+                        Ok(m) => problems.push(format!(
+                            "{name} {}: blob {} has {} bytes, expected {}",
+                            String::from_utf8_lossy(k.value()),
+                            path.display(),
+                            m.len(),
+                            part.size
+                        )),
+                        Err(e) => problems.push(format!(
+                            "{name} {}: blob {}: {e}",
+                            String::from_utf8_lossy(k.value()),
+                            path.display()
+                        )),
+                    }
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+fn no_such_bucket(op: &'static str, name: &str) -> R2Error {
+    R2Error::new(
+        op,
+        R2ErrorKind::NoSuchBucket,
+        format!("The specified bucket {name} does not exist."),
+    )
+}
+
+fn read_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_hash(name: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(name, &mut out).ok()?;
+    Some(out)
+}
