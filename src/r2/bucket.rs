@@ -48,21 +48,22 @@ impl ExpectedChecksum {
     /// From a hex string, checked for length with R2's messages (`MD5 is 32 hex
     /// characters, not N`).
     pub fn from_hex(algorithm: &str, hex_digest: &str) -> Result<Self, R2Error> {
-        let (name, bytes, make): (&str, usize, fn(Vec<u8>) -> Self) =
-            match algorithm.to_ascii_lowercase().as_str() {
-                "md5" => ("MD5", 16, ExpectedChecksum::Md5),
-                "sha1" => ("SHA-1", 20, ExpectedChecksum::Sha1),
-                "sha256" => ("SHA-256", 32, ExpectedChecksum::Sha256),
-                "sha384" => ("SHA-384", 48, ExpectedChecksum::Sha384),
-                "sha512" => ("SHA-512", 64, ExpectedChecksum::Sha512),
-                other => {
-                    return Err(R2Error::new(
-                        "put",
-                        R2ErrorKind::InvalidArgument,
-                        format!("Unknown hash algorithm {other}"),
-                    ))
-                }
-            };
+        type Make = fn(Vec<u8>) -> ExpectedChecksum;
+        let (name, bytes, make): (&str, usize, Make) = match algorithm.to_ascii_lowercase().as_str()
+        {
+            "md5" => ("MD5", 16, ExpectedChecksum::Md5),
+            "sha1" => ("SHA-1", 20, ExpectedChecksum::Sha1),
+            "sha256" => ("SHA-256", 32, ExpectedChecksum::Sha256),
+            "sha384" => ("SHA-384", 48, ExpectedChecksum::Sha384),
+            "sha512" => ("SHA-512", 64, ExpectedChecksum::Sha512),
+            other => {
+                return Err(R2Error::new(
+                    "put",
+                    R2ErrorKind::InvalidArgument,
+                    format!("Unknown hash algorithm {other}"),
+                ))
+            }
+        };
         if hex_digest.len() != bytes * 2 {
             return Err(R2Error::new(
                 "put",
