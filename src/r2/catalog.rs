@@ -39,6 +39,7 @@ pub(crate) struct BucketRecord {
 pub(crate) struct UploadRecord {
     pub bucket: String,
     pub key: String,
+    #[serde(with = "super::object::stored::http")]
     pub http: HttpMetadata,
     pub custom: Vec<(String, String)>,
     pub storage_class: String,

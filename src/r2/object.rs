@@ -110,8 +110,10 @@ pub(crate) struct ObjectRecord {
     pub size: u64,
     pub etag: String,
     pub uploaded: i64,
+    #[serde(with = "stored::http")]
     pub http: HttpMetadata,
     pub custom: Vec<(String, String)>,
+    #[serde(with = "stored::checksums")]
     pub checksums: Checksums,
     pub storage_class: String,
     /// The content, in order: one blob for a put, one per part for multipart.
@@ -148,4 +150,69 @@ pub(crate) fn now_ms() -> i64 {
 /// A fresh object version: 32 random hex characters.
 pub(crate) fn new_version() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Positional forms of the metadata types for the catalog: postcard is not
+/// self-describing, so the JSON forms' skipped `None` fields cannot be used there.
+pub(crate) mod stored {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Six<T> = (Option<T>, Option<T>, Option<T>, Option<T>, Option<T>);
+
+    pub mod http {
+        use super::*;
+        use crate::r2::object::HttpMetadata;
+
+        pub fn serialize<S: Serializer>(h: &HttpMetadata, s: S) -> Result<S::Ok, S::Error> {
+            let strings: Six<&String> = (
+                h.content_type.as_ref(),
+                h.content_language.as_ref(),
+                h.content_disposition.as_ref(),
+                h.content_encoding.as_ref(),
+                h.cache_control.as_ref(),
+            );
+            (strings, h.cache_expiry).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HttpMetadata, D::Error> {
+            let (
+                (
+                    content_type,
+                    content_language,
+                    content_disposition,
+                    content_encoding,
+                    cache_control,
+                ),
+                cache_expiry,
+            ): (Six<String>, Option<i64>) = Deserialize::deserialize(d)?;
+            Ok(HttpMetadata {
+                content_type,
+                content_language,
+                content_disposition,
+                content_encoding,
+                cache_control,
+                cache_expiry,
+            })
+        }
+    }
+
+    pub mod checksums {
+        use super::*;
+        use crate::r2::object::Checksums;
+
+        pub fn serialize<S: Serializer>(c: &Checksums, s: S) -> Result<S::Ok, S::Error> {
+            (&c.md5, &c.sha1, &c.sha256, &c.sha384, &c.sha512).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Checksums, D::Error> {
+            let (md5, sha1, sha256, sha384, sha512): Six<String> = Deserialize::deserialize(d)?;
+            Ok(Checksums {
+                md5,
+                sha1,
+                sha256,
+                sha384,
+                sha512,
+            })
+        }
+    }
 }
