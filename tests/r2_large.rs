@@ -42,8 +42,9 @@ impl Read for Pattern {
         let n = buf.len().min(BLOCK - at).min(self.remaining as usize);
         buf[..n].copy_from_slice(&self.block[at..at + n]);
         let stamp = (self.position / BLOCK as u64).to_le_bytes();
-        for i in at..(at + n).min(8) {
-            buf[i - at] = stamp[i];
+        if at < 8 {
+            let end = (at + n).min(8);
+            buf[..end - at].copy_from_slice(&stamp[at..end]);
         }
         self.position += n as u64;
         self.remaining -= n as u64;
