@@ -7,6 +7,9 @@ use crate::Store;
 /// The D1 database Metacogna binds as `DB`.
 pub const METACOGNA_DATABASE: &str = "metacogna";
 
+/// The R2 bucket Metacogna binds as `metacogna_vault`.
+pub const METACOGNA_BUCKET: &str = "metacogna-vault";
+
 /// `db/migrations/`, compiled into the binary.
 pub fn metacogna_migrations() -> Vec<Migration> {
     vec![Migration {
@@ -22,10 +25,13 @@ pub struct Provisioned {
     pub created: bool,
     /// Migrations applied now.
     pub applied: Vec<String>,
+    /// Whether the bucket was created now.
+    pub bucket_created: bool,
 }
 
 /// Creates the `metacogna` database if it is missing and applies the embedded
-/// migrations it lacks. Safe to call on every start.
+/// migrations it lacks, and creates the `metacogna-vault` bucket if it is missing.
+/// Safe to call on every start.
 pub fn provision_metacogna(store: &Store) -> Result<Provisioned> {
     let created = match store.d1().create(METACOGNA_DATABASE) {
         Ok(_) => true,
@@ -34,5 +40,14 @@ pub fn provision_metacogna(store: &Store) -> Result<Provisioned> {
     };
     let db = store.d1().database(METACOGNA_DATABASE)?;
     let applied = migrations::apply(&db, &metacogna_migrations(), migrations::DEFAULT_TABLE)?;
-    Ok(Provisioned { created, applied })
+    let bucket_created = match store.r2().create_bucket(METACOGNA_BUCKET) {
+        Ok(_) => true,
+        Err(e) if e.kind == crate::r2::R2ErrorKind::BucketAlreadyExists => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Provisioned {
+        created,
+        applied,
+        bucket_created,
+    })
 }

@@ -157,6 +157,15 @@ fn serve(store: &Store) -> CliResult {
         println!("  applied migration {name}");
     }
     println!(
+        "R2 bucket {}{}",
+        defaults::METACOGNA_BUCKET,
+        if provisioned.bucket_created {
+            ", created now"
+        } else {
+            ""
+        }
+    );
+    println!(
         "The HTTP emulator is not built yet; use the library or `tristore d1 execute {} --command \"SELECT 1\"`.",
         info.name
     );

@@ -32,6 +32,9 @@ pub struct StoreOptions {
     pub d1_limits: D1Limits,
     /// Limits every R2 bucket of the store enforces.
     pub r2_limits: R2Limits,
+    /// **Benchmarks only.** Skip fsync in R2 (blob files, directories, catalog commits):
+    /// an acknowledged write can be lost in a crash. Off by default.
+    pub r2_relaxed_durability_for_benchmarks: bool,
 }
 
 /// A data directory: the catalog and the files of every store in it.
@@ -87,7 +90,11 @@ impl Store {
         fsutil::create_dir_durable(&dir.join("d1"))?;
         let path = dir.join("catalog.redb");
         let catalog = redb::Database::create(&path).map_err(|e| catalog_error(&path, e))?;
-        let r2 = R2Store::open(&dir.join("r2"), options.r2_limits.clone())?;
+        let r2 = R2Store::open(
+            &dir.join("r2"),
+            options.r2_limits.clone(),
+            !options.r2_relaxed_durability_for_benchmarks,
+        )?;
         let store = Store {
             dir,
             catalog,

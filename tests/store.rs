@@ -102,8 +102,10 @@ fn metacogna_is_provisioned_once() {
     let first = defaults::provision_metacogna(&store).unwrap();
     assert!(first.created);
     assert_eq!(first.applied, vec!["0001_initial.sql"]);
+    assert!(first.bucket_created);
     let again = defaults::provision_metacogna(&store).unwrap();
-    assert!(!again.created && again.applied.is_empty());
+    assert!(!again.created && again.applied.is_empty() && !again.bucket_created);
+    store.r2().bucket("metacogna-vault").unwrap();
     let db = store.d1().database("metacogna").unwrap();
     let tables = db
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")

@@ -50,16 +50,22 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
         if token == Token::Semicolon && is_complete(&sql[start..scanner.pos]) {
             let piece = &sql[start..scanner.pos];
             if shape(piece) != Shape::Blank {
-                pieces.push(piece.trim());
+                pieces.push(trim_sql(piece));
             }
             start = scanner.pos;
         }
     }
     let rest = &sql[start..];
     if shape(rest) != Shape::Blank {
-        pieces.push(rest.trim());
+        pieces.push(trim_sql(rest));
     }
     pieces
+}
+
+/// Trims what SQLite's tokenizer calls blank; not Rust's `trim`, which also strips
+/// characters (vertical tab, Unicode spaces) that SQLite treats as text.
+fn trim_sql(s: &str) -> &str {
+    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c'))
 }
 
 fn is_complete(sql: &str) -> bool {
@@ -217,6 +223,8 @@ mod tests {
             ]
         );
         assert!(split_statements(" ; -- nothing").is_empty());
+        // Found by the fuzzer: a vertical tab is text to SQLite, so it must stay.
+        assert_eq!(split_statements("\x0b ;\x07"), vec!["\x0b ;", "\x07"]);
     }
 
     #[test]

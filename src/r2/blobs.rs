@@ -49,6 +49,8 @@ pub struct Written {
 
 pub(crate) struct BlobStore {
     root: PathBuf,
+    /// fsync files and directories (always, except in the benchmark-only relaxed mode).
+    durable: bool,
 }
 
 enum Extra {
@@ -103,11 +105,11 @@ impl From<io::Error> for WriteError {
 }
 
 impl BlobStore {
-    pub fn open(root: PathBuf) -> io::Result<BlobStore> {
+    pub fn open(root: PathBuf, durable: bool) -> io::Result<BlobStore> {
         fs::create_dir_all(root.join("blobs"))?;
         fs::create_dir_all(root.join("tmp"))?;
         crate::fsutil::sync_dir(&root).map_err(io::Error::other)?;
-        Ok(BlobStore { root })
+        Ok(BlobStore { root, durable })
     }
 
     pub fn path_of(&self, hash: &[u8; 32]) -> PathBuf {
@@ -196,7 +198,9 @@ impl BlobStore {
                 });
             }
         }
-        file.sync_all()?;
+        if self.durable {
+            file.sync_all()?;
+        }
         drop(file);
         let blob = BlobRef {
             hash: *blake.finalize().as_bytes(),
@@ -226,11 +230,16 @@ impl BlobStore {
         let dir = dest.parent().expect("blob paths have parents");
         if !dir.is_dir() {
             fs::create_dir_all(dir)?;
-            sync(dir.parent().unwrap_or(dir))?;
-            sync(dir.parent().and_then(Path::parent).unwrap_or(dir))?;
+            if self.durable {
+                sync(dir.parent().unwrap_or(dir))?;
+                sync(dir.parent().and_then(Path::parent).unwrap_or(dir))?;
+            }
         }
         fs::rename(tmp, &dest)?;
-        sync(dir)
+        if self.durable {
+            sync(dir)?;
+        }
+        Ok(())
     }
 
     /// A reader over `length` bytes from `offset` of the concatenation of `parts`.

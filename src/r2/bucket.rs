@@ -294,7 +294,7 @@ impl R2Bucket {
         record: &ObjectRecord,
         only_if: Option<&R2Conditional>,
     ) -> Result<Option<R2Object>, R2Error> {
-        let txn = self.inner.catalog.begin_write().or_r2(op)?;
+        let txn = self.inner.begin_write(op)?;
         {
             let mut table = txn.open_table(objects_table(&self.table)).or_r2(op)?;
             if let Some(cond) = only_if {
@@ -328,7 +328,7 @@ impl R2Bucket {
         for key in keys {
             self.check_key(OP, key)?;
         }
-        let txn = self.inner.catalog.begin_write().or_r2(OP)?;
+        let txn = self.inner.begin_write(OP)?;
         {
             let mut table = txn.open_table(objects_table(&self.table)).or_r2(OP)?;
             for key in keys {

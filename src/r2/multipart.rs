@@ -79,7 +79,7 @@ impl R2Bucket {
             initiated: now_ms(),
         };
         let upload_id = new_version();
-        let txn = self.inner.catalog.begin_write().or_r2(OP)?;
+        let txn = self.inner.begin_write(OP)?;
         txn.open_table(UPLOADS)
             .or_r2(OP)?
             .insert(upload_id.as_str(), encode(OP, &record)?.as_slice())
@@ -181,7 +181,7 @@ impl R2MultipartUpload {
             md5: written.md5,
             uploaded: now_ms(),
         };
-        let txn = inner.catalog.begin_write().or_r2(OP)?;
+        let txn = inner.begin_write(OP)?;
         {
             // Re-check inside the transaction: the upload may have completed meanwhile.
             self.upload(OP, &txn.open_table(UPLOADS).or_r2(OP)?)?;
@@ -226,7 +226,7 @@ impl R2MultipartUpload {
     /// Abandons the upload and its parts. Idempotent.
     pub fn abort(&self) -> Result<(), R2Error> {
         const OP: &str = "abortMultipartUpload";
-        let txn = self.bucket.inner.catalog.begin_write().or_r2(OP)?;
+        let txn = self.bucket.inner.begin_write(OP)?;
         {
             let mut uploads = txn.open_table(UPLOADS).or_r2(OP)?;
             if self.upload(OP, &uploads).is_err() {
@@ -274,7 +274,7 @@ impl R2MultipartUpload {
                 "You must specify at least one part",
             ));
         }
-        let txn = inner.catalog.begin_write().or_r2(OP)?;
+        let txn = inner.begin_write(OP)?;
         let object = {
             let mut uploads = txn.open_table(UPLOADS).or_r2(OP)?;
             let upload = self.upload(OP, &uploads)?;

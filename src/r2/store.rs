@@ -27,6 +27,20 @@ pub(crate) struct Inner {
     /// about to be referenced as unreferenced.
     pub blob_guard: RwLock<()>,
     pub limits: R2Limits,
+    /// `false` only in the benchmark mode that skips fsync (see `StoreOptions`).
+    pub durable: bool,
+}
+
+impl Inner {
+    /// A catalog write transaction, durable on commit unless the store was opened in
+    /// the benchmark-only relaxed mode.
+    pub fn begin_write(&self, op: &'static str) -> Result<redb::WriteTransaction, R2Error> {
+        let mut txn = self.catalog.begin_write().or_r2(op)?;
+        if !self.durable {
+            txn.set_durability(redb::Durability::None);
+        }
+        Ok(txn)
+    }
 }
 
 /// The R2 side of a [`Store`](crate::Store): buckets, and collection of unreferenced blobs.
@@ -88,9 +102,9 @@ pub fn validate_bucket_name(name: &str) -> Result<(), R2Error> {
 }
 
 impl R2Store {
-    pub(crate) fn open(dir: &Path, limits: R2Limits) -> Result<R2Store, R2Error> {
+    pub(crate) fn open(dir: &Path, limits: R2Limits, durable: bool) -> Result<R2Store, R2Error> {
         const OP: &str = "open";
-        let blobs = BlobStore::open(dir.to_path_buf())
+        let blobs = BlobStore::open(dir.to_path_buf(), durable)
             .map_err(|e| R2Error::internal(OP, format!("{}: {e}", dir.display())))?;
         let path = dir.join("catalog.redb");
         let catalog = redb::Database::create(&path)
@@ -107,6 +121,7 @@ impl R2Store {
                 blobs,
                 blob_guard: RwLock::new(()),
                 limits,
+                durable,
             }),
         })
     }
@@ -118,7 +133,7 @@ impl R2Store {
         let record = BucketRecord {
             created_at: crate::store::now_iso8601(),
         };
-        let txn = self.inner.catalog.begin_write().or_r2(OP)?;
+        let txn = self.inner.begin_write(OP)?;
         {
             let mut buckets = txn.open_table(BUCKETS).or_r2(OP)?;
             if buckets.get(name).or_r2(OP)?.is_some() {
@@ -162,7 +177,7 @@ impl R2Store {
     pub fn delete_bucket(&self, name: &str) -> Result<(), R2Error> {
         const OP: &str = "deleteBucket";
         let table_name = objects_table_name(name);
-        let txn = self.inner.catalog.begin_write().or_r2(OP)?;
+        let txn = self.inner.begin_write(OP)?;
         {
             let mut buckets = txn.open_table(BUCKETS).or_r2(OP)?;
             if buckets.remove(name).or_r2(OP)?.is_none() {
