@@ -4,7 +4,7 @@
 //! <data>/catalog.redb                 what exists, with its configuration
 //! <data>/d1/<database-uuid>.sqlite    one SQLite file per D1 database (WAL mode)
 //! <data>/r2/catalog.redb              buckets, objects, multipart uploads and parts
-//! <data>/r2/blobs/<2 hex>/<2 hex>/<blake3 hex>   object content, stored once per content
+//! <data>/r2/blobs/<2 hex>/<blake3 hex>   object content, stored once per content
 //! <data>/r2/tmp/                      uploads being written
 //! ```
 
@@ -88,6 +88,7 @@ impl Store {
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         fsutil::create_dir_durable(&dir.join("d1"))?;
+        fsutil::create_dir_durable(&dir.join("r2"))?;
         let path = dir.join("catalog.redb");
         let catalog = redb::Database::create(&path).map_err(|e| catalog_error(&path, e))?;
         let r2 = R2Store::open(

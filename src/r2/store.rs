@@ -245,29 +245,27 @@ impl R2Store {
         };
         let io = |e: std::io::Error| R2Error::internal(OP, format!("collecting garbage: {e}"));
         for shard in read_dir(&self.inner.blobs.blobs_dir()).map_err(io)? {
-            for sub in read_dir(&shard).map_err(io)? {
-                let mut removed = false;
-                for blob in read_dir(&sub).map_err(io)? {
-                    let name = blob.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    let Some(hash) = parse_hash(name) else {
-                        continue;
-                    };
-                    if live.contains(&hash) {
-                        continue;
-                    }
-                    if !old(&blob) {
-                        report.young_blobs += 1;
-                        continue;
-                    }
-                    let size = std::fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
-                    std::fs::remove_file(&blob).map_err(io)?;
-                    report.deleted_blobs += 1;
-                    report.deleted_bytes += size;
-                    removed = true;
+            let mut removed = false;
+            for blob in read_dir(&shard).map_err(io)? {
+                let name = blob.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let Some(hash) = parse_hash(name) else {
+                    continue;
+                };
+                if live.contains(&hash) {
+                    continue;
                 }
-                if removed {
-                    crate::fsutil::sync_dir(&sub).map_err(|e| R2Error::internal(OP, e))?;
+                if !old(&blob) {
+                    report.young_blobs += 1;
+                    continue;
                 }
+                let size = std::fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(&blob).map_err(io)?;
+                report.deleted_blobs += 1;
+                report.deleted_bytes += size;
+                removed = true;
+            }
+            if removed {
+                crate::fsutil::sync_dir(&shard).map_err(|e| R2Error::internal(OP, e))?;
             }
         }
         for tmp in read_dir(&self.inner.blobs.tmp_dir()).map_err(io)? {
