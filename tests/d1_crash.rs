@@ -4,9 +4,7 @@
 //! acknowledged write; the parent kills it with SIGKILL at a random moment, reopens the
 //! store and checks that every acknowledged write is there.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
 use tristore::Store;
 
@@ -52,38 +50,15 @@ fn acknowledged_writes_survive_kill_9() {
             .exec("CREATE TABLE acks (id INTEGER PRIMARY KEY, body)")
             .unwrap();
     }
-    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().subsec_nanos() as u64;
+    let mut clock = common::KillClock::new();
     let mut total_acked = 0;
     for round in 0..4 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let kill_after = Duration::from_millis(150 + (seed >> 33) % 400);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "crash_child_writer",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| l.trim().parse::<i64>().ok())
-                .collect::<Vec<i64>>()
-        });
-        std::thread::sleep(kill_after);
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
-        let acked = reader.join().unwrap();
+        let lines = common::run_and_kill_child(
+            "crash_child_writer",
+            &[(CHILD_ENV, dir.path().display().to_string())],
+            clock.next(150, 400),
+        );
+        let acked: Vec<i64> = lines.iter().filter_map(|l| l.trim().parse().ok()).collect();
 
         let store = Store::open(dir.path()).unwrap();
         let db = store.d1().database("crash").unwrap();

@@ -2,10 +2,10 @@
 //! random moments; after reopening, every acknowledged put is intact byte for byte, no
 //! object names a missing blob, and garbage collection removes what the crash orphaned.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tristore::r2::{R2GetOptions, R2MultipartOptions, R2PutOptions};
 use tristore::{Store, StoreOptions};
@@ -82,36 +82,17 @@ fn acknowledged_r2_writes_survive_kill_9() {
         .unwrap();
     let mut expected: BTreeMap<u64, bool> = BTreeMap::new(); // id -> present
     let mut next = 0u64;
-    let mut seed = u64::from(std::process::id()) ^ Instant::now().elapsed().subsec_nanos() as u64;
+    let mut clock = common::KillClock::new();
     for round in 0..4 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "r2_crash_child_writer",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("TRISTORE_R2_CRASH_START", next.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
-        });
-        std::thread::sleep(Duration::from_millis(200 + (seed >> 33) % 500));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        for line in reader.join().unwrap() {
+        let lines = common::run_and_kill_child(
+            "r2_crash_child_writer",
+            &[
+                (CHILD_ENV, dir.path().display().to_string()),
+                ("TRISTORE_R2_CRASH_START", next.to_string()),
+            ],
+            clock.next(200, 500),
+        );
+        for line in lines {
             let mut words = line.split_whitespace();
             match (
                 words.next(),

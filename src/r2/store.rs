@@ -282,24 +282,9 @@ impl R2Store {
         const OP: &str = "gc";
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
         let mut live = HashSet::new();
-        let names: Vec<String> = txn
-            .list_tables()
-            .or_r2(OP)?
-            .map(|t| t.name().to_owned())
-            .filter(|n| n.starts_with("objects/"))
-            .collect();
-        for name in names {
-            let table = txn.open_table(objects_table(&name)).or_r2(OP)?;
-            for entry in table.iter().or_r2(OP)? {
-                let (_, v) = entry.or_r2(OP)?;
-                live.extend(
-                    decode::<ObjectRecord>(OP, v.value())?
-                        .parts
-                        .iter()
-                        .map(|p| p.hash),
-                );
-            }
-        }
+        for_each_object(OP, &txn, |_, _, record| {
+            live.extend(record.parts.iter().map(|p| p.hash))
+        })?;
         for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
             let (_, v) = entry.or_r2(OP)?;
             live.insert(decode::<PartRecord>(OP, v.value())?.blob.hash);
@@ -313,38 +298,46 @@ impl R2Store {
         const OP: &str = "fsck";
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
         let mut problems = Vec::new();
-        let names: Vec<String> = txn
-            .list_tables()
-            .or_r2(OP)?
-            .map(|t| t.name().to_owned())
-            .filter(|n| n.starts_with("objects/"))
-            .collect();
-        for name in names {
-            let table = txn.open_table(objects_table(&name)).or_r2(OP)?;
-            for entry in table.iter().or_r2(OP)? {
-                let (k, v) = entry.or_r2(OP)?;
-                for part in decode::<ObjectRecord>(OP, v.value())?.parts {
-                    let path = self.inner.blobs.path_of(&part.hash);
-                    match std::fs::metadata(&path) {
-                        Ok(m) if m.len() == part.size => {}
-                        Ok(m) => problems.push(format!(
-                            "{name} {}: blob {} has {} bytes, expected {}",
-                            String::from_utf8_lossy(k.value()),
-                            path.display(),
-                            m.len(),
-                            part.size
-                        )),
-                        Err(e) => problems.push(format!(
-                            "{name} {}: blob {}: {e}",
-                            String::from_utf8_lossy(k.value()),
-                            path.display()
-                        )),
-                    }
+        for_each_object(OP, &txn, |table, key, record| {
+            for part in record.parts {
+                let path = self.inner.blobs.path_of(&part.hash);
+                let object = format!("{table} {}", String::from_utf8_lossy(key));
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.len() == part.size => {}
+                    Ok(m) => problems.push(format!(
+                        "{object}: blob {} has {} bytes, expected {}",
+                        path.display(),
+                        m.len(),
+                        part.size
+                    )),
+                    Err(e) => problems.push(format!("{object}: blob {}: {e}", path.display())),
                 }
             }
-        }
+        })?;
         Ok(problems)
     }
+}
+
+/// Calls `f(table name, key, record)` for every object of every bucket.
+fn for_each_object(
+    op: &'static str,
+    txn: &redb::ReadTransaction,
+    mut f: impl FnMut(&str, &[u8], ObjectRecord),
+) -> Result<(), R2Error> {
+    let names: Vec<String> = txn
+        .list_tables()
+        .or_r2(op)?
+        .map(|t| t.name().to_owned())
+        .filter(|n| n.starts_with("objects/"))
+        .collect();
+    for name in names {
+        let table = txn.open_table(objects_table(&name)).or_r2(op)?;
+        for entry in table.iter().or_r2(op)? {
+            let (k, v) = entry.or_r2(op)?;
+            f(&name, k.value(), decode(op, v.value())?);
+        }
+    }
+    Ok(())
 }
 
 fn no_such_bucket(op: &'static str, name: &str) -> R2Error {

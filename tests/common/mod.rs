@@ -18,3 +18,64 @@ pub fn db() -> (tempfile::TempDir, D1Database) {
 pub fn err<T: std::fmt::Debug>(r: Result<T, tristore::d1::D1Error>) -> String {
     r.unwrap_err().to_string()
 }
+
+/// Runs the ignored test `child_test` of this same test binary as a child process with
+/// `env` set, kills it with SIGKILL after `kill_after`, and returns the lines it printed
+/// to standard output before dying (each line is flushed as it is printed).
+pub fn run_and_kill_child(
+    child_test: &str,
+    env: &[(&str, String)],
+    kill_after: std::time::Duration,
+) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            child_test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(kill_after);
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
+
+/// A small pseudo-random generator for kill times: different each run, no dependency.
+pub struct KillClock(u64);
+
+impl KillClock {
+    pub fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        KillClock(u64::from(std::process::id()) ^ u64::from(nanos))
+    }
+
+    /// A duration between `min_ms` and `min_ms + spread_ms`.
+    pub fn next(&mut self, min_ms: u64, spread_ms: u64) -> std::time::Duration {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::time::Duration::from_millis(min_ms + (self.0 >> 33) % spread_ms)
+    }
+}
