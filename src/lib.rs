@@ -1,7 +1,7 @@
 //! # tristore
 //!
-//! Cloudflare's three storage services, implemented natively: **D1** (SQL on SQLite),
-//! with **Vectorize** and **R2** to follow, in one data directory.
+//! Cloudflare's three storage services, implemented natively in one data directory:
+//! **D1** (SQL on SQLite) and **R2** (content-addressed objects), with **Vectorize** under way.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,7 +22,8 @@
 //! ```
 //!
 //! Module map: [`store`] owns the data directory and its catalog; [`d1`] is the SQL
-//! store; [`defaults`] holds the embedded Metacogna provisioning.
+//! store; [`r2`] the object store; [`vectorize`] the vector index (its distance kernels so
+//! far); [`defaults`] holds the embedded Metacogna provisioning.
 
 pub mod d1;
 pub mod defaults;
@@ -30,6 +31,7 @@ mod error;
 mod fsutil;
 pub mod r2;
 pub mod store;
+pub mod vectorize;
 
 pub use error::{Error, Result};
 pub use store::{DatabaseInfo, Store, StoreOptions};
