@@ -1,4 +1,6 @@
-//! Vectorize: the vector index. So far only its distance kernels exist; the HNSW graph,
-//! persistence and the binding's API build on them (see the open Vectorize issue).
+//! Vectorize: the vector index. So far: the SIMD distance [`kernels`] and an in-memory
+//! [`hnsw`] graph. Persistence (WAL and segments), metadata filters, namespaces and the
+//! binding's API build on them (see the open Vectorize issue).
 
+pub mod hnsw;
 pub mod kernels;
