@@ -320,8 +320,12 @@ fn readers_proceed_while_a_writer_writes() {
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };
-    // Give the writer time to take its transaction; it then runs for seconds.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Wait until the write is visibly under way (its pages spill into the WAL), rather
+    // than guessing with a sleep.
+    let wal = db.path().with_extension("sqlite-wal");
+    while std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) < 4 << 20 && !writer.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let r = db
         .prepare("SELECT count(*) AS n FROM t")
         .first_column("n")
