@@ -6,6 +6,7 @@
 //! <data>/r2/catalog.redb              buckets, objects, multipart uploads and parts
 //! <data>/r2/blobs/<2 hex>/<blake3 hex>   object content, stored once per content
 //! <data>/r2/tmp/                      uploads being written
+//! <data>/vectorize/<index>/           index.json, wal-<gen>.log, segment-<gen>.seg
 //! ```
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use crate::d1::{D1Database, D1Limits};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::r2::{R2Limits, R2Store};
+use crate::vectorize::VectorizeStore;
 
 /// D1 databases by uuid: postcard-encoded [`DatabaseRecord`].
 const D1_DATABASES: TableDefinition<&str, &[u8]> = TableDefinition::new("d1_databases");
@@ -35,6 +37,10 @@ pub struct StoreOptions {
     /// **Benchmarks only.** Skip fsync in R2 (blob files, directories, catalog commits):
     /// an acknowledged write can be lost in a crash. Off by default.
     pub r2_relaxed_durability_for_benchmarks: bool,
+    /// Limits every Vectorize index of the store enforces.
+    pub vectorize_limits: crate::vectorize::Limits,
+    /// Vectorize engine settings (search breadth, checkpoint size).
+    pub vectorize_options: crate::vectorize::VectorizeOptions,
 }
 
 /// A data directory: the catalog and the files of every store in it.
@@ -43,6 +49,7 @@ pub struct Store {
     catalog: redb::Database,
     options: StoreOptions,
     r2: R2Store,
+    vectorize: VectorizeStore,
     /// Open D1 handles by uuid, so that every caller shares one writer per database.
     open_d1: Mutex<HashMap<String, D1Database>>,
 }
@@ -96,7 +103,13 @@ impl Store {
             options.r2_limits.clone(),
             !options.r2_relaxed_durability_for_benchmarks,
         )?;
+        let vectorize = VectorizeStore::open(
+            &dir.join("vectorize"),
+            options.vectorize_limits.clone(),
+            options.vectorize_options.clone(),
+        )?;
         let store = Store {
+            vectorize,
             dir,
             catalog,
             options,
@@ -116,6 +129,11 @@ impl Store {
     /// The R2 buckets of this store.
     pub fn r2(&self) -> &R2Store {
         &self.r2
+    }
+
+    /// The Vectorize indexes of this store.
+    pub fn vectorize(&self) -> &VectorizeStore {
+        &self.vectorize
     }
 
     /// The D1 databases of this store.

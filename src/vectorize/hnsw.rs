@@ -1,44 +1,42 @@
-//! An HNSW graph (Malkov & Yashunin) over a flat arena: vectors in one `Vec<f32>`,
-//! layer-0 neighbour lists inline in one `Vec<u32>` with a fixed stride, upper layers
-//! (about one node in M) in small per-node lists, and a generation-tagged visited array.
+//! An HNSW graph (Malkov & Yashunin) over a flat arena: vectors in one [`Arena`], layer-0
+//! neighbour lists inline in one `Vec<u32>` with a fixed stride, upper layers (about one
+//! node in M) in small per-node lists, and a generation-tagged visited array.
 //!
-//! Distances are "lower is closer" everywhere inside the graph; the index maps them to
-//! Vectorize's scores.
+//! Deletes leave tombstones: a deleted node stays traversable (so the graph stays
+//! connected), its neighbours are re-linked around it, it is never returned, and its slot
+//! is reused by the next insert. Distances are "lower is closer" everywhere inside the
+//! graph; the index maps them to Vectorize's scores.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::arena::Arena;
+use super::bitset::Bitset;
 use super::kernels;
 
 /// How two vectors are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Metric {
-    /// 1 − cosine similarity; vectors are normalised on insert and query.
+    /// 1 − cosine similarity. Vectors are stored as given, with their inverse norms.
+    #[serde(rename = "cosine")]
     Cosine,
     /// Squared Euclidean distance.
+    #[serde(rename = "euclidean")]
     Euclidean,
     /// Negated dot product.
+    #[serde(rename = "dot-product")]
     DotProduct,
-}
-
-impl Metric {
-    /// The distance the graph is built and searched with, between stored forms.
-    /// Dot product is searched as Euclidean distance after the transform described on
-    /// [`Hnsw`], which ranks by dot product exactly.
-    fn graph_distance(self, a: &[f32], b: &[f32]) -> f32 {
-        match self {
-            Metric::Cosine => 1.0 - kernels::dot(a, b),
-            Metric::Euclidean | Metric::DotProduct => kernels::l2_squared(a, b),
-        }
-    }
 }
 
 /// Candidates explored per query when the caller does not say (Vectorize has no knob).
 pub const DEFAULT_EF_SEARCH: usize = 128;
 
 /// Build parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswParams {
     /// Neighbours per node on upper layers (layer 0 keeps twice as many).
     pub m: usize,
@@ -93,12 +91,35 @@ impl Visited {
     }
 
     /// Marks `slot`; returns whether it was unmarked.
+    #[inline]
     fn insert(&mut self, slot: u32) -> bool {
         let m = &mut self.marks[slot as usize];
         let fresh = *m != self.generation;
         *m = self.generation;
         fresh
     }
+}
+
+/// A vector in the form the graph compares: the stored row's layout (for dot product,
+/// with the extra coordinate) and, for cosine, the factor that normalises it.
+struct Probe {
+    v: Vec<f32>,
+    scale: f32,
+}
+
+/// Everything that defines a graph, for writing it to a segment and reading it back.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct GraphState {
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) params: HnswParams,
+    pub(crate) phi2: f32,
+    pub(crate) entry: Option<u32>,
+    pub(crate) max_level: usize,
+    pub(crate) rng: u64,
+    /// Per slot: its neighbour lists on layers 1..=level.
+    pub(crate) upper: Vec<Vec<Vec<u32>>>,
+    pub(crate) deleted: Vec<u32>,
 }
 
 /// The graph.
@@ -111,14 +132,14 @@ impl Visited {
 /// grows and the extra coordinates are recomputed in place; the links stay valid.
 pub struct Hnsw {
     dim: usize,
-    /// Floats per stored vector: `dim`, or `dim + 1` for dot product.
-    width: usize,
     /// Φ² of the dot-product transform.
     phi2: f32,
     metric: Metric,
     params: HnswParams,
-    /// `dim` floats per slot.
-    vectors: Vec<f32>,
+    /// The rows, as given (plus the extra coordinate for dot product).
+    vectors: Arena,
+    /// Cosine only: 1 / |row| per slot (0 for a zero vector).
+    inv_norms: Vec<f32>,
     /// Per slot: neighbour count, then `2 * m` neighbour slots.
     layer0: Vec<u32>,
     /// Per slot: its neighbour lists on layers 1..=level (empty for level-0 nodes).
@@ -126,51 +147,155 @@ pub struct Hnsw {
     entry: Option<u32>,
     max_level: usize,
     rng: u64,
+    deleted: Bitset,
+    /// Deleted slots, reused by inserts (most recent first).
+    free: Vec<u32>,
     visited: Mutex<Vec<Visited>>,
 }
 
 impl Hnsw {
     /// An empty graph for `dim`-dimensional vectors.
     pub fn new(dim: usize, metric: Metric, params: HnswParams) -> Self {
+        let width = if metric == Metric::DotProduct { dim + 1 } else { dim };
         Hnsw {
             dim,
-            width: if metric == Metric::DotProduct {
-                dim + 1
-            } else {
-                dim
-            },
             phi2: 0.0,
             metric,
             params,
-            vectors: Vec::new(),
+            vectors: Arena::new(width),
+            inv_norms: Vec::new(),
             layer0: Vec::new(),
             upper: Vec::new(),
             entry: None,
             max_level: 0,
             rng: params.seed | 1,
+            deleted: Bitset::new(0),
+            free: Vec::new(),
             visited: Mutex::new(Vec::new()),
         }
     }
 
-    /// Number of vectors.
-    pub fn len(&self) -> usize {
+    /// Rebuilds a graph from its parts (see [`Hnsw::state`]); `None` if they disagree.
+    pub(crate) fn from_parts(state: GraphState, vectors: Arena, inv_norms: Vec<f32>, layer0: Vec<u32>) -> Option<Self> {
+        let mut g = Hnsw::new(state.dim, state.metric, state.params);
+        let slots = state.upper.len();
+        let stride = g.stride0();
+        let cosine = state.metric == Metric::Cosine;
+        let consistent = vectors.rows() == slots
+            && layer0.len() == slots * stride
+            && (!cosine || inv_norms.len() == slots)
+            && state.entry.is_none_or(|e| (e as usize) < slots)
+            && state.deleted.iter().all(|&d| (d as usize) < slots)
+            && layer0.chunks_exact(stride).all(|row| {
+                (row[0] as usize) < stride && row[1..=row[0] as usize].iter().all(|&n| (n as usize) < slots)
+            })
+            && state.upper.iter().flatten().flatten().all(|&n| (n as usize) < slots)
+            && state.upper.iter().all(|levels| levels.len() <= state.max_level);
+        if !consistent {
+            return None;
+        }
+        g.phi2 = state.phi2;
+        g.entry = state.entry;
+        g.max_level = state.max_level;
+        g.rng = state.rng;
+        g.vectors = vectors;
+        g.inv_norms = inv_norms;
+        g.layer0 = layer0;
+        g.upper = state.upper;
+        g.deleted = Bitset::new(slots);
+        for &d in &state.deleted {
+            g.deleted.insert(d);
+        }
+        g.free = state.deleted;
+        Some(g)
+    }
+
+    /// The graph's parts: its state, and its rows, inverse norms and layer-0 lists.
+    pub(crate) fn state(&self) -> (GraphState, &Arena, &[f32], &[u32]) {
+        let state = GraphState {
+            dim: self.dim,
+            metric: self.metric,
+            params: self.params,
+            phi2: self.phi2,
+            entry: self.entry,
+            max_level: self.max_level,
+            rng: self.rng,
+            upper: self.upper.clone(),
+            deleted: self.free.clone(),
+        };
+        (state, &self.vectors, &self.inv_norms, &self.layer0)
+    }
+
+    /// Number of slots, deleted ones included.
+    pub fn slots(&self) -> usize {
         self.upper.len()
     }
 
-    /// Whether the graph is empty.
+    /// Number of live vectors.
+    pub fn len(&self) -> usize {
+        self.slots() - self.free.len()
+    }
+
+    /// Whether no vector is live.
     pub fn is_empty(&self) -> bool {
-        self.upper.is_empty()
+        self.len() == 0
     }
 
-    /// The stored form of `slot`: normalised for cosine, with the extra coordinate for
-    /// dot product.
-    fn vector(&self, slot: u32) -> &[f32] {
-        let start = slot as usize * self.width;
-        &self.vectors[start..start + self.width]
+    /// Whether `slot` holds a deleted vector.
+    pub fn is_deleted(&self, slot: u32) -> bool {
+        self.deleted.contains(slot)
     }
 
-    fn dist(&self, a: &[f32], b: &[f32]) -> f32 {
-        self.metric.graph_distance(a, b)
+    /// Bytes of memory the graph holds (mapped vectors excluded).
+    pub fn heap_bytes(&self) -> usize {
+        let upper: usize = self
+            .upper
+            .iter()
+            .map(|l| l.capacity() * 24 + l.iter().map(|n| n.capacity() * 4).sum::<usize>())
+            .sum();
+        self.vectors.heap_bytes() + self.inv_norms.capacity() * 4 + self.layer0.capacity() * 4 + self.upper.capacity() * 24 + upper
+    }
+
+    /// The vector stored in `slot`, as it was given.
+    pub fn vector(&self, slot: u32) -> &[f32] {
+        &self.row(slot)[..self.dim]
+    }
+
+    #[inline]
+    fn row(&self, slot: u32) -> &[f32] {
+        self.vectors.row(slot as usize)
+    }
+
+    /// Distance from a probe to a stored slot.
+    #[inline]
+    fn dist(&self, p: &Probe, slot: u32) -> f32 {
+        let x = self.row(slot);
+        match self.metric {
+            Metric::Cosine => 1.0 - kernels::dot(&p.v, x) * p.scale * self.inv_norms[slot as usize],
+            Metric::Euclidean | Metric::DotProduct => kernels::l2_squared(&p.v, x),
+        }
+    }
+
+    /// A stored slot as a probe (to measure from it).
+    fn probe_of(&self, slot: u32) -> Probe {
+        Probe {
+            v: self.row(slot).to_vec(),
+            scale: self.inv_norms.get(slot as usize).copied().unwrap_or(1.0),
+        }
+    }
+
+    /// A query as a probe: a zero extra coordinate for dot product, its inverse norm for
+    /// cosine.
+    fn query_probe(&self, vector: &[f32]) -> Probe {
+        assert_eq!(vector.len(), self.dim, "vector has {} dimensions, the graph {}", vector.len(), self.dim);
+        let mut v = vector.to_vec();
+        let mut scale = 1.0;
+        match self.metric {
+            Metric::Cosine => scale = inverse_norm(vector),
+            Metric::DotProduct => v.push(0.0),
+            Metric::Euclidean => {}
+        }
+        Probe { v, scale }
     }
 
     fn stride0(&self) -> usize {
@@ -199,6 +324,18 @@ impl Hnsw {
         }
     }
 
+    fn level_of(&self, slot: u32) -> usize {
+        self.upper[slot as usize].len()
+    }
+
+    fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            2 * self.params.m
+        } else {
+            self.params.m
+        }
+    }
+
     fn random_level(&mut self) -> usize {
         // xorshift64*; level ~ floor(-ln(U) / ln(M)).
         self.rng ^= self.rng >> 12;
@@ -209,44 +346,36 @@ impl Hnsw {
         ((-u.ln()) / (self.params.m as f64).ln()) as usize
     }
 
-    /// A query in the form the graph compares: normalised for cosine, with a zero extra
-    /// coordinate for dot product.
-    fn query_form(&self, vector: &[f32]) -> Vec<f32> {
-        assert_eq!(
-            vector.len(),
-            self.dim,
-            "vector has {} dimensions, the graph {}",
-            vector.len(),
-            self.dim
-        );
-        let mut v = vector.to_vec();
-        match self.metric {
-            Metric::Cosine => {
-                kernels::normalize(&mut v);
-            }
-            Metric::DotProduct => v.push(0.0),
-            Metric::Euclidean => {}
-        }
-        v
-    }
-
-    /// A vector in its stored form; for dot product this may grow Φ first.
-    fn stored_form(&mut self, vector: &[f32]) -> Vec<f32> {
-        let mut v = self.query_form(vector);
+    /// Writes `vector` into `slot`'s row (and its norm), growing Φ first if needed.
+    fn store_row(&mut self, slot: u32, vector: &[f32]) {
+        let mut row = vector.to_vec();
         if self.metric == Metric::DotProduct {
             let norm2 = kernels::dot(vector, vector);
             if norm2 > self.phi2 {
                 self.grow_phi(norm2 * 4.0);
             }
-            v[self.dim] = (self.phi2 - norm2).max(0.0).sqrt();
+            row.push((self.phi2 - norm2).max(0.0).sqrt());
         }
-        v
+        let s = slot as usize;
+        if s == self.vectors.rows() {
+            self.vectors.push(&row);
+        } else {
+            self.vectors.row_mut(s).copy_from_slice(&row);
+        }
+        if self.metric == Metric::Cosine {
+            let inv = inverse_norm(vector);
+            if s == self.inv_norms.len() {
+                self.inv_norms.push(inv);
+            } else {
+                self.inv_norms[s] = inv;
+            }
+        }
     }
 
     fn grow_phi(&mut self, phi2: f32) {
         self.phi2 = phi2;
-        let (dim, width) = (self.dim, self.width);
-        for stored in self.vectors.chunks_exact_mut(width) {
+        let dim = self.dim;
+        for stored in self.vectors.rows_mut() {
             let norm2 = kernels::dot(&stored[..dim], &stored[..dim]);
             stored[dim] = (phi2 - norm2).max(0.0).sqrt();
         }
@@ -256,68 +385,142 @@ impl Hnsw {
     /// the negated dot product itself.
     fn reported(&self, query: &[f32], slot: u32, graph_distance: f32) -> f32 {
         match self.metric {
-            Metric::DotProduct => -kernels::dot(query, &self.vector(slot)[..self.dim]),
+            Metric::DotProduct => -kernels::dot(query, self.vector(slot)),
             _ => graph_distance,
         }
     }
 
-    /// Adds a vector; returns its slot.
-    pub fn insert(&mut self, vector: &[f32]) -> u32 {
-        let v = self.stored_form(vector);
-        let slot = self.len() as u32;
+    /// A new slot at a random level, unlinked.
+    fn allocate(&mut self, vector: &[f32]) -> u32 {
+        let slot = self.slots() as u32;
         let level = self.random_level();
-        self.vectors.extend_from_slice(&v);
+        self.store_row(slot, vector);
         self.layer0.resize(self.layer0.len() + self.stride0(), 0);
         self.upper.push(vec![Vec::new(); level]);
-
-        let Some(mut entry) = self.entry else {
-            self.entry = Some(slot);
-            self.max_level = level;
-            return slot;
-        };
-        let mut entry_dist = self.dist(&v, self.vector(entry));
-        for l in (level + 1..=self.max_level).rev() {
-            (entry, entry_dist) = self.greedy(&v, entry, entry_dist, l);
-        }
-        let mut entries = vec![Near(entry_dist, entry)];
-        for l in (0..=level.min(self.max_level)).rev() {
-            let found = self.search_layer(&v, &entries, self.params.ef_construction, l, None);
-            let cap = if l == 0 {
-                2 * self.params.m
-            } else {
-                self.params.m
-            };
-            let chosen = self.select(&found, self.params.m);
-            self.set_neighbours(slot, l, &chosen.iter().map(|n| n.1).collect::<Vec<_>>());
-            for n in &chosen {
-                self.link(n.1, slot, n.0, l, cap);
-            }
-            entries = found;
-        }
-        if level > self.max_level {
-            self.max_level = level;
-            self.entry = Some(slot);
-        }
+        self.deleted.grow(self.slots());
         slot
     }
 
+    /// Adds a vector; returns its slot (a deleted one's, if any).
+    pub fn insert(&mut self, vector: &[f32]) -> u32 {
+        if let Some(slot) = self.free.pop() {
+            self.reuse(slot, vector);
+            return slot;
+        }
+        let slot = self.allocate(vector);
+        let found = self.candidates(slot);
+        self.connect(slot, found, &[]);
+        slot
+    }
+
+    /// Adds many vectors; the searches for new links run in parallel over chunks, and
+    /// each chunk is then linked in order (taking its own earlier members into account,
+    /// which the parallel searches could not see). Returns the slots, in order.
+    pub fn insert_batch(&mut self, vectors: &[&[f32]]) -> Vec<u32> {
+        let mut slots = Vec::with_capacity(vectors.len());
+        let mut rest = vectors;
+        while let (Some(_), Some(v)) = (self.free.last(), rest.first()) {
+            slots.push(self.insert(v));
+            rest = &rest[1..];
+        }
+        if self.entry.is_none() {
+            if let Some(v) = rest.first() {
+                slots.push(self.insert(v));
+                rest = &rest[1..];
+            }
+        }
+        let chunk = 32 * rayon::current_num_threads().max(1);
+        for group in rest.chunks(chunk) {
+            let new: Vec<u32> = group.iter().map(|v| self.allocate(v)).collect();
+            let found: Vec<Vec<Vec<Near>>> = new.par_iter().map(|&s| self.candidates(s)).collect();
+            for (i, (slot, found)) in new.iter().zip(found).enumerate() {
+                self.connect(*slot, found, &new[..i]);
+            }
+            slots.extend(new);
+        }
+        slots
+    }
+
+    /// For a stored but unlinked `slot`: the nearest nodes on each of its levels that the
+    /// graph already has, found by the usual descent (read-only).
+    fn candidates(&self, slot: u32) -> Vec<Vec<Near>> {
+        let level = self.level_of(slot);
+        let mut out = vec![Vec::new(); level + 1];
+        let Some(mut entry) = self.entry else {
+            return out;
+        };
+        let p = self.probe_of(slot);
+        let mut entry_dist = self.dist(&p, entry);
+        for l in (level + 1..=self.max_level).rev() {
+            (entry, entry_dist) = self.greedy(&p, entry, entry_dist, l);
+        }
+        let mut entries = vec![Near(entry_dist, entry)];
+        for l in (0..=level.min(self.max_level)).rev() {
+            let mut found = self.search_layer(&p, &entries, self.params.ef_construction, l, None);
+            found.retain(|n| n.1 != slot);
+            if found.is_empty() {
+                break;
+            }
+            entries = found.clone();
+            out[l] = found;
+        }
+        out
+    }
+
+    /// Links `slot` to its chosen neighbours on each level and them back to it; `also`
+    /// are nodes the candidate search could not see (earlier members of a batch).
+    fn connect(&mut self, slot: u32, mut found: Vec<Vec<Near>>, also: &[u32]) {
+        let level = self.level_of(slot);
+        let p = self.probe_of(slot);
+        for (l, candidates) in found.iter_mut().enumerate() {
+            for &other in also {
+                if self.level_of(other) >= l {
+                    candidates.push(Near(self.dist(&p, other), other));
+                }
+            }
+            candidates.sort();
+            candidates.dedup_by_key(|n| n.1);
+            let chosen = self.select(candidates, self.params.m);
+            let ids: Vec<u32> = chosen.iter().map(|n| n.1).collect();
+            self.set_neighbours(slot, l, &ids);
+            for n in &chosen {
+                self.link(n.1, slot, l);
+            }
+        }
+        if self.entry.is_none() || level > self.max_level {
+            self.max_level = level;
+            self.entry = Some(slot);
+        }
+    }
+
     /// Adds `new` to `node`'s list on `level`, pruning with the heuristic when full.
-    fn link(&mut self, node: u32, new: u32, dist: f32, level: usize, cap: usize) {
-        let current = self.neighbours(node, level).to_vec();
-        if current.len() < cap {
-            let mut list = current;
+    fn link(&mut self, node: u32, new: u32, level: usize) {
+        let current = self.neighbours(node, level);
+        if current.contains(&new) {
+            return;
+        }
+        if current.len() < self.cap(level) {
+            let mut list = current.to_vec();
             list.push(new);
             self.set_neighbours(node, level, &list);
             return;
         }
-        let base = self.vector(node).to_vec();
-        let mut candidates: Vec<Near> = current
-            .iter()
-            .map(|&n| Near(self.dist(&base, self.vector(n)), n))
+        let mut candidates = current.to_vec();
+        candidates.push(new);
+        self.relink(node, level, candidates);
+    }
+
+    /// Replaces `node`'s list on `level` with the heuristic's pick among `candidates`.
+    fn relink(&mut self, node: u32, level: usize, candidates: Vec<u32>) {
+        let p = self.probe_of(node);
+        let mut near: Vec<Near> = candidates
+            .into_iter()
+            .filter(|&c| c != node)
+            .map(|c| Near(self.dist(&p, c), c))
             .collect();
-        candidates.push(Near(dist, new));
-        candidates.sort();
-        let kept = self.select(&candidates, cap);
+        near.sort();
+        near.dedup_by_key(|n| n.1);
+        let kept = self.select(&near, self.cap(level));
         self.set_neighbours(node, level, &kept.iter().map(|n| n.1).collect::<Vec<_>>());
     }
 
@@ -330,19 +533,62 @@ impl Hnsw {
             if chosen.len() == m {
                 break;
             }
-            let v = self.vector(c.1);
-            if chosen.iter().all(|k| self.dist(v, self.vector(k.1)) > c.0) {
+            let p = self.probe_of(c.1);
+            if chosen.iter().all(|k| self.dist(&p, k.1) > c.0) {
                 chosen.push(c);
             }
         }
         chosen
     }
 
-    fn greedy(&self, q: &[f32], mut best: u32, mut best_dist: f32, level: usize) -> (u32, f32) {
+    /// Deletes `slot`: it becomes a tombstone (still traversed, never returned, its slot
+    /// reused by the next insert), and each neighbour that linked to it is re-linked
+    /// among its other neighbours and the tombstone's.
+    pub fn delete(&mut self, slot: u32) {
+        if self.deleted.contains(slot) {
+            return;
+        }
+        self.deleted.insert(slot);
+        self.free.push(slot);
+        for l in 0..=self.level_of(slot) {
+            let around: Vec<u32> = self.neighbours(slot, l).to_vec();
+            for &n in &around {
+                let theirs = self.neighbours(n, l);
+                if !theirs.contains(&slot) {
+                    continue;
+                }
+                let candidates: Vec<u32> = theirs
+                    .iter()
+                    .chain(&around)
+                    .copied()
+                    .filter(|&c| c != slot && c != n && !self.deleted.contains(c))
+                    .collect();
+                self.relink(n, l, candidates);
+            }
+        }
+    }
+
+    /// Puts a new vector into a deleted slot: the old neighbours are re-linked around the
+    /// changed vector, then the slot is linked afresh at its old level.
+    fn reuse(&mut self, slot: u32, vector: &[f32]) {
+        let old: Vec<Vec<u32>> = (0..=self.level_of(slot)).map(|l| self.neighbours(slot, l).to_vec()).collect();
+        self.store_row(slot, vector);
+        self.deleted.remove(slot);
+        for (l, around) in old.iter().enumerate() {
+            for &n in around {
+                let candidates: Vec<u32> = self.neighbours(n, l).iter().chain(around).copied().collect();
+                self.relink(n, l, candidates);
+            }
+        }
+        let found = self.candidates(slot);
+        self.connect(slot, found, &[]);
+    }
+
+    fn greedy(&self, p: &Probe, mut best: u32, mut best_dist: f32, level: usize) -> (u32, f32) {
         loop {
             let mut moved = false;
             for &n in self.neighbours(best, level) {
-                let d = self.dist(q, self.vector(n));
+                let d = self.dist(p, n);
                 if d < best_dist {
                     (best, best_dist) = (n, d);
                     moved = true;
@@ -355,22 +601,15 @@ impl Hnsw {
     }
 
     /// Best-first search of one layer; returns up to `ef` nodes in ascending distance.
-    /// `accept` filters which nodes may be returned (all nodes are still traversed).
-    fn search_layer(
-        &self,
-        q: &[f32],
-        entries: &[Near],
-        ef: usize,
-        level: usize,
-        accept: Option<&dyn Fn(u32) -> bool>,
-    ) -> Vec<Near> {
+    /// `accept` says which nodes may be returned (all nodes are still traversed).
+    fn search_layer(&self, p: &Probe, entries: &[Near], ef: usize, level: usize, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Near> {
         let mut pool = self.visited.lock().unwrap_or_else(|p| p.into_inner());
         let mut visited = pool.pop().unwrap_or(Visited {
             marks: Vec::new(),
             generation: 0,
         });
         drop(pool);
-        visited.reset(self.len());
+        visited.reset(self.slots());
         let mut frontier: BinaryHeap<std::cmp::Reverse<Near>> = BinaryHeap::new();
         let mut best: BinaryHeap<Near> = BinaryHeap::new();
         let ok = |s: u32| accept.is_none_or(|f| f(s));
@@ -382,15 +621,21 @@ impl Hnsw {
                 }
             }
         }
+        // The bound on what is worth expanding: the worst accepted result once there are
+        // `ef` of them. Before that, everything is.
         while let Some(std::cmp::Reverse(c)) = frontier.pop() {
             if best.len() >= ef && best.peek().is_some_and(|w| c.0 > w.0) {
                 break;
             }
-            for &n in self.neighbours(c.1, level) {
+            let list = self.neighbours(c.1, level);
+            for &n in list {
+                kernels::prefetch(self.row(n));
+            }
+            for &n in list {
                 if !visited.insert(n) {
                     continue;
                 }
-                let d = self.dist(q, self.vector(n));
+                let d = self.dist(p, n);
                 if best.len() < ef || best.peek().is_some_and(|w| d < w.0) {
                     frontier.push(std::cmp::Reverse(Near(d, n)));
                     if ok(n) {
@@ -402,43 +647,64 @@ impl Hnsw {
                 }
             }
         }
-        self.visited
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(visited);
+        self.visited.lock().unwrap_or_else(|p| p.into_inner()).push(visited);
         best.into_sorted_vec()
     }
 
-    /// The `k` nearest slots to `query` with their distances, ascending, exploring `ef`
-    /// candidates (at least `k`).
+    /// The `k` nearest live slots to `query` with their distances, ascending, exploring
+    /// `ef` candidates (at least `k`).
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u32, f32)> {
+        self.search_filtered(query, k, ef, None)
+    }
+
+    /// Like [`Hnsw::search`], returning only slots in `allowed`.
+    pub fn search_filtered(&self, query: &[f32], k: usize, ef: usize, allowed: Option<&Bitset>) -> Vec<(u32, f32)> {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
-        let q = self.query_form(query);
-        let mut cur = (entry, self.dist(&q, self.vector(entry)));
+        let p = self.query_probe(query);
+        let mut cur = (entry, self.dist(&p, entry));
         for l in (1..=self.max_level).rev() {
-            cur = self.greedy(&q, cur.0, cur.1, l);
+            cur = self.greedy(&p, cur.0, cur.1, l);
         }
-        let mut found = self.search_layer(&q, &[Near(cur.1, cur.0)], ef.max(k), 0, None);
+        let accept = |s: u32| !self.deleted.contains(s) && allowed.is_none_or(|a| a.contains(s));
+        let mut found = self.search_layer(&p, &[Near(cur.1, cur.0)], ef.max(k), 0, Some(&accept));
         found.truncate(k);
-        found
+        found.into_iter().map(|n| (n.1, self.reported(query, n.1, n.0))).collect()
+    }
+
+    /// Exact search over the live slots (the reference, and the plan for small sets).
+    pub fn brute_force(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
+        self.exact(query, k, (0..self.slots() as u32).filter(|&s| !self.deleted.contains(s)))
+    }
+
+    /// Exact search over the given slots.
+    pub fn exact(&self, query: &[f32], k: usize, slots: impl Iterator<Item = u32>) -> Vec<(u32, f32)> {
+        let p = self.query_probe(query);
+        let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(k + 1);
+        for s in slots {
+            let d = self.dist(&p, s);
+            if best.len() < k || best.peek().is_some_and(|w| d < w.0) {
+                best.push(Near(d, s));
+                if best.len() > k {
+                    best.pop();
+                }
+            }
+        }
+        best.into_sorted_vec()
             .into_iter()
             .map(|n| (n.1, self.reported(query, n.1, n.0)))
             .collect()
     }
+}
 
-    /// Exact search over every slot (the reference, and the plan for small sets).
-    pub fn brute_force(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
-        let q = self.query_form(query);
-        let mut all: Vec<Near> = (0..self.len() as u32)
-            .map(|s| Near(self.dist(&q, self.vector(s)), s))
-            .collect();
-        all.sort();
-        all.truncate(k);
-        all.into_iter()
-            .map(|n| (n.1, self.reported(query, n.1, n.0)))
-            .collect()
+/// 1 / |v|, or 0 for the zero vector (which is then at distance 1 from everything).
+fn inverse_norm(v: &[f32]) -> f32 {
+    let n = kernels::dot(v, v).sqrt();
+    if n > 0.0 {
+        1.0 / n
+    } else {
+        0.0
     }
 }
 
@@ -520,6 +786,53 @@ mod tests {
         for ((_, got), (_, want)) in exact.iter().zip(&by_dot) {
             assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0));
         }
+    }
+
+    #[test]
+    fn batch_insert_matches_sequential_quality() {
+        let data = clustered(3000, 64, 42);
+        let mut g = Hnsw::new(64, Metric::Cosine, HnswParams::default());
+        let refs: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+        assert_eq!(g.insert_batch(&refs), (0..3000).collect::<Vec<u32>>());
+        let queries = clustered(100, 64, 99);
+        let hits: usize = queries
+            .iter()
+            .map(|q| {
+                let want: Vec<u32> = g.brute_force(q, 10).into_iter().map(|r| r.0).collect();
+                g.search(q, 10, DEFAULT_EF_SEARCH).iter().filter(|r| want.contains(&r.0)).count()
+            })
+            .sum();
+        assert!(hits as f64 / 1000.0 >= 0.95, "recall {}", hits as f64 / 1000.0);
+    }
+
+    #[test]
+    fn deleted_vectors_are_never_returned_and_their_slots_are_reused() {
+        let data = clustered(1500, 32, 7);
+        let mut g = Hnsw::new(32, Metric::Euclidean, HnswParams::default());
+        for v in &data {
+            g.insert(v);
+        }
+        for s in (0..1500).step_by(3) {
+            g.delete(s);
+        }
+        assert_eq!(g.len(), 1000);
+        let mut hits = 0;
+        for q in data.iter().step_by(15) {
+            let want: Vec<u32> = g.brute_force(q, 10).into_iter().map(|r| r.0).collect();
+            let got = g.search(q, 10, DEFAULT_EF_SEARCH);
+            assert!(got.iter().all(|r| r.0 % 3 != 0), "a deleted slot came back");
+            hits += got.iter().filter(|r| want.contains(&r.0)).count();
+        }
+        assert!(hits as f64 / 1000.0 >= 0.95, "recall after deletes {}", hits as f64 / 1000.0);
+        // Re-inserting fills the holes instead of growing the graph.
+        let fresh = clustered(500, 32, 8);
+        for v in &fresh {
+            let slot = g.insert(v);
+            assert!(slot < 1500 && slot % 3 == 0);
+        }
+        assert_eq!((g.len(), g.slots()), (1500, 1500));
+        let found = g.search(&fresh[10], 1, DEFAULT_EF_SEARCH);
+        assert_eq!(g.vector(found[0].0), fresh[10].as_slice());
     }
 
     #[test]

@@ -73,14 +73,18 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     (kernels().l2)(a, b)
 }
 
-/// Scales `v` to unit length in place (a zero vector stays zero); returns the old norm.
-pub fn normalize(v: &mut [f32]) -> f32 {
-    let norm = dot(v, v).sqrt();
-    if norm > 0.0 {
-        let inv = 1.0 / norm;
-        v.iter_mut().for_each(|x| *x *= inv);
+/// Asks the CPU to start loading `row` into cache; the graph walk calls it for a node's
+/// neighbours before measuring them, so that the loads overlap.
+#[inline(always)]
+pub fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, even on an invalid address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch(row.as_ptr().cast::<i8>(), _MM_HINT_T0);
     }
-    norm
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// The reference dot product, with four accumulators like the SIMD versions. Plain
@@ -347,15 +351,5 @@ mod tests {
                 assert_eq!(l2_k(&a, &b), want_l2, "{isa:?} l2, n = {n}");
             }
         }
-    }
-
-    #[test]
-    fn normalize_gives_unit_vectors() {
-        let mut v = vec![3.0, 4.0];
-        assert_eq!(normalize(&mut v), 5.0);
-        assert!((dot(&v, &v) - 1.0).abs() < 1e-6);
-        let mut zero = vec![0.0; 3];
-        assert_eq!(normalize(&mut zero), 0.0);
-        assert_eq!(zero, vec![0.0; 3]);
     }
 }

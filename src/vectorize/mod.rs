@@ -1,6 +1,97 @@
-//! Vectorize: the vector index. So far: the SIMD distance [`kernels`] and an in-memory
-//! [`hnsw`] graph. Persistence (WAL and segments), metadata filters, namespaces and the
-//! binding's API build on them (see the open Vectorize issue).
+//! Vectorize: vector indexes with Cloudflare Vectorize's semantics.
+//!
+//! [`VectorizeStore`] holds the indexes of a data directory; a [`VectorizeIndex`] has
+//! the binding's calls (`insert`, `upsert`, `query`, `query_by_id`, `get_by_ids`,
+//! `delete_by_ids`, `describe`) and the REST API's (`list`, metadata indexes).
+//!
+//! Inside: SIMD distance [`kernels`]; an [`hnsw`] graph over a flat arena whose vectors
+//! can live in a mapped segment; metadata postings and [`filter`]s resolved to a bitset
+//! before topK is taken; a write-ahead log and immutable checksummed segments
+//! (`docs/design.md` describes both files).
 
+mod arena;
+pub mod bitset;
+pub mod error;
+pub mod filter;
 pub mod hnsw;
+mod index;
 pub mod kernels;
+pub mod metadata;
+pub mod ndjson;
+mod segment;
+mod store;
+pub mod types;
+mod wal;
+
+pub use error::{Op, VectorizeError};
+pub use hnsw::Metric;
+pub use index::VectorizeIndex;
+pub use metadata::{MetadataIndex, MetadataIndexType};
+pub use store::VectorizeStore;
+pub use types::{
+    IndexConfig, IndexDescription, QueryOptions, ReturnMetadata, VectorList, VectorizeAsyncMutation,
+    VectorizeIndexInfo, VectorizeMatch, VectorizeMatches, VectorizeVector,
+};
+
+/// Vectorize's limits (spec 3.8); all configurable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Dimensions per vector (1,536).
+    pub max_dimensions: usize,
+    /// Bytes per vector id (64).
+    pub max_id_bytes: usize,
+    /// Bytes of metadata JSON per vector (10 KiB).
+    pub max_metadata_bytes: usize,
+    /// Bytes per namespace name (64).
+    pub max_namespace_bytes: usize,
+    /// Vectors per insert/upsert through the binding (1,000).
+    pub max_batch: usize,
+    /// Vectors per insert/upsert through the HTTP API, and ids per getByIds/deleteByIds
+    /// (5,000).
+    pub max_http_batch: usize,
+    /// Bytes of filter JSON; a filter must be smaller (2,048).
+    pub max_filter_bytes: usize,
+    /// topK without values or full metadata (100).
+    pub max_top_k: usize,
+    /// topK with `returnValues` or `returnMetadata: "all"` (50).
+    pub max_top_k_with_values: usize,
+    /// Metadata indexes per index (10).
+    pub max_metadata_indexes: usize,
+    /// Bytes of a string a metadata index keeps (64).
+    pub indexed_string_bytes: usize,
+    /// Ids per page of `list` (1,000).
+    pub max_list_count: usize,
+    /// Bytes per index name (64).
+    pub max_index_name_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_dimensions: 1536,
+            max_id_bytes: 64,
+            max_metadata_bytes: 10 * 1024,
+            max_namespace_bytes: 64,
+            max_batch: 1000,
+            max_http_batch: 5000,
+            max_filter_bytes: 2048,
+            max_top_k: 100,
+            max_top_k_with_values: 50,
+            max_metadata_indexes: 10,
+            indexed_string_bytes: 64,
+            max_list_count: 1000,
+            max_index_name_bytes: 64,
+        }
+    }
+}
+
+/// Engine settings that are not Vectorize limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VectorizeOptions {
+    /// Candidates explored per graph search (at least topK). Higher is slower and finds
+    /// more of the true nearest neighbours.
+    pub ef_search: usize,
+    /// Write a segment and start a new log once the log passes this many bytes. Smaller
+    /// makes opening faster (less log to replay) and writing slower.
+    pub checkpoint_bytes: u64,
+}

@@ -1,0 +1,236 @@
+//! The write-ahead log of one index: every mutation, appended and fsynced before it is
+//! acknowledged.
+//!
+//! Format: the 8-byte magic `TRIVWAL1`, then records of
+//! `payload length (u32 LE) | CRC-32 of the payload (u32 LE) | payload (postcard Mutation)`.
+//! A record that runs past the end of the file, or whose checksum fails and nothing
+//! follows it, is the torn tail of a write that was never acknowledged: it is cut off.
+//! A bad record with more data after it is corruption and opening fails, naming the file
+//! and offset.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::metadata::MetadataIndex;
+
+const MAGIC: &[u8; 8] = b"TRIVWAL1";
+/// No record is this large (a 5,000-vector batch of 1,536 dimensions with 10 KiB of
+/// metadata each is about 80 MB).
+const MAX_RECORD: usize = 1 << 30;
+
+/// A vector as logged: metadata as its JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LoggedVector {
+    pub(crate) id: String,
+    pub(crate) values: Vec<f32>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) metadata: Option<String>,
+}
+
+/// What a mutation does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Change {
+    Insert(Vec<LoggedVector>),
+    Upsert(Vec<LoggedVector>),
+    Delete(Vec<String>),
+    CreateMetadataIndex(MetadataIndex),
+    DeleteMetadataIndex(String),
+}
+
+/// One logged mutation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Mutation {
+    /// Its UUID.
+    pub(crate) id: [u8; 16],
+    /// When it was applied, milliseconds since the Unix epoch.
+    pub(crate) at_ms: i64,
+    pub(crate) change: Change,
+}
+
+/// An open log, positioned at its end.
+pub(crate) struct Wal {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+/// Why a log could not be opened.
+#[derive(Debug)]
+pub(crate) enum WalError {
+    Io(std::io::Error),
+    Corrupt { offset: u64, why: String },
+}
+
+impl std::fmt::Display for WalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WalError::Io(e) => write!(f, "{e}"),
+            WalError::Corrupt { offset, why } => write!(
+                f,
+                "corrupt write-ahead log at byte {offset}: {why}; restore the index directory from a backup, or delete this file to lose the mutations since the last segment"
+            ),
+        }
+    }
+}
+
+impl From<std::io::Error> for WalError {
+    fn from(e: std::io::Error) -> Self {
+        WalError::Io(e)
+    }
+}
+
+impl Wal {
+    /// Creates an empty log (the caller syncs the directory).
+    pub(crate) fn create(path: &Path) -> std::io::Result<Wal> {
+        let mut file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(path)?;
+        file.write_all(MAGIC)?;
+        file.sync_all()?;
+        Ok(Wal {
+            file,
+            path: path.to_owned(),
+            len: MAGIC.len() as u64,
+        })
+    }
+
+    /// Opens a log and returns its mutations, cutting off a torn tail.
+    pub(crate) fn open(path: &Path) -> Result<(Wal, Vec<Mutation>), WalError> {
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (mutations, good) = parse(&bytes)?;
+        if good < bytes.len() {
+            file.set_len(good as u64)?;
+            file.sync_all()?;
+        }
+        Ok((
+            Wal {
+                file,
+                path: path.to_owned(),
+                len: good as u64,
+            },
+            mutations,
+        ))
+    }
+
+    /// Appends one mutation and fsyncs; when this returns Ok the mutation is durable.
+    pub(crate) fn append(&mut self, mutation: &Mutation) -> std::io::Result<()> {
+        let payload = postcard::to_allocvec(mutation).map_err(std::io::Error::other)?;
+        let mut record = Vec::with_capacity(8 + payload.len());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        let result = self.file.write_all(&record).and_then(|()| self.file.sync_data());
+        if result.is_err() {
+            // Leave no half record behind a later append.
+            let _ = self.file.set_len(self.len);
+            return result;
+        }
+        self.len += record.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes in the log.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The log's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Parses a whole log: its mutations and the length of the good prefix.
+pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Mutation>, usize), WalError> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(WalError::Corrupt {
+            offset: 0,
+            why: "the file does not start with the write-ahead log header".into(),
+        });
+    }
+    let mut at = MAGIC.len();
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let header_end = at + 8;
+        if header_end > bytes.len() {
+            break; // torn header
+        }
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        let end = header_end.saturating_add(len);
+        if len > MAX_RECORD || end > bytes.len() {
+            if len <= MAX_RECORD {
+                break; // torn payload
+            }
+            return Err(corrupt(at, bytes.len(), "record length out of range"));
+        }
+        let payload = &bytes[header_end..end];
+        if crc32fast::hash(payload) != crc {
+            if end == bytes.len() {
+                break; // torn last record
+            }
+            return Err(corrupt(at, end, "checksum mismatch"));
+        }
+        let mutation: Mutation = postcard::from_bytes(payload).map_err(|e| WalError::Corrupt {
+            offset: at as u64,
+            why: format!("undecodable record: {e}"),
+        })?;
+        out.push(mutation);
+        at = end;
+    }
+    Ok((out, at))
+}
+
+fn corrupt(at: usize, end: usize, why: &str) -> WalError {
+    WalError::Corrupt {
+        offset: at as u64,
+        why: format!("{why} (record at byte {at}, {} bytes follow it)", end.saturating_sub(at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutation(n: u8) -> Mutation {
+        Mutation {
+            id: [n; 16],
+            at_ms: n as i64,
+            change: Change::Delete(vec![format!("v{n}")]),
+        }
+    }
+
+    #[test]
+    fn torn_tails_are_cut_and_middle_damage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let mut wal = Wal::create(&path).unwrap();
+        for n in 0..3 {
+            wal.append(&mutation(n)).unwrap();
+        }
+        let full = std::fs::read(&path).unwrap();
+        // Every truncation point keeps exactly the whole records before it.
+        let record = (full.len() - 8) / 3;
+        for cut in 8..full.len() {
+            let (got, good) = parse(&full[..cut]).unwrap();
+            assert_eq!(got.len(), (cut - 8) / record, "cut at {cut}");
+            assert_eq!(good, 8 + got.len() * record);
+        }
+        // A flipped byte in the last record is a torn tail; in the first, corruption.
+        let mut last = full.clone();
+        *last.last_mut().unwrap() ^= 1;
+        assert_eq!(parse(&last).unwrap().0.len(), 2);
+        let mut first = full.clone();
+        first[8 + 9] ^= 1;
+        let e = parse(&first).unwrap_err().to_string();
+        assert!(e.contains("byte 8") && e.contains("checksum"), "{e}");
+        // Reopening cuts the tail off the file for good.
+        std::fs::write(&path, &full[..full.len() - 3]).unwrap();
+        let (wal, got) = Wal::open(&path).unwrap();
+        assert_eq!(got, vec![mutation(0), mutation(1)]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), wal.len());
+    }
+}
