@@ -456,13 +456,11 @@ impl Hnsw {
         }
         let mut entries = vec![Near(entry_dist, entry)];
         for l in (0..=level.min(self.max_level)).rev() {
-            let mut found = self.search_layer(&p, &entries, self.params.ef_construction, l, None);
-            found.retain(|n| n.1 != slot);
-            if found.is_empty() {
-                break;
-            }
-            entries = found.clone();
-            out[l] = found;
+            // A reused slot can be the entry point, so the search may find the slot
+            // itself: it still serves as the next level's entry, but is no candidate.
+            let found = self.search_layer(&p, &entries, self.params.ef_construction, l, None);
+            out[l] = found.iter().copied().filter(|n| n.1 != slot).collect();
+            entries = found;
         }
         out
     }
@@ -527,6 +525,11 @@ impl Hnsw {
     /// The neighbour-selection heuristic: take candidates nearest first, skipping one
     /// that is closer to an already chosen neighbour than to the base node; this keeps
     /// links spread across clusters. `sorted` must be in ascending distance.
+    ///
+    /// A tie keeps the candidate. That matters for duplicate vectors (the same chunk
+    /// embedded twice): once a node links to its twin, every other candidate is exactly
+    /// as far from the twin as from the node, and a strict test would prune them all,
+    /// leaving duplicates that no search can reach.
     fn select(&self, sorted: &[Near], m: usize) -> Vec<Near> {
         let mut chosen: Vec<Near> = Vec::with_capacity(m);
         for &c in sorted {
@@ -534,7 +537,7 @@ impl Hnsw {
                 break;
             }
             let p = self.probe_of(c.1);
-            if chosen.iter().all(|k| self.dist(&p, k.1) > c.0) {
+            if chosen.iter().all(|k| self.dist(&p, k.1) >= c.0) {
                 chosen.push(c);
             }
         }
@@ -833,6 +836,22 @@ mod tests {
         assert_eq!((g.len(), g.slots()), (1500, 1500));
         let found = g.search(&fresh[10], 1, DEFAULT_EF_SEARCH);
         assert_eq!(g.vector(found[0].0), fresh[10].as_slice());
+    }
+
+    /// Found by the model test: nine identical vectors (which a strict pruning test cut
+    /// off from the graph), then the entry point's slot reused (whose link search found
+    /// only itself).
+    #[test]
+    fn duplicates_and_a_reused_entry_point_stay_reachable() {
+        let mut g = Hnsw::new(4, Metric::Euclidean, HnswParams::default());
+        let z: &[f32] = &[0.0; 4];
+        g.insert_batch(&[z, z, z, z, z, z, z, z, z, &[-3.0, 3.0, 0.0, -2.0]]);
+        g.delete(9);
+        g.delete(3);
+        g.insert_batch(&[&[0.0, -1.0, 0.0, -3.0], &[2.0, 2.0, -2.0, 0.0], &[-2.0, -3.0, 0.0, 2.0]]);
+        let q = [3.0, 1.0, 2.0, 0.0];
+        let dists = |r: Vec<(u32, f32)>| r.into_iter().map(|x| x.1).collect::<Vec<_>>();
+        assert_eq!(dists(g.search(&q, 11, 128)), dists(g.brute_force(&q, 11)));
     }
 
     #[test]

@@ -25,11 +25,6 @@ use super::types::{
 use super::wal::{Change, LoggedVector, Mutation, Wal, WalError};
 use super::{segment, Limits, VectorizeOptions};
 
-/// Below this many candidates a filtered query scans them exactly rather than walking
-/// the graph: ~60 ns per 768-dim distance makes 4,096 of them cheaper than a filtered
-/// walk, which must visit about topK / selectivity nodes.
-const EXACT_SCAN_MAX: usize = 4096;
-
 /// What the index keeps per live vector besides its row in the graph.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
@@ -708,11 +703,13 @@ impl State {
     fn query(&self, inner: &Inner, vector: &[f32], options: &QueryOptions, filter: Option<&Filter>) -> VectorizeMatches {
         let k = options.top_k;
         let ef = inner.options.ef_search.max(k);
+        let exact_max = inner.options.exact_scan_max.max(k);
         let found = match self.allowed(inner, options, filter) {
+            None if self.ids.len() <= exact_max => self.graph.brute_force(vector, k),
             None => self.graph.search(vector, k, ef),
             Some(allowed) => {
                 let candidates = allowed.count();
-                if candidates <= EXACT_SCAN_MAX.max(k) {
+                if candidates <= exact_max {
                     self.graph.exact(vector, k, allowed.iter())
                 } else {
                     let walked = self.graph.search_filtered(vector, k, ef, Some(&allowed));
@@ -763,6 +760,7 @@ impl Default for VectorizeOptions {
     fn default() -> Self {
         VectorizeOptions {
             ef_search: DEFAULT_EF_SEARCH,
+            exact_scan_max: 2048,
             checkpoint_bytes: 32 << 20,
         }
     }

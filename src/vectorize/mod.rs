@@ -91,6 +91,12 @@ pub struct VectorizeOptions {
     /// Candidates explored per graph search (at least topK). Higher is slower and finds
     /// more of the true nearest neighbours.
     pub ef_search: usize,
+    /// Queries with at most this many candidates (the whole index, or what the
+    /// namespace and filter leave) are answered by an exact scan instead of the graph:
+    /// at ~60 ns per 768-dim distance a few thousand cost less than a graph walk, which
+    /// for a selective filter must visit about topK / selectivity nodes, and the answer
+    /// is exact.
+    pub exact_scan_max: usize,
     /// Write a segment and start a new log once the log passes this many bytes. Smaller
     /// makes opening faster (less log to replay) and writing slower.
     pub checkpoint_bytes: u64,
