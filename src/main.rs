@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
+
 use clap::{Args, Parser, Subcommand};
 use tristore::d1::dump::DumpOptions;
 use tristore::d1::migrations;
@@ -36,6 +38,18 @@ enum Command {
         #[command(subcommand)]
         command: D1Command,
     },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Build a Vectorize index on a dataset and measure build rate, memory, open time,
+    /// recall and speed (progress on standard error, results on standard output).
+    Vectors(bench::VectorBench),
 }
 
 #[derive(Subcommand)]
@@ -130,10 +144,17 @@ fn main() -> ExitCode {
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> CliResult {
+    if let Some(Command::Bench { command }) = cli.command {
+        // Benchmarks work in a temporary directory, not the data directory.
+        return match command {
+            BenchCommand::Vectors(args) => bench::vectors(args),
+        };
+    }
     let store = Store::open(&cli.data_dir)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&store),
         Command::D1 { command } => d1(&store, command),
+        Command::Bench { .. } => unreachable!("handled above"),
     }
 }
 

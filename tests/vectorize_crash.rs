@@ -13,7 +13,9 @@ const CHILD_ENV: &str = "TRISTORE_VECTORIZE_CRASH_CHILD_DIR";
 const DIMS: usize = 32;
 
 fn values(i: u64) -> Vec<f32> {
-    (0..DIMS).map(|d| ((i * 31 + d as u64) % 97) as f32 / 97.0 - 0.5).collect()
+    (0..DIMS)
+        .map(|d| ((i * 31 + d as u64) % 97) as f32 / 97.0 - 0.5)
+        .collect()
 }
 
 fn options() -> StoreOptions {
@@ -29,12 +31,18 @@ fn options() -> StoreOptions {
 #[ignore = "run by acknowledged_vectorize_writes_survive_kill_9 as a child process"]
 fn vectorize_crash_child_writer() {
     let dir = std::env::var(CHILD_ENV).expect("run by the parent test");
-    let start: u64 = std::env::var("TRISTORE_VECTORIZE_CRASH_START").unwrap().parse().unwrap();
+    let start: u64 = std::env::var("TRISTORE_VECTORIZE_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
     let store = Store::open_with(&dir, options()).unwrap();
     let idx = store.vectorize().index("crash").unwrap();
     for b in start.. {
         let batch: Vec<VectorizeVector> = (b * 8..b * 8 + 8)
-            .map(|i| VectorizeVector::new(format!("v{i}"), values(i)).metadata(serde_json::json!({"batch": b})))
+            .map(|i| {
+                VectorizeVector::new(format!("v{i}"), values(i))
+                    .metadata(serde_json::json!({"batch": b}))
+            })
             .collect();
         idx.upsert(&batch).unwrap();
         println!("put {b}");
@@ -51,7 +59,14 @@ fn acknowledged_vectorize_writes_survive_kill_9() {
     Store::open_with(dir.path(), options())
         .unwrap()
         .vectorize()
-        .create("crash", "", IndexConfig { dimensions: DIMS, metric: Metric::Cosine })
+        .create(
+            "crash",
+            "",
+            IndexConfig {
+                dimensions: DIMS,
+                metric: Metric::Cosine,
+            },
+        )
         .unwrap();
     let mut clock = common::KillClock::new();
     // id -> whether it must exist (true) or must be gone (false), per acknowledgements.
@@ -66,7 +81,10 @@ fn acknowledged_vectorize_writes_survive_kill_9() {
             ],
             clock.next(400, 900),
         );
-        let lines: Vec<&String> = lines.iter().filter(|l| l.starts_with("put ") || l.starts_with("del ")).collect();
+        let lines: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("put ") || l.starts_with("del "))
+            .collect();
         for line in &lines {
             let (what, n) = line.split_once(' ').unwrap();
             let n: u64 = n.parse().unwrap();
@@ -98,7 +116,10 @@ fn acknowledged_vectorize_writes_survive_kill_9() {
         let present = (last * 8..last * 8 + 8)
             .filter(|i| !idx.get_by_ids(&[format!("v{i}")]).unwrap().is_empty())
             .count();
-        assert!(present == 0 || present == 8, "round {round}: batch {last} half applied ({present}/8)");
+        assert!(
+            present == 0 || present == 8,
+            "round {round}: batch {last} half applied ({present}/8)"
+        );
         if present == 8 {
             (last * 8..last * 8 + 8).for_each(|i| {
                 expect.insert(i, true);
@@ -106,8 +127,13 @@ fn acknowledged_vectorize_writes_survive_kill_9() {
         }
         // Queries work and find a known vector first.
         let (&some, _) = expect.iter().rev().find(|(_, &p)| p).unwrap();
-        let m = idx.query(&values(some), &tristore::vectorize::QueryOptions::default()).unwrap();
-        assert!((m.matches[0].score - 1.0).abs() < 1e-5, "round {round}: {m:?}");
+        let m = idx
+            .query(&values(some), &tristore::vectorize::QueryOptions::default())
+            .unwrap();
+        assert!(
+            (m.matches[0].score - 1.0).abs() < 1e-5,
+            "round {round}: {m:?}"
+        );
         next_batch = last + 1;
     }
 }

@@ -4,7 +4,8 @@
 use serde_json::json;
 use tristore::vectorize::error::code;
 use tristore::vectorize::{
-    IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, ReturnMetadata, VectorizeIndex, VectorizeVector,
+    IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, ReturnMetadata, VectorizeIndex,
+    VectorizeVector,
 };
 use tristore::Store;
 
@@ -12,7 +13,14 @@ fn index(dir: &std::path::Path, dims: usize, metric: Metric) -> (Store, Vectoriz
     let store = Store::open(dir).unwrap();
     store
         .vectorize()
-        .create("idx", "", IndexConfig { dimensions: dims, metric })
+        .create(
+            "idx",
+            "",
+            IndexConfig {
+                dimensions: dims,
+                metric,
+            },
+        )
         .unwrap();
     let idx = store.vectorize().index("idx").unwrap();
     (store, idx)
@@ -39,7 +47,9 @@ fn insert_keeps_the_first_write_upsert_replaces_whole() {
     let (_s, idx) = index(dir.path(), 3, Metric::Cosine);
     let m1 = idx
         .insert(&[
-            v("a", &[1.0, 0.0, 0.0]).namespace("n1").metadata(json!({"k": 1})),
+            v("a", &[1.0, 0.0, 0.0])
+                .namespace("n1")
+                .metadata(json!({"k": 1})),
             v("b", &[0.0, 1.0, 0.0]),
             v("a", &[9.0, 9.0, 9.0]),
         ])
@@ -47,7 +57,10 @@ fn insert_keeps_the_first_write_upsert_replaces_whole() {
     let info = idx.describe();
     assert_eq!(info.vector_count, 2);
     assert_eq!(info.dimensions, 3);
-    assert_eq!(info.processed_up_to_mutation.as_deref(), Some(m1.mutation_id.as_str()));
+    assert_eq!(
+        info.processed_up_to_mutation.as_deref(),
+        Some(m1.mutation_id.as_str())
+    );
     assert!(info.processed_up_to_datetime.unwrap().ends_with('Z'));
 
     // insert on an existing id: no error, no change.
@@ -57,10 +70,21 @@ fn insert_keeps_the_first_write_upsert_replaces_whole() {
     assert_eq!(a.namespace.as_deref(), Some("n1"));
 
     // upsert replaces values, metadata and namespace; the last duplicate wins.
-    idx.upsert(&[v("a", &[0.0, 0.0, 2.0]).metadata(json!({"z": true})), v("a", &[0.0, 0.0, 1.0])]).unwrap();
+    idx.upsert(&[
+        v("a", &[0.0, 0.0, 2.0]).metadata(json!({"z": true})),
+        v("a", &[0.0, 0.0, 1.0]),
+    ])
+    .unwrap();
     let a = &idx.get_by_ids(&["a", "missing", "a"]).unwrap();
     assert_eq!(a.len(), 1);
-    assert_eq!((a[0].values.as_slice(), a[0].namespace.as_ref(), a[0].metadata.as_ref()), (&[0.0, 0.0, 1.0][..], None, None));
+    assert_eq!(
+        (
+            a[0].values.as_slice(),
+            a[0].namespace.as_ref(),
+            a[0].metadata.as_ref()
+        ),
+        (&[0.0, 0.0, 1.0][..], None, None)
+    );
 
     idx.delete_by_ids(&["b", "nope"]).unwrap();
     assert_eq!(idx.describe().vector_count, 1);
@@ -71,21 +95,39 @@ fn insert_keeps_the_first_write_upsert_replaces_whole() {
 fn values_come_back_as_float32_widened() {
     let dir = tempfile::tempdir().unwrap();
     let (_s, idx) = index(dir.path(), 2, Metric::Euclidean);
-    let parsed: VectorizeVector = serde_json::from_value(json!({"id": "x", "values": [58.8, 1]})).unwrap();
+    let parsed: VectorizeVector =
+        serde_json::from_value(json!({"id": "x", "values": [58.8, 1]})).unwrap();
     idx.upsert(&[parsed]).unwrap();
     let got = serde_json::to_value(&idx.get_by_ids(&["x"]).unwrap()).unwrap();
-    assert_eq!(got, json!([{"id": "x", "values": [58.79999923706055, 1.0]}]));
+    assert_eq!(
+        got,
+        json!([{"id": "x", "values": [58.79999923706055, 1.0]}])
+    );
 }
 
 #[test]
 fn scores_follow_each_metrics_convention() {
     let dir = tempfile::tempdir().unwrap();
-    for (n, metric) in [Metric::Cosine, Metric::Euclidean, Metric::DotProduct].into_iter().enumerate() {
+    for (n, metric) in [Metric::Cosine, Metric::Euclidean, Metric::DotProduct]
+        .into_iter()
+        .enumerate()
+    {
         let store = Store::open(dir.path()).unwrap();
         let name = format!("m{n}");
-        store.vectorize().create(&name, "", IndexConfig { dimensions: 2, metric }).unwrap();
+        store
+            .vectorize()
+            .create(
+                &name,
+                "",
+                IndexConfig {
+                    dimensions: 2,
+                    metric,
+                },
+            )
+            .unwrap();
         let idx = store.vectorize().index(&name).unwrap();
-        idx.upsert(&[v("near", &[3.0, 4.0]), v("far", &[-3.0, 1.0])]).unwrap();
+        idx.upsert(&[v("near", &[3.0, 4.0]), v("far", &[-3.0, 1.0])])
+            .unwrap();
         let m = idx.query(&[3.0, 4.0], &opts(2)).unwrap();
         let scores: Vec<f64> = m.matches.iter().map(|m| m.score).collect();
         match metric {
@@ -142,7 +184,10 @@ fn errors_use_vectorize_codes_and_texts() {
         ..QueryOptions::default()
     };
     assert!(idx.query(&[1.0; 3], &indexed).is_ok());
-    assert_eq!(idx.query(&[1.0; 3], &opts(101)).unwrap_err().code, code::TOP_K);
+    assert_eq!(
+        idx.query(&[1.0; 3], &opts(101)).unwrap_err().code,
+        code::TOP_K
+    );
     // returnMetadata: false is refused like the service refuses it; true means "all".
     let e = serde_json::from_value::<QueryOptions>(json!({"returnMetadata": false})).unwrap_err();
     assert!(e.to_string().contains("returnMetadata: expected value"));
@@ -150,11 +195,26 @@ fn errors_use_vectorize_codes_and_texts() {
     assert_eq!((o.return_metadata, o.top_k), (ReturnMetadata::All, 5));
 
     let long_id = "i".repeat(65);
-    assert_eq!(idx.insert(&[v(&long_id, &[1.0; 3])]).unwrap_err().code, code::INVALID_ID);
+    assert_eq!(
+        idx.insert(&[v(&long_id, &[1.0; 3])]).unwrap_err().code,
+        code::INVALID_ID
+    );
     let ns = "n".repeat(65);
-    assert_eq!(idx.insert(&[v("x", &[1.0; 3]).namespace(ns)]).unwrap_err().code, code::INVALID_NAMESPACE);
-    for bad in [json!({"a.b": 1}), json!({"$a": 1}), json!({"o": {"q\"": 1}}), json!({"big": "x".repeat(10 * 1024)})] {
-        let e = idx.insert(&[v("x", &[1.0; 3]).metadata(bad.clone())]).unwrap_err();
+    assert_eq!(
+        idx.insert(&[v("x", &[1.0; 3]).namespace(ns)])
+            .unwrap_err()
+            .code,
+        code::INVALID_NAMESPACE
+    );
+    for bad in [
+        json!({"a.b": 1}),
+        json!({"$a": 1}),
+        json!({"o": {"q\"": 1}}),
+        json!({"big": "x".repeat(10 * 1024)}),
+    ] {
+        let e = idx
+            .insert(&[v("x", &[1.0; 3]).metadata(bad.clone())])
+            .unwrap_err();
         assert_eq!(e.code, code::INVALID_METADATA, "{bad}");
     }
     let batch: Vec<VectorizeVector> = (0..1001).map(|i| v(&format!("v{i}"), &[1.0; 3])).collect();
@@ -169,14 +229,27 @@ fn errors_use_vectorize_codes_and_texts() {
 /// A 2-dim index where every vector sits on the unit circle and metadata varies.
 fn catalogue(dir: &std::path::Path) -> (Store, VectorizeIndex) {
     let (s, idx) = index(dir, 2, Metric::Cosine);
-    idx.create_metadata_index("genre", MetadataIndexType::String).unwrap();
-    idx.create_metadata_index("year", MetadataIndexType::Number).unwrap();
-    idx.create_metadata_index("free", MetadataIndexType::Boolean).unwrap();
-    idx.create_metadata_index("a.b", MetadataIndexType::String).unwrap();
+    idx.create_metadata_index("genre", MetadataIndexType::String)
+        .unwrap();
+    idx.create_metadata_index("year", MetadataIndexType::Number)
+        .unwrap();
+    idx.create_metadata_index("free", MetadataIndexType::Boolean)
+        .unwrap();
+    idx.create_metadata_index("a.b", MetadataIndexType::String)
+        .unwrap();
     let items = [
-        ("m1", json!({"genre": "drama", "year": 1999, "free": true, "a": {"b": "x"}})),
-        ("m2", json!({"genre": "comedy", "year": 2005, "free": false})),
-        ("m3", json!({"genre": "documentary", "year": 2010.5, "tags": ["t"]})),
+        (
+            "m1",
+            json!({"genre": "drama", "year": 1999, "free": true, "a": {"b": "x"}}),
+        ),
+        (
+            "m2",
+            json!({"genre": "comedy", "year": 2005, "free": false}),
+        ),
+        (
+            "m3",
+            json!({"genre": "documentary", "year": 2010.5, "tags": ["t"]}),
+        ),
         ("m4", json!({"genre": ["drama", "news"], "year": "2020"})),
         ("m5", json!({"year": 2024, "free": true, "a": {"b": "y"}})),
     ];
@@ -198,7 +271,13 @@ fn filtered(idx: &VectorizeIndex, filter: serde_json::Value) -> Vec<String> {
         filter: Some(filter),
         ..QueryOptions::default()
     };
-    let mut got: Vec<String> = idx.query(&[1.0, 0.0], &o).unwrap().matches.into_iter().map(|m| m.id).collect();
+    let mut got: Vec<String> = idx
+        .query(&[1.0, 0.0], &o)
+        .unwrap()
+        .matches
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
     got.sort();
     got
 }
@@ -211,14 +290,26 @@ fn every_filter_operator() {
         (json!({"genre": "drama"}), vec!["m1", "m4"]),
         (json!({"genre": {"$eq": "comedy"}}), vec!["m2"]),
         (json!({"genre": {"$ne": "drama"}}), vec!["m2", "m3", "m5"]),
-        (json!({"genre": {"$in": ["comedy", "news"]}}), vec!["m2", "m4"]),
-        (json!({"genre": {"$nin": ["comedy", "news"]}}), vec!["m1", "m3", "m5"]),
+        (
+            json!({"genre": {"$in": ["comedy", "news"]}}),
+            vec!["m2", "m4"],
+        ),
+        (
+            json!({"genre": {"$nin": ["comedy", "news"]}}),
+            vec!["m1", "m3", "m5"],
+        ),
         (json!({"genre": {"$eq": null}}), vec!["m5"]),
-        (json!({"genre": {"$gte": "d", "$lt": "e"}}), vec!["m1", "m3", "m4"]),
+        (
+            json!({"genre": {"$gte": "d", "$lt": "e"}}),
+            vec!["m1", "m3", "m4"],
+        ),
         (json!({"genre": {"$gt": "drama"}}), vec!["m4"]),
         (json!({"year": {"$lt": 2005}}), vec!["m1"]),
         (json!({"year": {"$lte": 2005}}), vec!["m1", "m2"]),
-        (json!({"year": {"$gt": 2005, "$lte": 2024}}), vec!["m3", "m5"]),
+        (
+            json!({"year": {"$gt": 2005, "$lte": 2024}}),
+            vec!["m3", "m5"],
+        ),
         (json!({"year": {"$gte": 2010.5}}), vec!["m3", "m5"]),
         // "2020" is a string: a number index does not hold it.
         (json!({"year": "2020"}), vec![]),
@@ -233,7 +324,13 @@ fn every_filter_operator() {
         assert_eq!(filtered(&idx, f.clone()), want, "{f}");
     }
     let e = idx
-        .query(&[1.0, 0.0], &QueryOptions { filter: Some(json!({"x": {"$exists": true}})), ..QueryOptions::default() })
+        .query(
+            &[1.0, 0.0],
+            &QueryOptions {
+                filter: Some(json!({"x": {"$exists": true}})),
+                ..QueryOptions::default()
+            },
+        )
         .unwrap_err();
     assert_eq!(e.code, code::INVALID_FILTER);
 }
@@ -243,35 +340,64 @@ fn metadata_indexes_cover_only_later_writes_and_cut_strings_at_64_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let (_s, idx) = index(dir.path(), 2, Metric::Euclidean);
     let long = format!("{}tail", "p".repeat(64));
-    idx.upsert(&[v("old", &[0.0, 0.0]).metadata(json!({"s": "x"}))]).unwrap();
-    idx.create_metadata_index("s", MetadataIndexType::String).unwrap();
-    idx.upsert(&[v("new", &[1.0, 0.0]).metadata(json!({"s": "x"})), v("long", &[2.0, 0.0]).metadata(json!({"s": long}))])
+    idx.upsert(&[v("old", &[0.0, 0.0]).metadata(json!({"s": "x"}))])
         .unwrap();
+    idx.create_metadata_index("s", MetadataIndexType::String)
+        .unwrap();
+    idx.upsert(&[
+        v("new", &[1.0, 0.0]).metadata(json!({"s": "x"})),
+        v("long", &[2.0, 0.0]).metadata(json!({"s": long})),
+    ])
+    .unwrap();
     assert_eq!(filtered(&idx, json!({"s": "x"})), ["new"]);
     // The index keeps 64 bytes, so any string with that prefix matches.
-    assert_eq!(filtered(&idx, json!({"s": format!("{}other", "p".repeat(64))})), ["long"]);
+    assert_eq!(
+        filtered(&idx, json!({"s": format!("{}other", "p".repeat(64))})),
+        ["long"]
+    );
     let o = QueryOptions {
         top_k: 1,
         return_metadata: ReturnMetadata::Indexed,
         ..QueryOptions::default()
     };
     let m = idx.query(&[2.0, 0.0], &o).unwrap();
-    assert_eq!(m.matches[0].metadata.as_ref().unwrap()["s"], json!("p".repeat(64)));
+    assert_eq!(
+        m.matches[0].metadata.as_ref().unwrap()["s"],
+        json!("p".repeat(64))
+    );
     let o = QueryOptions {
         return_metadata: ReturnMetadata::All,
         ..o
     };
-    assert_eq!(idx.query(&[2.0, 0.0], &o).unwrap().matches[0].metadata.as_ref().unwrap()["s"], json!(long));
+    assert_eq!(
+        idx.query(&[2.0, 0.0], &o).unwrap().matches[0]
+            .metadata
+            .as_ref()
+            .unwrap()["s"],
+        json!(long)
+    );
     // Re-upserting the old vector indexes it.
-    idx.upsert(&[v("old", &[0.0, 0.0]).metadata(json!({"s": "x"}))]).unwrap();
+    idx.upsert(&[v("old", &[0.0, 0.0]).metadata(json!({"s": "x"}))])
+        .unwrap();
     assert_eq!(filtered(&idx, json!({"s": "x"})), ["new", "old"]);
 
     // Limits: duplicates, ten at most, deleting unknown ones.
-    assert_eq!(idx.create_metadata_index("s", MetadataIndexType::Number).unwrap_err().code, code::METADATA_INDEX);
+    assert_eq!(
+        idx.create_metadata_index("s", MetadataIndexType::Number)
+            .unwrap_err()
+            .code,
+        code::METADATA_INDEX
+    );
     for i in 0..9 {
-        idx.create_metadata_index(&format!("p{i}"), MetadataIndexType::Boolean).unwrap();
+        idx.create_metadata_index(&format!("p{i}"), MetadataIndexType::Boolean)
+            .unwrap();
     }
-    assert_eq!(idx.create_metadata_index("p9", MetadataIndexType::Boolean).unwrap_err().code, code::METADATA_INDEX);
+    assert_eq!(
+        idx.create_metadata_index("p9", MetadataIndexType::Boolean)
+            .unwrap_err()
+            .code,
+        code::METADATA_INDEX
+    );
     assert_eq!(idx.list_metadata_indexes().len(), 10);
     idx.delete_metadata_index("s").unwrap();
     assert_eq!(filtered(&idx, json!({"s": "x"})), Vec::<String>::new());
@@ -282,12 +408,15 @@ fn metadata_indexes_cover_only_later_writes_and_cut_strings_at_64_bytes() {
 fn namespaces_restrict_before_the_filter_and_before_top_k() {
     let dir = tempfile::tempdir().unwrap();
     let (_s, idx) = index(dir.path(), 2, Metric::Euclidean);
-    idx.create_metadata_index("k", MetadataIndexType::Number).unwrap();
+    idx.create_metadata_index("k", MetadataIndexType::Number)
+        .unwrap();
     let vectors: Vec<VectorizeVector> = (0..200)
         .map(|i| {
             let x = i as f32;
             let ns = if i % 2 == 0 { "even" } else { "odd" };
-            v(&format!("v{i}"), &[x, 0.0]).namespace(ns).metadata(json!({"k": i % 10}))
+            v(&format!("v{i}"), &[x, 0.0])
+                .namespace(ns)
+                .metadata(json!({"k": i % 10}))
         })
         .collect();
     idx.upsert(&vectors).unwrap();
@@ -308,7 +437,16 @@ fn namespaces_restrict_before_the_filter_and_before_top_k() {
         ..QueryOptions::default()
     };
     assert_eq!(idx.query(&[0.0, 0.0], &none).unwrap().count, 0);
-    let by_id = idx.query_by_id("v4", &QueryOptions { top_k: 2, namespace: Some("even".into()), ..QueryOptions::default() }).unwrap();
+    let by_id = idx
+        .query_by_id(
+            "v4",
+            &QueryOptions {
+                top_k: 2,
+                namespace: Some("even".into()),
+                ..QueryOptions::default()
+            },
+        )
+        .unwrap();
     assert_eq!(ids(&by_id)[0], "v4");
 }
 
@@ -316,7 +454,9 @@ fn namespaces_restrict_before_the_filter_and_before_top_k() {
 fn list_pages_through_ids_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (_s, idx) = index(dir.path(), 1, Metric::Euclidean);
-    let vectors: Vec<VectorizeVector> = (0..25).map(|i| v(&format!("id{i:02}"), &[i as f32])).collect();
+    let vectors: Vec<VectorizeVector> = (0..25)
+        .map(|i| v(&format!("id{i:02}"), &[i as f32]))
+        .collect();
     idx.upsert(&vectors).unwrap();
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -330,9 +470,15 @@ fn list_pages_through_ids_in_order() {
         }
         cursor = page.next_cursor;
     }
-    assert_eq!(seen, (0..25).map(|i| format!("id{i:02}")).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        (0..25).map(|i| format!("id{i:02}")).collect::<Vec<_>>()
+    );
     assert_eq!(idx.list(Some(0), None).unwrap_err().code, code::PARSE);
-    assert_eq!(idx.list(None, Some("!!")).unwrap_err().code, code::INVALID_CURSOR);
+    assert_eq!(
+        idx.list(None, Some("!!")).unwrap_err().code,
+        code::INVALID_CURSOR
+    );
 }
 
 #[test]
@@ -348,22 +494,46 @@ fn reopening_replays_the_log_and_maps_segments() {
     let before;
     {
         let (_s, idx) = index(dir.path(), 4, Metric::Cosine);
-        idx.create_metadata_index("g", MetadataIndexType::String).unwrap();
+        idx.create_metadata_index("g", MetadataIndexType::String)
+            .unwrap();
         idx.upsert(&data[..300]).unwrap();
         idx.checkpoint().unwrap(); // segment 1
         idx.upsert(&data[300..]).unwrap(); // in the log only
         idx.delete_by_ids(&["v1", "v2", "v301"]).unwrap();
-        before = (idx.describe(), idx.query(&[0.5, 0.5, 0.1, 1.0], &QueryOptions { top_k: 20, filter: Some(json!({"g": "g3"})), ..QueryOptions::default() }).unwrap());
+        before = (
+            idx.describe(),
+            idx.query(
+                &[0.5, 0.5, 0.1, 1.0],
+                &QueryOptions {
+                    top_k: 20,
+                    filter: Some(json!({"g": "g3"})),
+                    ..QueryOptions::default()
+                },
+            )
+            .unwrap(),
+        );
     }
     let names: Vec<String> = std::fs::read_dir(dir.path().join("vectorize/idx"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n == "segment-0000000000000001.seg"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "segment-0000000000000001.seg"),
+        "{names:?}"
+    );
     let store = Store::open(dir.path()).unwrap();
     let idx = store.vectorize().index("idx").unwrap();
     assert_eq!(idx.describe(), before.0);
-    let after = idx.query(&[0.5, 0.5, 0.1, 1.0], &QueryOptions { top_k: 20, filter: Some(json!({"g": "g3"})), ..QueryOptions::default() }).unwrap();
+    let after = idx
+        .query(
+            &[0.5, 0.5, 0.1, 1.0],
+            &QueryOptions {
+                top_k: 20,
+                filter: Some(json!({"g": "g3"})),
+                ..QueryOptions::default()
+            },
+        )
+        .unwrap();
     assert_eq!(after, before.1);
     assert_eq!(idx.get_by_ids(&["v599"]).unwrap()[0], data[599]);
     assert!(idx.get_by_ids(&["v1"]).unwrap().is_empty());
@@ -393,10 +563,22 @@ fn damaged_files_give_a_clear_error_not_a_panic() {
     let mut bad = good_seg.clone();
     bad[193] ^= 0x40; // sections start at byte 192
     std::fs::write(&seg, &bad).unwrap();
-    let e = Store::open(dir.path()).unwrap().vectorize().index("idx").unwrap_err();
-    assert!(e.to_string().contains("segment-0000000000000001.seg") && e.to_string().contains("checksum"), "{e}");
+    let e = Store::open(dir.path())
+        .unwrap()
+        .vectorize()
+        .index("idx")
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("segment-0000000000000001.seg")
+            && e.to_string().contains("checksum"),
+        "{e}"
+    );
     std::fs::write(&seg, &good_seg[..good_seg.len() / 2]).unwrap();
-    let e = Store::open(dir.path()).unwrap().vectorize().index("idx").unwrap_err();
+    let e = Store::open(dir.path())
+        .unwrap()
+        .vectorize()
+        .index("idx")
+        .unwrap_err();
     assert!(e.to_string().contains("past the end"), "{e}");
     std::fs::write(&seg, &good_seg).unwrap();
 
@@ -404,10 +586,21 @@ fn damaged_files_give_a_clear_error_not_a_panic() {
     let mut bad = good_wal.clone();
     bad[20] ^= 1;
     std::fs::write(&wal, &bad).unwrap();
-    let e = Store::open(dir.path()).unwrap().vectorize().index("idx").unwrap_err();
-    assert!(e.to_string().contains("wal-0000000000000001.log") && e.to_string().contains("corrupt"), "{e}");
+    let e = Store::open(dir.path())
+        .unwrap()
+        .vectorize()
+        .index("idx")
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("wal-0000000000000001.log") && e.to_string().contains("corrupt"),
+        "{e}"
+    );
     // ...while a torn last record is an unacknowledged write and is dropped.
     std::fs::write(&wal, &good_wal[..good_wal.len() - 2]).unwrap();
-    let idx = Store::open(dir.path()).unwrap().vectorize().index("idx").unwrap();
+    let idx = Store::open(dir.path())
+        .unwrap()
+        .vectorize()
+        .index("idx")
+        .unwrap();
     assert_eq!(idx.describe().vector_count, 2);
 }

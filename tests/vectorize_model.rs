@@ -22,7 +22,12 @@ enum Action {
     Upsert(Vec<(u8, Item)>),
     Insert(Vec<(u8, Item)>),
     Delete(Vec<u8>),
-    Query { vector: Vec<f32>, top_k: usize, namespace: Option<String>, filter: Option<Value> },
+    Query {
+        vector: Vec<f32>,
+        top_k: usize,
+        namespace: Option<String>,
+        filter: Option<Value>,
+    },
     Checkpoint,
     Reopen,
 }
@@ -98,7 +103,11 @@ fn passes(it: &Item, filter: &Value) -> bool {
             "c" => it.c.as_ref().map(|c| json!(c)),
             _ => it.n.map(|n| json!(n as f64)),
         };
-        let eq = |x: &Value| value.as_ref().is_some_and(|v| v.as_f64().zip(x.as_f64()).map_or(v == x, |(a, b)| a == b));
+        let eq = |x: &Value| {
+            value
+                .as_ref()
+                .is_some_and(|v| v.as_f64().zip(x.as_f64()).map_or(v == x, |(a, b)| a == b))
+        };
         let cmp = |x: &Value| -> Option<std::cmp::Ordering> {
             let v = value.as_ref()?;
             match (v, x) {
@@ -112,9 +121,15 @@ fn passes(it: &Item, filter: &Value) -> bool {
                 "$in" => x.as_array().unwrap().iter().any(eq),
                 "$nin" => !x.as_array().unwrap().iter().any(eq),
                 "$gt" => cmp(x) == Some(std::cmp::Ordering::Greater),
-                "$gte" => matches!(cmp(x), Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)),
+                "$gte" => matches!(
+                    cmp(x),
+                    Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+                ),
                 "$lt" => cmp(x) == Some(std::cmp::Ordering::Less),
-                "$lte" => matches!(cmp(x), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+                "$lte" => matches!(
+                    cmp(x),
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                ),
                 other => panic!("{other}"),
             }),
             x => eq(x),

@@ -23,7 +23,11 @@ impl Mapped {
         let bytes = rows.checked_mul(width)?.checked_mul(4)?;
         let end = offset.checked_add(bytes)?;
         let aligned = (map.as_ptr() as usize + offset) % std::mem::align_of::<f32>() == 0;
-        (end <= map.len() && aligned && cfg!(target_endian = "little")).then_some(Mapped { map, offset, rows })
+        (end <= map.len() && aligned && cfg!(target_endian = "little")).then_some(Mapped {
+            map,
+            offset,
+            rows,
+        })
     }
 
     fn floats(&self, width: usize) -> &[f32] {
@@ -115,13 +119,19 @@ impl Arena {
         self.owned.chunks_exact_mut(self.width)
     }
 
-    /// Bytes held in memory (mapped rows are the page cache's).
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.owned.capacity() * 4
+    /// Bytes the rows occupy: allocated memory plus the mapped rows (resident once
+    /// searched).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.owned.capacity() * 4 + self.mapped_rows() * self.width * 4
     }
 
     /// All rows as one slice per storage part, in order (for writing a segment).
     pub(crate) fn parts(&self) -> [&[f32]; 2] {
-        [self.mapped.as_ref().map_or(&[][..], |m| m.floats(self.width)), &self.owned]
+        [
+            self.mapped
+                .as_ref()
+                .map_or(&[][..], |m| m.floats(self.width)),
+            &self.owned,
+        ]
     }
 }

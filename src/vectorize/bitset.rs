@@ -17,6 +17,17 @@ impl Bitset {
         }
     }
 
+    /// The set of all of `0..len`.
+    pub fn full(len: usize) -> Self {
+        let mut words = vec![u64::MAX; len.div_ceil(64)];
+        if len % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last = (1 << (len % 64)) - 1;
+            }
+        }
+        Bitset { words, len }
+    }
+
     /// The size of the universe (not the number of members).
     pub fn len(&self) -> usize {
         self.len
@@ -117,5 +128,8 @@ mod tests {
         assert_eq!(a.iter().collect::<Vec<_>>(), vec![64, 129]);
         a.grow(200);
         assert_eq!((a.len(), a.count()), (200, 2));
+        assert_eq!(Bitset::full(130).count(), 130);
+        assert_eq!(Bitset::full(128).count(), 128);
+        assert!(!Bitset::full(130).contains(130));
     }
 }

@@ -80,7 +80,11 @@ impl Filter {
         }
         let mut clauses = Vec::with_capacity(map.len());
         for (key, value) in map {
-            if key.is_empty() || key.chars().count() > 512 || key.contains('"') || key.starts_with('$') {
+            if key.is_empty()
+                || key.chars().count() > 512
+                || key.contains('"')
+                || key.starts_with('$')
+            {
                 return Err(invalid(format!(
                     "invalid filter key {key:?}: keys must be 1 to 512 characters, must not contain '\"' and must not start with '$'"
                 )));
@@ -91,7 +95,12 @@ impl Filter {
     }
 
     /// The slots among `universe` that match, reading values through `postings`.
-    pub(crate) fn matching(&self, postings: &Postings, universe: &Bitset, max_string_bytes: usize) -> Bitset {
+    pub(crate) fn matching(
+        &self,
+        postings: &Postings,
+        universe: &Bitset,
+        max_string_bytes: usize,
+    ) -> Bitset {
         let mut result = universe.clone();
         for (property, condition) in &self.clauses {
             let hits = |values: &[Scalar]| {
@@ -110,7 +119,9 @@ impl Filter {
                             set.union(&none);
                         }
                         other => {
-                            if let Some(slots) = key(other, max_string_bytes).and_then(|k| map.get(&k)) {
+                            if let Some(slots) =
+                                key(other, max_string_bytes).and_then(|k| map.get(&k))
+                            {
                                 slots.iter().for_each(|&s| set.insert(s));
                             }
                         }
@@ -158,7 +169,13 @@ fn range_bounds(
 ) -> (Bound<Indexed>, Bound<Indexed>) {
     let bound = |b: &Option<(Scalar, bool)>| {
         b.as_ref().and_then(|(v, inclusive)| {
-            key(v, max_string_bytes).map(|k| if *inclusive { Bound::Included(k) } else { Bound::Excluded(k) })
+            key(v, max_string_bytes).map(|k| {
+                if *inclusive {
+                    Bound::Included(k)
+                } else {
+                    Bound::Excluded(k)
+                }
+            })
         })
     };
     let is_num = matches!(lower.as_ref().or(upper.as_ref()), Some((Scalar::Num(_), _)));
@@ -205,7 +222,9 @@ fn condition(key: &str, value: &Value) -> Result<Condition> {
     let bound = |op: &str, v: &Value| -> Result<Scalar> {
         match v {
             Value::Number(_) | Value::String(_) => scalar(key, v),
-            _ => Err(invalid(format!("{op} on {key:?} takes a string or a number"))),
+            _ => Err(invalid(format!(
+                "{op} on {key:?} takes a string or a number"
+            ))),
         }
     };
     if ops.len() == 1 {
@@ -255,14 +274,19 @@ fn range_pair(
         *slot = Some((bound(op, v)?, op.ends_with('e')));
     }
     if ops.len() > 2 {
-        return Err(invalid(format!("{key:?} has more than two range operators")));
+        return Err(invalid(format!(
+            "{key:?} has more than two range operators"
+        )));
     }
     let same_type = matches!(
         (&lower, &upper),
-        (Some((Scalar::Num(_), _)), Some((Scalar::Num(_), _))) | (Some((Scalar::Str(_), _)), Some((Scalar::Str(_), _)))
+        (Some((Scalar::Num(_), _)), Some((Scalar::Num(_), _)))
+            | (Some((Scalar::Str(_), _)), Some((Scalar::Str(_), _)))
     );
     if !same_type {
-        return Err(invalid(format!("the bounds on {key:?} must both be numbers or both be strings")));
+        return Err(invalid(format!(
+            "the bounds on {key:?} must both be numbers or both be strings"
+        )));
     }
     Ok(Condition::Range { lower, upper })
 }
@@ -290,7 +314,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(f.clauses.len(), 6);
-        assert_eq!(f.clauses[0], ("a".into(), Condition::Eq(Scalar::Str("x".into()))));
+        assert_eq!(
+            f.clauses[0],
+            ("a".into(), Condition::Eq(Scalar::Str("x".into())))
+        );
         assert_eq!(
             f.clauses[4].1,
             Condition::Range {

@@ -156,7 +156,11 @@ pub struct Hnsw {
 impl Hnsw {
     /// An empty graph for `dim`-dimensional vectors.
     pub fn new(dim: usize, metric: Metric, params: HnswParams) -> Self {
-        let width = if metric == Metric::DotProduct { dim + 1 } else { dim };
+        let width = if metric == Metric::DotProduct {
+            dim + 1
+        } else {
+            dim
+        };
         Hnsw {
             dim,
             phi2: 0.0,
@@ -176,7 +180,12 @@ impl Hnsw {
     }
 
     /// Rebuilds a graph from its parts (see [`Hnsw::state`]); `None` if they disagree.
-    pub(crate) fn from_parts(state: GraphState, vectors: Arena, inv_norms: Vec<f32>, layer0: Vec<u32>) -> Option<Self> {
+    pub(crate) fn from_parts(
+        state: GraphState,
+        vectors: Arena,
+        inv_norms: Vec<f32>,
+        layer0: Vec<u32>,
+    ) -> Option<Self> {
         let mut g = Hnsw::new(state.dim, state.metric, state.params);
         let slots = state.upper.len();
         let stride = g.stride0();
@@ -187,10 +196,21 @@ impl Hnsw {
             && state.entry.is_none_or(|e| (e as usize) < slots)
             && state.deleted.iter().all(|&d| (d as usize) < slots)
             && layer0.chunks_exact(stride).all(|row| {
-                (row[0] as usize) < stride && row[1..=row[0] as usize].iter().all(|&n| (n as usize) < slots)
+                (row[0] as usize) < stride
+                    && row[1..=row[0] as usize]
+                        .iter()
+                        .all(|&n| (n as usize) < slots)
             })
-            && state.upper.iter().flatten().flatten().all(|&n| (n as usize) < slots)
-            && state.upper.iter().all(|levels| levels.len() <= state.max_level);
+            && state
+                .upper
+                .iter()
+                .flatten()
+                .flatten()
+                .all(|&n| (n as usize) < slots)
+            && state
+                .upper
+                .iter()
+                .all(|levels| levels.len() <= state.max_level);
         if !consistent {
             return None;
         }
@@ -241,19 +261,35 @@ impl Hnsw {
         self.len() == 0
     }
 
+    /// The live slots.
+    pub fn live(&self) -> Bitset {
+        let mut set = Bitset::full(self.slots());
+        set.subtract(&self.deleted);
+        set
+    }
+
+    /// Neighbours per node on layer 0 (the graph's degree).
+    pub fn degree(&self) -> usize {
+        2 * self.params.m
+    }
+
     /// Whether `slot` holds a deleted vector.
     pub fn is_deleted(&self, slot: u32) -> bool {
         self.deleted.contains(slot)
     }
 
-    /// Bytes of memory the graph holds (mapped vectors excluded).
-    pub fn heap_bytes(&self) -> usize {
+    /// Bytes the graph occupies, mapped vectors included.
+    pub fn memory_bytes(&self) -> usize {
         let upper: usize = self
             .upper
             .iter()
             .map(|l| l.capacity() * 24 + l.iter().map(|n| n.capacity() * 4).sum::<usize>())
             .sum();
-        self.vectors.heap_bytes() + self.inv_norms.capacity() * 4 + self.layer0.capacity() * 4 + self.upper.capacity() * 24 + upper
+        self.vectors.memory_bytes()
+            + self.inv_norms.capacity() * 4
+            + self.layer0.capacity() * 4
+            + self.upper.capacity() * 24
+            + upper
     }
 
     /// The vector stored in `slot`, as it was given.
@@ -276,6 +312,18 @@ impl Hnsw {
         }
     }
 
+    /// Distance between two stored slots, without copying either row.
+    #[inline]
+    fn dist_between(&self, a: u32, b: u32) -> f32 {
+        let (x, y) = (self.row(a), self.row(b));
+        match self.metric {
+            Metric::Cosine => {
+                1.0 - kernels::dot(x, y) * self.inv_norms[a as usize] * self.inv_norms[b as usize]
+            }
+            Metric::Euclidean | Metric::DotProduct => kernels::l2_squared(x, y),
+        }
+    }
+
     /// A stored slot as a probe (to measure from it).
     fn probe_of(&self, slot: u32) -> Probe {
         Probe {
@@ -287,7 +335,13 @@ impl Hnsw {
     /// A query as a probe: a zero extra coordinate for dot product, its inverse norm for
     /// cosine.
     fn query_probe(&self, vector: &[f32]) -> Probe {
-        assert_eq!(vector.len(), self.dim, "vector has {} dimensions, the graph {}", vector.len(), self.dim);
+        assert_eq!(
+            vector.len(),
+            self.dim,
+            "vector has {} dimensions, the graph {}",
+            vector.len(),
+            self.dim
+        );
         let mut v = vector.to_vec();
         let mut scale = 1.0;
         match self.metric {
@@ -510,11 +564,10 @@ impl Hnsw {
 
     /// Replaces `node`'s list on `level` with the heuristic's pick among `candidates`.
     fn relink(&mut self, node: u32, level: usize, candidates: Vec<u32>) {
-        let p = self.probe_of(node);
         let mut near: Vec<Near> = candidates
             .into_iter()
             .filter(|&c| c != node)
-            .map(|c| Near(self.dist(&p, c), c))
+            .map(|c| Near(self.dist_between(node, c), c))
             .collect();
         near.sort();
         near.dedup_by_key(|n| n.1);
@@ -536,8 +589,7 @@ impl Hnsw {
             if chosen.len() == m {
                 break;
             }
-            let p = self.probe_of(c.1);
-            if chosen.iter().all(|k| self.dist(&p, k.1) >= c.0) {
+            if chosen.iter().all(|k| self.dist_between(c.1, k.1) >= c.0) {
                 chosen.push(c);
             }
         }
@@ -574,12 +626,19 @@ impl Hnsw {
     /// Puts a new vector into a deleted slot: the old neighbours are re-linked around the
     /// changed vector, then the slot is linked afresh at its old level.
     fn reuse(&mut self, slot: u32, vector: &[f32]) {
-        let old: Vec<Vec<u32>> = (0..=self.level_of(slot)).map(|l| self.neighbours(slot, l).to_vec()).collect();
+        let old: Vec<Vec<u32>> = (0..=self.level_of(slot))
+            .map(|l| self.neighbours(slot, l).to_vec())
+            .collect();
         self.store_row(slot, vector);
         self.deleted.remove(slot);
         for (l, around) in old.iter().enumerate() {
             for &n in around {
-                let candidates: Vec<u32> = self.neighbours(n, l).iter().chain(around).copied().collect();
+                let candidates: Vec<u32> = self
+                    .neighbours(n, l)
+                    .iter()
+                    .chain(around)
+                    .copied()
+                    .collect();
                 self.relink(n, l, candidates);
             }
         }
@@ -605,7 +664,14 @@ impl Hnsw {
 
     /// Best-first search of one layer; returns up to `ef` nodes in ascending distance.
     /// `accept` says which nodes may be returned (all nodes are still traversed).
-    fn search_layer(&self, p: &Probe, entries: &[Near], ef: usize, level: usize, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Near> {
+    fn search_layer(
+        &self,
+        p: &Probe,
+        entries: &[Near],
+        ef: usize,
+        level: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Near> {
         let mut pool = self.visited.lock().unwrap_or_else(|p| p.into_inner());
         let mut visited = pool.pop().unwrap_or(Visited {
             marks: Vec::new(),
@@ -650,7 +716,10 @@ impl Hnsw {
                 }
             }
         }
-        self.visited.lock().unwrap_or_else(|p| p.into_inner()).push(visited);
+        self.visited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(visited);
         best.into_sorted_vec()
     }
 
@@ -661,7 +730,13 @@ impl Hnsw {
     }
 
     /// Like [`Hnsw::search`], returning only slots in `allowed`.
-    pub fn search_filtered(&self, query: &[f32], k: usize, ef: usize, allowed: Option<&Bitset>) -> Vec<(u32, f32)> {
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: Option<&Bitset>,
+    ) -> Vec<(u32, f32)> {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
@@ -673,16 +748,28 @@ impl Hnsw {
         let accept = |s: u32| !self.deleted.contains(s) && allowed.is_none_or(|a| a.contains(s));
         let mut found = self.search_layer(&p, &[Near(cur.1, cur.0)], ef.max(k), 0, Some(&accept));
         found.truncate(k);
-        found.into_iter().map(|n| (n.1, self.reported(query, n.1, n.0))).collect()
+        found
+            .into_iter()
+            .map(|n| (n.1, self.reported(query, n.1, n.0)))
+            .collect()
     }
 
     /// Exact search over the live slots (the reference, and the plan for small sets).
     pub fn brute_force(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
-        self.exact(query, k, (0..self.slots() as u32).filter(|&s| !self.deleted.contains(s)))
+        self.exact(
+            query,
+            k,
+            (0..self.slots() as u32).filter(|&s| !self.deleted.contains(s)),
+        )
     }
 
     /// Exact search over the given slots.
-    pub fn exact(&self, query: &[f32], k: usize, slots: impl Iterator<Item = u32>) -> Vec<(u32, f32)> {
+    pub fn exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> Vec<(u32, f32)> {
         let p = self.query_probe(query);
         let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(k + 1);
         for s in slots {
@@ -802,10 +889,17 @@ mod tests {
             .iter()
             .map(|q| {
                 let want: Vec<u32> = g.brute_force(q, 10).into_iter().map(|r| r.0).collect();
-                g.search(q, 10, DEFAULT_EF_SEARCH).iter().filter(|r| want.contains(&r.0)).count()
+                g.search(q, 10, DEFAULT_EF_SEARCH)
+                    .iter()
+                    .filter(|r| want.contains(&r.0))
+                    .count()
             })
             .sum();
-        assert!(hits as f64 / 1000.0 >= 0.95, "recall {}", hits as f64 / 1000.0);
+        assert!(
+            hits as f64 / 1000.0 >= 0.95,
+            "recall {}",
+            hits as f64 / 1000.0
+        );
     }
 
     #[test]
@@ -826,7 +920,11 @@ mod tests {
             assert!(got.iter().all(|r| r.0 % 3 != 0), "a deleted slot came back");
             hits += got.iter().filter(|r| want.contains(&r.0)).count();
         }
-        assert!(hits as f64 / 1000.0 >= 0.95, "recall after deletes {}", hits as f64 / 1000.0);
+        assert!(
+            hits as f64 / 1000.0 >= 0.95,
+            "recall after deletes {}",
+            hits as f64 / 1000.0
+        );
         // Re-inserting fills the holes instead of growing the graph.
         let fresh = clustered(500, 32, 8);
         for v in &fresh {
@@ -848,7 +946,11 @@ mod tests {
         g.insert_batch(&[z, z, z, z, z, z, z, z, z, &[-3.0, 3.0, 0.0, -2.0]]);
         g.delete(9);
         g.delete(3);
-        g.insert_batch(&[&[0.0, -1.0, 0.0, -3.0], &[2.0, 2.0, -2.0, 0.0], &[-2.0, -3.0, 0.0, 2.0]]);
+        g.insert_batch(&[
+            &[0.0, -1.0, 0.0, -3.0],
+            &[2.0, 2.0, -2.0, 0.0],
+            &[-2.0, -3.0, 0.0, 2.0],
+        ]);
         let q = [3.0, 1.0, 2.0, 0.0];
         let dists = |r: Vec<(u32, f32)>| r.into_iter().map(|x| x.1).collect::<Vec<_>>();
         assert_eq!(dists(g.search(&q, 11, 128)), dists(g.brute_force(&q, 11)));

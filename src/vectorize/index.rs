@@ -19,8 +19,8 @@ use super::filter::Filter;
 use super::hnsw::{Hnsw, HnswParams, Metric, DEFAULT_EF_SEARCH};
 use super::metadata::{self, IndexedValues, MetadataIndex, MetadataIndexType, Postings};
 use super::types::{
-    IndexConfig, QueryOptions, ReturnMetadata, VectorId, VectorList, VectorizeAsyncMutation, VectorizeIndexInfo,
-    VectorizeMatch, VectorizeMatches, VectorizeVector,
+    IndexConfig, QueryOptions, ReturnMetadata, VectorId, VectorList, VectorizeAsyncMutation,
+    VectorizeIndexInfo, VectorizeMatch, VectorizeMatches, VectorizeVector,
 };
 use super::wal::{Change, LoggedVector, Mutation, Wal, WalError};
 use super::{segment, Limits, VectorizeOptions};
@@ -28,10 +28,10 @@ use super::{segment, Limits, VectorizeOptions};
 /// What the index keeps per live vector besides its row in the graph.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
-    id: String,
-    namespace: Option<String>,
+    id: Box<str>,
+    namespace: Option<Box<str>>,
     /// The metadata's JSON text (parsed only when returned).
-    metadata: Option<String>,
+    metadata: Option<Box<str>>,
     /// What the metadata indexes took from it when it was written.
     indexed: IndexedValues,
 }
@@ -98,8 +98,10 @@ fn now_ms() -> i64 {
 }
 
 fn iso8601(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 impl VectorizeIndex {
@@ -110,7 +112,13 @@ impl VectorizeIndex {
 
     /// Opens the index stored in `dir`: maps its newest segment, replays its log, and
     /// removes files older generations left behind.
-    pub(crate) fn open(name: &str, dir: &Path, config: IndexConfig, limits: Limits, options: VectorizeOptions) -> Result<Self> {
+    pub(crate) fn open(
+        name: &str,
+        dir: &Path,
+        config: IndexConfig,
+        limits: Limits,
+        options: VectorizeOptions,
+    ) -> Result<Self> {
         let op = Op::IndexGet;
         let mut segments = Vec::new();
         let mut wals = Vec::new();
@@ -127,11 +135,15 @@ impl VectorizeIndex {
         }
         let generation = segments.iter().copied().max().unwrap_or(0);
         let (graph, meta) = if segments.is_empty() {
-            (Hnsw::new(config.dimensions, config.metric, HnswParams::default()), None)
+            (
+                Hnsw::new(config.dimensions, config.metric, HnswParams::default()),
+                None,
+            )
         } else {
             let path = segment_path(dir, generation);
             let (graph, meta) = segment::read(&path).map_err(|e| storage(op, &path, e))?;
-            let meta: SegmentMeta = postcard::from_bytes(&meta).map_err(|e| storage(op, &path, format!("section meta: {e}")))?;
+            let meta: SegmentMeta = postcard::from_bytes(&meta)
+                .map_err(|e| storage(op, &path, format!("section meta: {e}")))?;
             (graph, Some(meta))
         };
         let wal_file = wal_path(dir, generation);
@@ -175,7 +187,9 @@ impl VectorizeIndex {
             let _ = std::fs::remove_file(segment_path(dir, *g));
             let _ = std::fs::remove_file(wal_path(dir, *g));
         }
-        Ok(VectorizeIndex { inner: Arc::new(inner) })
+        Ok(VectorizeIndex {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The index's name.
@@ -195,7 +209,9 @@ impl VectorizeIndex {
             vector_count: state.ids.len(),
             dimensions: self.inner.config.dimensions,
             processed_up_to_datetime: state.last_mutation.map(|(_, at)| iso8601(at)),
-            processed_up_to_mutation: state.last_mutation.map(|(id, _)| uuid::Uuid::from_bytes(id).to_string()),
+            processed_up_to_mutation: state
+                .last_mutation
+                .map(|(id, _)| uuid::Uuid::from_bytes(id).to_string()),
         }
     }
 
@@ -213,21 +229,40 @@ impl VectorizeIndex {
 
     /// `insert` or `upsert` (by `op`) with a caller-chosen batch cap: the REST API allows
     /// 5,000 ([`Limits::max_http_batch`]).
-    pub fn write_vectors(&self, op: Op, vectors: &[VectorizeVector], max_batch: usize) -> Result<VectorizeAsyncMutation> {
+    pub fn write_vectors(
+        &self,
+        op: Op,
+        vectors: &[VectorizeVector],
+        max_batch: usize,
+    ) -> Result<VectorizeAsyncMutation> {
         if op != Op::Insert && op != Op::Upsert {
-            return Err(VectorizeError::new(op, code::PARSE, "write_vectors takes Op::Insert or Op::Upsert"));
+            return Err(VectorizeError::new(
+                op,
+                code::PARSE,
+                "write_vectors takes Op::Insert or Op::Upsert",
+            ));
         }
         if vectors.is_empty() {
-            return Err(VectorizeError::new(op, code::PARSE, "no vectors to write; pass at least one"));
+            return Err(VectorizeError::new(
+                op,
+                code::PARSE,
+                "no vectors to write; pass at least one",
+            ));
         }
         if vectors.len() > max_batch {
             return Err(VectorizeError::new(
                 op,
                 code::BATCH_TOO_LARGE,
-                format!("too many vectors: {} in one batch, the limit is {max_batch}", vectors.len()),
+                format!(
+                    "too many vectors: {} in one batch, the limit is {max_batch}",
+                    vectors.len()
+                ),
             ));
         }
-        let logged = vectors.iter().map(|v| self.check_vector(op, v)).collect::<Result<Vec<_>>>()?;
+        let logged = vectors
+            .iter()
+            .map(|v| self.check_vector(op, v))
+            .collect::<Result<Vec<_>>>()?;
         let change = if op == Op::Insert {
             Change::Insert(logged)
         } else {
@@ -242,7 +277,10 @@ impl VectorizeIndex {
             return Err(VectorizeError::new(
                 op,
                 code::INVALID_ID,
-                format!("invalid vector id {:?}: ids must be 1 to {} bytes", v.id, limits.max_id_bytes),
+                format!(
+                    "invalid vector id {:?}: ids must be 1 to {} bytes",
+                    v.id, limits.max_id_bytes
+                ),
             ));
         }
         let dims = self.inner.config.dimensions;
@@ -261,7 +299,10 @@ impl VectorizeIndex {
             return Err(VectorizeError::new(
                 op,
                 code::INVALID_VECTOR,
-                format!("invalid vector for id=\"{}\": value {bad} is not a finite float32", v.id),
+                format!(
+                    "invalid vector for id=\"{}\": value {bad} is not a finite float32",
+                    v.id
+                ),
             ));
         }
         if let Some(ns) = &v.namespace {
@@ -274,7 +315,10 @@ impl VectorizeIndex {
             id: v.id.clone(),
             values: v.values.clone(),
             namespace: v.namespace.clone(),
-            metadata: v.metadata.as_ref().map(|m| Value::Object(m.clone()).to_string()),
+            metadata: v
+                .metadata
+                .as_ref()
+                .map(|m| Value::Object(m.clone()).to_string()),
         })
     }
 
@@ -282,7 +326,10 @@ impl VectorizeIndex {
     pub fn delete_by_ids<S: AsRef<str>>(&self, ids: &[S]) -> Result<VectorizeAsyncMutation> {
         let op = Op::Delete;
         self.check_ids(op, ids)?;
-        self.mutate(op, Change::Delete(ids.iter().map(|i| i.as_ref().to_owned()).collect()))
+        self.mutate(
+            op,
+            Change::Delete(ids.iter().map(|i| i.as_ref().to_owned()).collect()),
+        )
     }
 
     fn check_ids<S: AsRef<str>>(&self, op: Op, ids: &[S]) -> Result<()> {
@@ -306,10 +353,15 @@ impl VectorizeIndex {
             change,
         };
         let mut state = self.inner.write();
-        state.wal.append(&mutation).map_err(|e| storage(op, state.wal.path(), e))?;
+        state
+            .wal
+            .append(&mutation)
+            .map_err(|e| storage(op, state.wal.path(), e))?;
         state.apply(&self.inner, &mutation);
         if state.wal.len() > self.inner.options.checkpoint_bytes {
-            self.inner.checkpoint(&mut state).map_err(|e| e.during(op))?;
+            self.inner
+                .checkpoint(&mut state)
+                .map_err(|e| e.during(op))?;
         }
         Ok(VectorizeAsyncMutation {
             mutation_id: uuid.to_string(),
@@ -334,21 +386,44 @@ impl VectorizeIndex {
     /// `query()`: the `topK` best matches to `vector` among the vectors that pass the
     /// namespace and filter (filtering happens before topK is taken).
     pub fn query(&self, vector: &[f32], options: &QueryOptions) -> Result<VectorizeMatches> {
+        self.query_with_ef(vector, options, self.inner.options.ef_search)
+    }
+
+    /// [`query`](Self::query) exploring `ef` graph candidates instead of the configured
+    /// [`VectorizeOptions::ef_search`]: the speed / recall knob Vectorize does not
+    /// expose, for benchmarks and tuning.
+    pub fn query_with_ef(
+        &self,
+        vector: &[f32],
+        options: &QueryOptions,
+        ef: usize,
+    ) -> Result<VectorizeMatches> {
         let dims = self.inner.config.dimensions;
         if vector.len() != dims {
             return Err(VectorizeError::new(
                 Op::Query,
                 code::QUERY_DIMENSIONS,
-                format!("invalid query vector, expected {dims} dimensions, and got {} dimensions", vector.len()),
+                format!(
+                    "invalid query vector, expected {dims} dimensions, and got {} dimensions",
+                    vector.len()
+                ),
             ));
         }
         if vector.iter().any(|x| !x.is_finite()) {
-            return Err(VectorizeError::new(Op::Query, code::QUERY_DIMENSIONS, "invalid query vector: values must be finite"));
+            return Err(VectorizeError::new(
+                Op::Query,
+                code::QUERY_DIMENSIONS,
+                "invalid query vector: values must be finite",
+            ));
         }
         self.check_query_options(options)?;
-        let filter = options.filter.as_ref().map(|f| Filter::parse(f, &self.inner.limits)).transpose()?;
+        let filter = options
+            .filter
+            .as_ref()
+            .map(|f| Filter::parse(f, &self.inner.limits))
+            .transpose()?;
         let state = self.inner.read();
-        Ok(state.query(&self.inner, vector, options, filter.as_ref()))
+        Ok(state.query(&self.inner, vector, options, filter.as_ref(), ef))
     }
 
     /// `queryById()`: like [`query`](Self::query) with a stored vector's values. An
@@ -360,7 +435,10 @@ impl VectorizeIndex {
                 return Err(VectorizeError::new(
                     Op::Query,
                     code::VECTOR_NOT_FOUND,
-                    format!("vector id {id:?} does not exist in index {:?}", self.inner.name),
+                    format!(
+                        "vector id {id:?} does not exist in index {:?}",
+                        self.inner.name
+                    ),
                 ));
             };
             state.graph.vector(slot).to_vec()
@@ -371,7 +449,11 @@ impl VectorizeIndex {
     fn check_query_options(&self, o: &QueryOptions) -> Result<()> {
         let limits = &self.inner.limits;
         let heavy = o.return_values || o.return_metadata == ReturnMetadata::All;
-        let cap = if heavy { limits.max_top_k_with_values } else { limits.max_top_k };
+        let cap = if heavy {
+            limits.max_top_k_with_values
+        } else {
+            limits.max_top_k
+        };
         if o.top_k == 0 || o.top_k > cap {
             let message = if heavy {
                 format!(
@@ -396,20 +478,34 @@ impl VectorizeIndex {
         let count = count.unwrap_or(100);
         let max = self.inner.limits.max_list_count;
         if count == 0 || count > max {
-            return Err(VectorizeError::new(Op::List, code::PARSE, format!("count must be between 1 and {max}, but got {count}")));
+            return Err(VectorizeError::new(
+                Op::List,
+                code::PARSE,
+                format!("count must be between 1 and {max}, but got {count}"),
+            ));
         }
         let after = match cursor {
             None => None,
             Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-                VectorizeError::new(Op::List, code::INVALID_CURSOR, format!("invalid cursor {c:?}: pass a nextCursor this index returned"))
+                VectorizeError::new(
+                    Op::List,
+                    code::INVALID_CURSOR,
+                    format!("invalid cursor {c:?}: pass a nextCursor this index returned"),
+                )
             })?),
         };
         let state = self.inner.read();
         let range = match &after {
-            Some(a) => state.ids.range::<str, _>((std::ops::Bound::Excluded(a.as_str()), std::ops::Bound::Unbounded)),
+            Some(a) => state.ids.range::<str, _>((
+                std::ops::Bound::Excluded(a.as_str()),
+                std::ops::Bound::Unbounded,
+            )),
             None => state.ids.range::<str, _>(..),
         };
-        let mut vectors: Vec<VectorId> = range.take(count + 1).map(|(id, _)| VectorId { id: id.clone() }).collect();
+        let mut vectors: Vec<VectorId> = range
+            .take(count + 1)
+            .map(|(id, _)| VectorId { id: id.clone() })
+            .collect();
         let is_truncated = vectors.len() > count;
         vectors.truncate(count);
         Ok(VectorList {
@@ -424,22 +520,36 @@ impl VectorizeIndex {
 
     /// Creates a metadata index on `property` (dots address nested properties). It
     /// covers vectors written from now on, as in Vectorize.
-    pub fn create_metadata_index(&self, property: &str, index_type: MetadataIndexType) -> Result<VectorizeAsyncMutation> {
+    pub fn create_metadata_index(
+        &self,
+        property: &str,
+        index_type: MetadataIndexType,
+    ) -> Result<VectorizeAsyncMutation> {
         let op = Op::MetadataIndex;
         let err = |m: String| VectorizeError::new(op, code::METADATA_INDEX, m);
-        if property.is_empty() || property.len() > 512 || property.contains('"') || property.starts_with('$') {
+        if property.is_empty()
+            || property.len() > 512
+            || property.contains('"')
+            || property.starts_with('$')
+        {
             return Err(err(format!(
                 "invalid property name {property:?}: it must be 1 to 512 characters, without '\"', not starting with '$'"
             )));
         }
         {
             let state = self.inner.read();
-            if state.postings.indexes().any(|i| i.property_name == property) {
+            if state
+                .postings
+                .indexes()
+                .any(|i| i.property_name == property)
+            {
                 return Err(err(format!("a metadata index on {property:?} already exists; delete it first to change its type")));
             }
             let max = self.inner.limits.max_metadata_indexes;
             if state.postings.indexes().count() >= max {
-                return Err(err(format!("this index already has {max} metadata indexes, the limit; delete one first")));
+                return Err(err(format!(
+                    "this index already has {max} metadata indexes, the limit; delete one first"
+                )));
             }
         }
         self.mutate(
@@ -459,8 +569,18 @@ impl VectorizeIndex {
     /// Deletes the metadata index on `property`.
     pub fn delete_metadata_index(&self, property: &str) -> Result<VectorizeAsyncMutation> {
         let op = Op::MetadataIndex;
-        if !self.inner.read().postings.indexes().any(|i| i.property_name == property) {
-            return Err(VectorizeError::new(op, code::METADATA_INDEX, format!("there is no metadata index on {property:?}")));
+        if !self
+            .inner
+            .read()
+            .postings
+            .indexes()
+            .any(|i| i.property_name == property)
+        {
+            return Err(VectorizeError::new(
+                op,
+                code::METADATA_INDEX,
+                format!("there is no metadata index on {property:?}"),
+            ));
         }
         self.mutate(op, Change::DeleteMetadataIndex(property.to_owned()))
     }
@@ -473,17 +593,27 @@ impl VectorizeIndex {
         self.inner.checkpoint(&mut state)
     }
 
-    /// Memory the index holds, in bytes: graph, vectors not mapped from a segment, ids
+    /// Memory the index occupies, in bytes: vectors (mapped ones included), graph, ids
     /// and metadata (estimated from their lengths).
-    pub fn heap_bytes(&self) -> usize {
+    pub fn memory_bytes(&self) -> usize {
         let state = self.inner.read();
         let records: usize = state
             .records
             .iter()
             .flatten()
-            .map(|r| 64 + 2 * r.id.len() + r.metadata.as_ref().map_or(0, |m| m.len()) + r.indexed.len() * 48)
+            // The record's boxes, the id again in the id map with a B-tree entry's
+            // share of a node, and the postings entry per indexed value.
+            .map(|r| {
+                48 + 2 * r.id.len()
+                    + 40
+                    + r.metadata.as_ref().map_or(0, |m| m.len())
+                    + r.indexed.capacity() * 56
+                    + r.indexed.len() * 4
+            })
             .sum();
-        state.graph.heap_bytes() + records + state.records.capacity() * std::mem::size_of::<Option<Record>>()
+        state.graph.memory_bytes()
+            + records
+            + state.records.capacity() * std::mem::size_of::<Option<Record>>()
     }
 }
 
@@ -492,7 +622,10 @@ fn check_namespace(op: Op, ns: &str, limits: &Limits) -> Result<()> {
         return Err(VectorizeError::new(
             op,
             code::INVALID_NAMESPACE,
-            format!("invalid namespace {ns:?}: namespaces must be 1 to {} bytes", limits.max_namespace_bytes),
+            format!(
+                "invalid namespace {ns:?}: namespaces must be 1 to {} bytes",
+                limits.max_namespace_bytes
+            ),
         ));
     }
     Ok(())
@@ -505,7 +638,9 @@ fn encode_cursor(id: &str) -> String {
 
 fn decode_cursor(cursor: &str) -> Option<String> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -523,7 +658,8 @@ impl Inner {
     /// whole log) or g+1 complete.
     fn checkpoint(&self, state: &mut State) -> Result<()> {
         let op = Op::Upsert;
-        if state.graph.slots() > 1024 && state.graph.slots() - state.graph.len() > state.graph.len() {
+        if state.graph.slots() > 1024 && state.graph.slots() - state.graph.len() > state.graph.len()
+        {
             state.vacuum(self);
         }
         let next = state.generation + 1;
@@ -561,9 +697,12 @@ impl State {
         for (slot, record) in self.records.iter().enumerate() {
             if let Some(r) = record {
                 let slot = slot as u32;
-                self.ids.insert(r.id.clone(), slot);
+                self.ids.insert(r.id.to_string(), slot);
                 if let Some(ns) = &r.namespace {
-                    self.namespaces.entry(ns.clone()).or_default().push(slot);
+                    self.namespaces
+                        .entry(ns.to_string())
+                        .or_default()
+                        .push(slot);
                 }
                 self.postings.add(slot, &r.indexed);
             }
@@ -587,7 +726,12 @@ impl State {
                 for (i, v) in vectors.iter().enumerate() {
                     last.insert(&v.id, i);
                 }
-                let winners: Vec<&LoggedVector> = vectors.iter().enumerate().filter(|(i, v)| last[v.id.as_str()] == *i).map(|(_, v)| v).collect();
+                let winners: Vec<&LoggedVector> = vectors
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, v)| last[v.id.as_str()] == *i)
+                    .map(|(_, v)| v)
+                    .collect();
                 for v in &winners {
                     self.remove(&v.id);
                 }
@@ -610,7 +754,10 @@ impl State {
         let slots = self.graph.insert_batch(&rows);
         let max_string = inner.limits.indexed_string_bytes;
         for (v, slot) in vectors.iter().zip(slots) {
-            let parsed: Option<Map<String, Value>> = v.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok());
+            let parsed: Option<Map<String, Value>> = v
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok());
             let indexed = self.postings.extract(parsed.as_ref(), max_string);
             self.postings.add(slot, &indexed);
             if let Some(ns) = &v.namespace {
@@ -618,9 +765,9 @@ impl State {
             }
             self.ids.insert(v.id.clone(), slot);
             let record = Record {
-                id: v.id.clone(),
-                namespace: v.namespace.clone(),
-                metadata: v.metadata.clone(),
+                id: v.id.as_str().into(),
+                namespace: v.namespace.as_deref().map(Into::into),
+                metadata: v.metadata.as_deref().map(Into::into),
                 indexed,
             };
             let s = slot as usize;
@@ -635,13 +782,15 @@ impl State {
         let Some(slot) = self.ids.remove(id) else {
             return;
         };
-        let record = self.records[slot as usize].take().expect("a live id has a record");
+        let record = self.records[slot as usize]
+            .take()
+            .expect("a live id has a record");
         self.postings.remove(slot, &record.indexed);
         if let Some(ns) = &record.namespace {
-            if let Some(list) = self.namespaces.get_mut(ns) {
+            if let Some(list) = self.namespaces.get_mut(&**ns) {
                 list.retain(|&s| s != slot);
                 if list.is_empty() {
-                    self.namespaces.remove(ns);
+                    self.namespaces.remove(&**ns);
                 }
             }
         }
@@ -651,7 +800,11 @@ impl State {
     /// Rebuilds the graph from the live vectors only.
     fn vacuum(&mut self, inner: &Inner) {
         let live: Vec<u32> = self.ids.values().copied().collect();
-        let mut graph = Hnsw::new(inner.config.dimensions, inner.config.metric, HnswParams::default());
+        let mut graph = Hnsw::new(
+            inner.config.dimensions,
+            inner.config.metric,
+            HnswParams::default(),
+        );
         let rows: Vec<&[f32]> = live.iter().map(|&s| self.graph.vector(s)).collect();
         let new_slots = graph.insert_batch(&rows);
         let mut records = vec![None; new_slots.len()];
@@ -673,43 +826,70 @@ impl State {
     }
 
     fn vector_at(&self, slot: u32) -> VectorizeVector {
-        let r = self.records[slot as usize].as_ref().expect("a live slot has a record");
+        let r = self.records[slot as usize]
+            .as_ref()
+            .expect("a live slot has a record");
         VectorizeVector {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             values: self.graph.vector(slot).to_vec(),
-            namespace: r.namespace.clone(),
-            metadata: r.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+            namespace: r.namespace.as_deref().map(String::from),
+            metadata: r
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
         }
     }
 
     /// The candidate set a query may return from: the namespace's vectors and/or the
     /// filter's matches; `None` when every live vector may be returned.
-    fn allowed(&self, inner: &Inner, options: &QueryOptions, filter: Option<&Filter>) -> Option<Bitset> {
+    fn allowed(
+        &self,
+        inner: &Inner,
+        options: &QueryOptions,
+        filter: Option<&Filter>,
+    ) -> Option<Bitset> {
         if options.namespace.is_none() && filter.is_none() {
             return None;
         }
-        let slots = self.graph.slots();
-        let mut set = Bitset::new(slots);
-        match &options.namespace {
-            Some(ns) => self.namespaces.get(ns).into_iter().flatten().for_each(|&s| set.insert(s)),
-            None => self.ids.values().for_each(|&s| set.insert(s)),
-        }
-        if let Some(f) = filter {
-            set = f.matching(&self.postings, &set, inner.limits.indexed_string_bytes);
-        }
-        Some(set)
+        let set = match &options.namespace {
+            Some(ns) => {
+                let mut set = Bitset::new(self.graph.slots());
+                self.namespaces
+                    .get(ns)
+                    .into_iter()
+                    .flatten()
+                    .for_each(|&s| set.insert(s));
+                set
+            }
+            None => self.graph.live(),
+        };
+        Some(match filter {
+            Some(f) => f.matching(&self.postings, &set, inner.limits.indexed_string_bytes),
+            None => set,
+        })
     }
 
-    fn query(&self, inner: &Inner, vector: &[f32], options: &QueryOptions, filter: Option<&Filter>) -> VectorizeMatches {
+    fn query(
+        &self,
+        inner: &Inner,
+        vector: &[f32],
+        options: &QueryOptions,
+        filter: Option<&Filter>,
+        ef: usize,
+    ) -> VectorizeMatches {
         let k = options.top_k;
-        let ef = inner.options.ef_search.max(k);
+        let ef = ef.max(k);
         let exact_max = inner.options.exact_scan_max.max(k);
         let found = match self.allowed(inner, options, filter) {
             None if self.ids.len() <= exact_max => self.graph.brute_force(vector, k),
             None => self.graph.search(vector, k, ef),
             Some(allowed) => {
+                // A filtered walk visits about ef / selectivity nodes and measures
+                // `degree` neighbours of each; an exact scan measures each candidate
+                // once. Scan when that is cheaper: candidates² ≤ degree · ef · slots.
                 let candidates = allowed.count();
-                if candidates <= exact_max {
+                let walk_cost = self.graph.degree() * ef * self.graph.slots();
+                if candidates <= exact_max || candidates.saturating_mul(candidates) <= walk_cost {
                     self.graph.exact(vector, k, allowed.iter())
                 } else {
                     let walked = self.graph.search_filtered(vector, k, ef, Some(&allowed));
@@ -724,17 +904,26 @@ impl State {
         let matches: Vec<VectorizeMatch> = found
             .into_iter()
             .map(|(slot, distance)| {
-                let r = self.records[slot as usize].as_ref().expect("search returns live slots");
+                let r = self.records[slot as usize]
+                    .as_ref()
+                    .expect("search returns live slots");
                 VectorizeMatch {
-                    id: r.id.clone(),
+                    id: r.id.to_string(),
                     score: score(inner.config.metric, distance),
-                    values: options.return_values.then(|| self.graph.vector(slot).to_vec()),
+                    values: options
+                        .return_values
+                        .then(|| self.graph.vector(slot).to_vec()),
                     metadata: match options.return_metadata {
                         ReturnMetadata::None => None,
                         ReturnMetadata::Indexed => Some(Postings::indexed_view(&r.indexed)),
-                        ReturnMetadata::All => Some(r.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default()),
+                        ReturnMetadata::All => Some(
+                            r.metadata
+                                .as_deref()
+                                .and_then(|m| serde_json::from_str(m).ok())
+                                .unwrap_or_default(),
+                        ),
                     },
-                    namespace: r.namespace.clone(),
+                    namespace: r.namespace.as_deref().map(String::from),
                 }
             })
             .collect();

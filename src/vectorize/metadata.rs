@@ -58,7 +58,11 @@ impl Indexed {
     }
 
     /// The indexed form of a JSON scalar for an index of `ty`, if that index takes it.
-    pub(crate) fn of(value: &Value, ty: MetadataIndexType, max_string_bytes: usize) -> Option<Self> {
+    pub(crate) fn of(
+        value: &Value,
+        ty: MetadataIndexType,
+        max_string_bytes: usize,
+    ) -> Option<Self> {
         match (value, ty) {
             (Value::Bool(b), MetadataIndexType::Boolean) => Some(Indexed::Bool(*b)),
             (Value::Number(n), MetadataIndexType::Number) => n.as_f64().map(Indexed::Num),
@@ -109,7 +113,12 @@ pub type IndexedValues = Vec<(String, Indexed)>;
 
 /// Checks metadata against Vectorize's rules: keys non-empty, without `.` or `"`, not
 /// starting with `$`, at any depth; compact JSON at most `limits.max_metadata_bytes`.
-pub(crate) fn validate(op: Op, id: &str, metadata: &Map<String, Value>, limits: &Limits) -> Result<()> {
+pub(crate) fn validate(
+    op: Op,
+    id: &str,
+    metadata: &Map<String, Value>,
+    limits: &Limits,
+) -> Result<()> {
     fn keys(op: Op, id: &str, map: &Map<String, Value>) -> Result<()> {
         for (k, v) in map {
             if k.is_empty() || k.contains('.') || k.contains('"') || k.starts_with('$') {
@@ -128,7 +137,9 @@ pub(crate) fn validate(op: Op, id: &str, metadata: &Map<String, Value>, limits: 
         Ok(())
     }
     keys(op, id, metadata)?;
-    let size = serde_json::to_vec(metadata).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(metadata)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > limits.max_metadata_bytes {
         return Err(VectorizeError::new(
             op,
@@ -178,7 +189,11 @@ impl Postings {
 
     /// The values of `metadata` each current index takes; a string array gives one value
     /// per element.
-    pub(crate) fn extract(&self, metadata: Option<&Map<String, Value>>, max_string_bytes: usize) -> IndexedValues {
+    pub(crate) fn extract(
+        &self,
+        metadata: Option<&Map<String, Value>>,
+        max_string_bytes: usize,
+    ) -> IndexedValues {
         let Some(metadata) = metadata else {
             return Vec::new();
         };
@@ -247,7 +262,9 @@ impl Postings {
         for (property, value) in values {
             let v = match value {
                 Indexed::Bool(b) => Value::Bool(*b),
-                Indexed::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+                Indexed::Num(n) => {
+                    serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+                }
                 Indexed::Str(s) => Value::String(s.clone()),
             };
             match out.get_mut(property) {

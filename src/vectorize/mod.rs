@@ -11,6 +11,7 @@
 
 mod arena;
 pub mod bitset;
+pub mod dataset;
 pub mod error;
 pub mod filter;
 pub mod hnsw;
@@ -18,10 +19,10 @@ mod index;
 pub mod kernels;
 pub mod metadata;
 pub mod ndjson;
-mod segment;
+pub(crate) mod segment;
 mod store;
 pub mod types;
-mod wal;
+pub(crate) mod wal;
 
 pub use error::{Op, VectorizeError};
 pub use hnsw::Metric;
@@ -29,8 +30,8 @@ pub use index::VectorizeIndex;
 pub use metadata::{MetadataIndex, MetadataIndexType};
 pub use store::VectorizeStore;
 pub use types::{
-    IndexConfig, IndexDescription, QueryOptions, ReturnMetadata, VectorList, VectorizeAsyncMutation,
-    VectorizeIndexInfo, VectorizeMatch, VectorizeMatches, VectorizeVector,
+    IndexConfig, IndexDescription, QueryOptions, ReturnMetadata, VectorList,
+    VectorizeAsyncMutation, VectorizeIndexInfo, VectorizeMatch, VectorizeMatches, VectorizeVector,
 };
 
 /// Vectorize's limits (spec 3.8); all configurable.
@@ -100,4 +101,12 @@ pub struct VectorizeOptions {
     /// Write a segment and start a new log once the log passes this many bytes. Smaller
     /// makes opening faster (less log to replay) and writing slower.
     pub checkpoint_bytes: u64,
+}
+
+/// Entry points for the fuzz targets (`fuzz/`): the file formats' framing, so that
+/// fuzzed bytes get past the checksums to the decoders. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::segment::reseal as reseal_segment;
+    pub use super::wal::frame as frame_wal;
 }

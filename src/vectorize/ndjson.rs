@@ -50,7 +50,11 @@ mod tests {
         let body = b"{\"id\":\"a\",\"values\":[1,2.5]}\r\n\n{\"id\":\"b\",\"values\":[0,0],\"namespace\":\"n\",\"metadata\":{\"k\":1}}\nnot json\n";
         let e = parse(Op::Insert, body, Unparsable::Error).unwrap_err();
         assert_eq!(e.code, code::PARSE);
-        assert!(e.to_string().starts_with("VECTOR_INSERT_ERROR (code = 40026): line 4:"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("VECTOR_INSERT_ERROR (code = 40026): line 4:"),
+            "{e}"
+        );
         let got = parse(Op::Insert, body, Unparsable::Discard).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].values, vec![1.0, 2.5]);

@@ -82,7 +82,10 @@ pub(crate) fn write(path: &Path, graph: &Hnsw, meta: &[u8]) -> std::io::Result<(
         at = (at + len).next_multiple_of(ALIGN);
     }
     let header = postcard::to_allocvec(&Header { sections }).map_err(std::io::Error::other)?;
-    assert!(16 + header.len() <= reserve, "segment header outgrew its reserve");
+    assert!(
+        16 + header.len() <= reserve,
+        "segment header outgrew its reserve"
+    );
 
     let file = File::create(path)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -107,20 +110,26 @@ pub(crate) fn read(path: &Path) -> Result<(Hnsw, Vec<u8>), String> {
     // SAFETY: segments are immutable once renamed into place; tristore never writes to
     // one again, only deletes it after a newer one exists.
     let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| e.to_string())?);
-    let bad = |why: String| format!("not a valid segment ({why}); restore the index directory from a backup");
+    let bad = |why: String| {
+        format!("not a valid segment ({why}); restore the index directory from a backup")
+    };
     if map.len() < 16 || &map[..8] != MAGIC {
         return Err(bad("wrong header".into()));
     }
     let header_len = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes")) as usize;
     let header_crc = u32::from_le_bytes(map[12..16].try_into().expect("4 bytes"));
-    let header = map.get(16..16 + header_len).ok_or_else(|| bad("header runs past the end".into()))?;
+    let header = map
+        .get(16..16 + header_len)
+        .ok_or_else(|| bad("header runs past the end".into()))?;
     if crc32fast::hash(header) != header_crc {
         return Err(bad("header checksum mismatch".into()));
     }
     let header: Header = postcard::from_bytes(header).map_err(|e| bad(format!("header: {e}")))?;
     let mut slices: Vec<&[u8]> = Vec::with_capacity(5);
     for (s, name) in header.sections.iter().zip(NAMES) {
-        let range = usize::try_from(s.offset).ok().zip(usize::try_from(s.offset + s.len).ok());
+        let range = usize::try_from(s.offset)
+            .ok()
+            .zip(usize::try_from(s.offset + s.len).ok());
         let bytes = range
             .and_then(|(a, b)| map.get(a..b))
             .ok_or_else(|| bad(format!("section {name} runs past the end")))?;
@@ -130,9 +139,12 @@ pub(crate) fn read(path: &Path) -> Result<(Hnsw, Vec<u8>), String> {
         slices.push(bytes);
     }
     let words = |b: &[u8]| -> Vec<u32> {
-        b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+        b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
     };
-    let state: GraphState = postcard::from_bytes(slices[3]).map_err(|e| bad(format!("section graph: {e}")))?;
+    let state: GraphState =
+        postcard::from_bytes(slices[3]).map_err(|e| bad(format!("section graph: {e}")))?;
     let inv_norms: Vec<f32> = words(slices[1]).into_iter().map(f32::from_bits).collect();
     let layer0 = words(slices[2]);
     let meta = slices[4].to_vec();
@@ -151,4 +163,34 @@ pub(crate) fn read(path: &Path) -> Result<(Hnsw, Vec<u8>), String> {
     let graph = Hnsw::from_parts(state, Arena::from_mapped(width, mapped), inv_norms, layer0)
         .ok_or_else(|| bad("the graph's parts do not fit together".into()))?;
     Ok((graph, meta))
+}
+
+/// Recomputes the header's and every section's checksum of an edited segment, so that a
+/// fuzzer's edits reach the decoders behind the checksums. Leaves bytes whose header
+/// does not parse unchanged.
+#[doc(hidden)]
+pub fn reseal(bytes: &mut [u8]) {
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return;
+    }
+    let header_len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let Some(Ok(mut header)) = bytes
+        .get(16..16 + header_len)
+        .map(postcard::from_bytes::<Header>)
+    else {
+        return;
+    };
+    for s in header.sections.iter_mut() {
+        let start = (s.offset as usize).min(bytes.len());
+        let end = (s.offset.saturating_add(s.len) as usize).min(bytes.len());
+        s.crc = crc32fast::hash(&bytes[start..end]);
+    }
+    let Ok(encoded) = postcard::to_allocvec(&header) else {
+        return;
+    };
+    if encoded.len() == header_len {
+        bytes[16..16 + header_len].copy_from_slice(&encoded);
+        let crc = crc32fast::hash(&encoded);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
 }

@@ -26,7 +26,9 @@ pub struct VectorizeStore {
 
 impl std::fmt::Debug for VectorizeStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VectorizeStore").field("dir", &self.dir).finish()
+        f.debug_struct("VectorizeStore")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -34,7 +36,11 @@ const DESCRIPTION: &str = "index.json";
 
 impl VectorizeStore {
     /// Opens (creating if needed) the indexes under `dir`.
-    pub(crate) fn open(dir: &Path, limits: Limits, options: VectorizeOptions) -> crate::Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        limits: Limits,
+        options: VectorizeOptions,
+    ) -> crate::Result<Self> {
         fsutil::create_dir_durable(dir)?;
         for entry in std::fs::read_dir(dir).map_err(|e| crate::Error::Io {
             action: "list",
@@ -62,20 +68,32 @@ impl VectorizeStore {
 
     /// Creates an index. Names are 1 to 64 bytes of lowercase letters, digits and `-`,
     /// starting with a letter or digit; the configuration is fixed from now on.
-    pub fn create(&self, name: &str, description: &str, config: IndexConfig) -> Result<IndexDescription> {
+    pub fn create(
+        &self,
+        name: &str,
+        description: &str,
+        config: IndexConfig,
+    ) -> Result<IndexDescription> {
         let op = Op::Index;
         self.check_name(name)?;
         if config.dimensions == 0 || config.dimensions > self.limits.max_dimensions {
             return Err(VectorizeError::new(
                 op,
                 code::INVALID_CONFIG,
-                format!("dimensions must be between 1 and {}, but got {}", self.limits.max_dimensions, config.dimensions),
+                format!(
+                    "dimensions must be between 1 and {}, but got {}",
+                    self.limits.max_dimensions, config.dimensions
+                ),
             ));
         }
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(name);
         if path.exists() {
-            return Err(VectorizeError::new(op, code::INDEX_EXISTS, format!("an index named {name:?} already exists")));
+            return Err(VectorizeError::new(
+                op,
+                code::INDEX_EXISTS,
+                format!("an index named {name:?} already exists"),
+            ));
         }
         let now = crate::store::now_iso8601();
         let described = IndexDescription {
@@ -99,7 +117,14 @@ impl VectorizeStore {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(storage(op, &path, e));
         }
-        let index = VectorizeIndex::open(name, &path, config, self.limits.clone(), self.options.clone()).map_err(|e| e.during(op))?;
+        let index = VectorizeIndex::open(
+            name,
+            &path,
+            config,
+            self.limits.clone(),
+            self.options.clone(),
+        )
+        .map_err(|e| e.during(op))?;
         open.insert(name.to_owned(), index);
         Ok(described)
     }
@@ -107,7 +132,9 @@ impl VectorizeStore {
     fn check_name(&self, name: &str) -> Result<()> {
         let ok = !name.is_empty()
             && name.len() <= self.limits.max_index_name_bytes
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !name.starts_with('-');
         if ok {
             Ok(())
@@ -147,7 +174,11 @@ impl VectorizeStore {
     fn path_of(&self, name: &str) -> Result<PathBuf> {
         let path = self.dir.join(name);
         if self.check_name(name).is_err() || !path.join(DESCRIPTION).exists() {
-            return Err(VectorizeError::new(Op::IndexGet, code::INDEX_NOT_FOUND, format!("index {name:?} not found")));
+            return Err(VectorizeError::new(
+                Op::IndexGet,
+                code::INDEX_NOT_FOUND,
+                format!("index {name:?} not found"),
+            ));
         }
         Ok(path)
     }
@@ -159,7 +190,13 @@ impl VectorizeStore {
             return Ok(index.clone());
         }
         let described = self.get(name)?;
-        let index = VectorizeIndex::open(name, &self.dir.join(name), described.config, self.limits.clone(), self.options.clone())?;
+        let index = VectorizeIndex::open(
+            name,
+            &self.dir.join(name),
+            described.config,
+            self.limits.clone(),
+            self.options.clone(),
+        )?;
         open.insert(name.to_owned(), index.clone());
         Ok(index)
     }
@@ -186,7 +223,9 @@ mod tests {
     #[test]
     fn create_list_get_delete_and_reuse_a_name() {
         let dir = tempfile::tempdir().unwrap();
-        let store = VectorizeStore::open(dir.path(), Limits::default(), VectorizeOptions::default()).unwrap();
+        let store =
+            VectorizeStore::open(dir.path(), Limits::default(), VectorizeOptions::default())
+                .unwrap();
         let config = IndexConfig {
             dimensions: 3,
             metric: Metric::Cosine,
@@ -195,14 +234,29 @@ mod tests {
         let e = store.create("idx-a", "", config).unwrap_err();
         assert_eq!((e.code, e.http_status()), (code::INDEX_EXISTS, 409));
         for bad in ["", "Upper", "-x", &"a".repeat(65), "a/b"] {
-            assert_eq!(store.create(bad, "", config).unwrap_err().code, code::INVALID_CONFIG, "{bad:?}");
+            assert_eq!(
+                store.create(bad, "", config).unwrap_err().code,
+                code::INVALID_CONFIG,
+                "{bad:?}"
+            );
         }
         let too_wide = IndexConfig {
             dimensions: 1537,
             metric: Metric::Cosine,
         };
-        assert_eq!(store.create("wide", "", too_wide).unwrap_err().code, code::INVALID_CONFIG);
-        assert_eq!(store.list().unwrap().iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["idx-a"]);
+        assert_eq!(
+            store.create("wide", "", too_wide).unwrap_err().code,
+            code::INVALID_CONFIG
+        );
+        assert_eq!(
+            store
+                .list()
+                .unwrap()
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>(),
+            ["idx-a"]
+        );
         assert_eq!(store.get("idx-a").unwrap().description, "first");
         store.delete("idx-a").unwrap();
         assert_eq!(store.get("idx-a").unwrap_err().http_status(), 404);

@@ -130,7 +130,11 @@ pub struct VectorizeMatch {
     /// (lower is closer); see spec 3.6.
     pub score: f64,
     /// With `returnValues`.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "widen_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "widen_opt"
+    )]
     pub values: Option<Vec<f32>>,
     /// Unless `returnMetadata` is `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

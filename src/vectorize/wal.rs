@@ -85,7 +85,12 @@ impl From<std::io::Error> for WalError {
 impl Wal {
     /// Creates an empty log (the caller syncs the directory).
     pub(crate) fn create(path: &Path) -> std::io::Result<Wal> {
-        let mut file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)?;
         file.write_all(MAGIC)?;
         file.sync_all()?;
         Ok(Wal {
@@ -122,7 +127,10 @@ impl Wal {
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
-        let result = self.file.write_all(&record).and_then(|()| self.file.sync_data());
+        let result = self
+            .file
+            .write_all(&record)
+            .and_then(|()| self.file.sync_data());
         if result.is_err() {
             // Leave no half record behind a later append.
             let _ = self.file.set_len(self.len);
@@ -141,6 +149,19 @@ impl Wal {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// A log holding `payloads` as records with correct checksums, so that a fuzzer's bytes
+/// reach the record decoder.
+#[doc(hidden)]
+pub fn frame(payloads: &[&[u8]]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    for p in payloads {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 /// Parses a whole log: its mutations and the length of the good prefix.
@@ -187,7 +208,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Mutation>, usize), WalError> {
 fn corrupt(at: usize, end: usize, why: &str) -> WalError {
     WalError::Corrupt {
         offset: at as u64,
-        why: format!("{why} (record at byte {at}, {} bytes follow it)", end.saturating_sub(at)),
+        why: format!(
+            "{why} (record at byte {at}, {} bytes follow it)",
+            end.saturating_sub(at)
+        ),
     }
 }
 

@@ -1,0 +1,67 @@
+//! The WAL and segment loaders: an index directory whose log holds fuzzed records (with
+//! correct checksums, so the decoder meets them) or whose segment has fuzzed edits (with
+//! checksums recomputed) opens or fails with an error naming the file; never a panic.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use tristore::vectorize::fuzzing::{frame_wal, reseal_segment};
+use tristore::vectorize::{IndexConfig, MetadataIndexType, Metric, VectorizeVector};
+use tristore::Store;
+
+const SEGMENT: &str = "segment-0000000000000001.seg";
+const WAL: &str = "wal-0000000000000001.log";
+
+/// A real segment of a small index to start the edits from.
+fn seed() -> &'static (Vec<u8>, Vec<u8>) {
+    static SEED: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    SEED.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.vectorize().create("z", "", IndexConfig { dimensions: 3, metric: Metric::DotProduct }).unwrap();
+        let idx = store.vectorize().index("z").unwrap();
+        idx.create_metadata_index("k", MetadataIndexType::String).unwrap();
+        let vectors: Vec<VectorizeVector> = (0..40)
+            .map(|i| VectorizeVector::new(format!("v{i}"), vec![i as f32, 1.0, -1.0]).namespace("ns").metadata(serde_json::json!({"k": "x"})))
+            .collect();
+        idx.upsert(&vectors).unwrap();
+        idx.delete_by_ids(&["v3"]).unwrap();
+        idx.checkpoint().unwrap();
+        let d = dir.path().join("vectorize/z");
+        (std::fs::read(d.join(SEGMENT)).unwrap(), std::fs::read(dir.path().join("vectorize/z/index.json")).unwrap())
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let (segment, description) = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let idx_dir = dir.path().join("vectorize/z");
+    std::fs::create_dir_all(&idx_dir).unwrap();
+    std::fs::write(idx_dir.join("index.json"), description).unwrap();
+    if mode % 2 == 0 {
+        // Log records: the input split on 0xff bytes, each framed as one record.
+        std::fs::write(idx_dir.join(SEGMENT), segment).unwrap();
+        let payloads: Vec<&[u8]> = rest.split(|&b| b == 0xff).collect();
+        std::fs::write(idx_dir.join(WAL), frame_wal(&payloads)).unwrap();
+    } else {
+        // Segment edits: (u16 position, xor byte) triples.
+        let mut bytes = segment.clone();
+        for edit in rest.chunks_exact(3) {
+            let at = u16::from_le_bytes([edit[0], edit[1]]) as usize % bytes.len();
+            bytes[at] ^= edit[2];
+        }
+        reseal_segment(&mut bytes);
+        std::fs::write(idx_dir.join(SEGMENT), bytes).unwrap();
+        std::fs::write(idx_dir.join(WAL), frame_wal(&[])).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    match store.vectorize().index("z") {
+        Ok(idx) => {
+            let _ = idx.query(&[1.0, 0.0, 0.0], &Default::default());
+            let _ = idx.list(None, None);
+        }
+        Err(e) => assert!(e.to_string().contains("vectorize/z"), "{e}"),
+    }
+});

@@ -1,0 +1,220 @@
+//! `tristore bench vectors`: builds a Vectorize index on a big-ann dataset (or a
+//! synthetic one) through the public API and prints build rate, memory, open time,
+//! recall / speed per ef, and filtered queries.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+use tristore::vectorize::dataset::{cpu_seconds, measure, Dataset, QueryStats};
+use tristore::vectorize::{
+    IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeVector,
+};
+use tristore::{Store, StoreOptions};
+
+#[derive(Args)]
+pub struct VectorBench {
+    /// A big-ann dataset directory (base.fbin, query.fbin, gt.bin). Without it a
+    /// synthetic clustered cosine dataset is generated.
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Synthetic: base vectors.
+    #[arg(long, default_value_t = 100_000)]
+    vectors: usize,
+    /// Synthetic: dimensions.
+    #[arg(long, default_value_t = 768)]
+    dims: usize,
+    /// Synthetic: queries.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// Synthetic: clusters.
+    #[arg(long, default_value_t = 500)]
+    clusters: usize,
+    /// Synthetic: seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Write the dataset here (for the peers' script) before benchmarking.
+    #[arg(long)]
+    save_dataset: Option<PathBuf>,
+    /// Search widths to sweep.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    efs: Vec<usize>,
+    /// Neighbours per query scored.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Vectors per upsert call (the HTTP API allows 5,000).
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+}
+
+fn progress(what: &str, done: usize, total: usize, since: Instant) {
+    eprintln!(
+        "  {what}: {done}/{total} ({:.0} s)",
+        since.elapsed().as_secs_f64()
+    );
+}
+
+pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let data = match &args.dataset {
+        Some(dir) => {
+            eprintln!("loading {}", dir.display());
+            Dataset::load(dir)?
+        }
+        None => {
+            eprintln!(
+                "generating {} x {} clustered vectors ({} clusters) and {} queries with exact ground truth",
+                args.vectors, args.dims, args.clusters, args.queries
+            );
+            Dataset::synthetic(
+                args.vectors,
+                args.dims,
+                args.queries,
+                args.clusters,
+                args.k.max(10),
+                args.seed,
+            )
+        }
+    };
+    if let Some(dir) = &args.save_dataset {
+        data.save(dir)?;
+        eprintln!("dataset written to {}", dir.display());
+    }
+    let (n, dim) = (data.len(), data.dim);
+    println!(
+        "dataset: {n} x {dim}, {} queries, k = {}, {} threads",
+        data.truth.len(),
+        args.k,
+        rayon::current_num_threads()
+    );
+
+    let work = tempfile::tempdir()?;
+    let store = Store::open_with(work.path(), StoreOptions::default())?;
+    store.vectorize().create(
+        "bench",
+        "",
+        IndexConfig {
+            dimensions: dim,
+            metric: Metric::Cosine,
+        },
+    )?;
+    let index = store.vectorize().index("bench")?;
+    index.create_metadata_index("bucket", MetadataIndexType::Number)?;
+
+    // Build: every vector carries bucket = row % 100, for the filtered queries.
+    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    for start in (0..n).step_by(args.batch) {
+        let end = (start + args.batch).min(n);
+        let batch: Vec<VectorizeVector> = (start..end)
+            .map(|i| {
+                VectorizeVector::new(i.to_string(), data.row(i as u32).to_vec())
+                    .metadata(json!({"bucket": i % 100}))
+            })
+            .collect();
+        index.write_vectors(Op::Upsert, &batch, args.batch)?;
+        if (end / args.batch) % 4 == 0 || end == n {
+            progress("build", end, n, wall);
+        }
+    }
+    let (build_wall, build_cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    println!(
+        "build: {:.1} s wall, {:.1} CPU s, {:.0} vectors per CPU-second (through upsert: WAL fsync and checkpoints included)",
+        build_wall,
+        build_cpu,
+        n as f64 / build_cpu
+    );
+    let to_rows = |m: tristore::vectorize::VectorizeMatches| -> Vec<u32> {
+        m.matches
+            .iter()
+            .map(|x| x.id.parse().unwrap_or(u32::MAX))
+            .collect()
+    };
+    let top = QueryOptions {
+        top_k: args.k,
+        ..QueryOptions::default()
+    };
+    println!(
+        "{:>6} {:>8} {:>9} {:>9} {:>9}",
+        "ef", "recall", "q/s", "p50 us", "p99 us"
+    );
+    let row = |label: String, s: QueryStats| {
+        println!(
+            "{label:>6} {:>8.4} {:>9.0} {:>9.1} {:>9.1}",
+            s.recall, s.qps, s.p50_us, s.p99_us
+        );
+    };
+    for &ef in &args.efs {
+        let s = measure(&data, args.k, |q| {
+            to_rows(index.query_with_ef(q, &top, ef).expect("query"))
+        });
+        row(ef.to_string(), s);
+    }
+
+    // Filtered: 1% (one bucket) and 10% (ten buckets), truth by exact scan of the matches.
+    for (label, filter, keep) in [
+        (
+            "1%",
+            json!({"bucket": 7}),
+            (|i: usize| i % 100 == 7) as fn(usize) -> bool,
+        ),
+        ("10%", json!({"bucket": {"$lt": 10}}), |i: usize| {
+            i % 100 < 10
+        }),
+    ] {
+        let members: Vec<u32> = (0..n as u32).filter(|&i| keep(i as usize)).collect();
+        let truth = data
+            .query_rows()
+            .map(|q| {
+                let mut s: Vec<(f32, u32)> = members
+                    .iter()
+                    .map(|&i| (-tristore::vectorize::kernels::dot(q, data.row(i)), i))
+                    .collect();
+                s.sort_by(|a, b| a.0.total_cmp(&b.0));
+                s.into_iter().take(args.k).map(|x| x.1).collect()
+            })
+            .collect();
+        let filtered = Dataset {
+            dim,
+            base: Vec::new(),
+            queries: data.queries.clone(),
+            truth,
+        };
+        let opts = QueryOptions {
+            filter: Some(filter),
+            ..top.clone()
+        };
+        let s = measure(&filtered, args.k, |q| {
+            to_rows(index.query(q, &opts).expect("query"))
+        });
+        row(format!("f{label}"), s);
+    }
+
+    // Open: write a segment, drop everything, reopen and answer one query.
+    index.checkpoint()?;
+    drop(index);
+    drop(store);
+    let t = Instant::now();
+    let store = Store::open_with(work.path(), StoreOptions::default())?;
+    let index = store.vectorize().index("bench")?;
+    let opened = t.elapsed().as_secs_f64();
+    index.query(data.query_rows().next().unwrap_or(&[]), &top)?;
+    println!(
+        "open: {:.3} s to map the segment and load ids and metadata, {:.3} s to the first answer (page cache warm)",
+        opened,
+        t.elapsed().as_secs_f64()
+    );
+    let memory = index.memory_bytes();
+    let raw = n * dim * 4;
+    let links = n * (2 * 16 + 1) * 4;
+    println!(
+        "memory after reopening: {:.0} bytes per vector (vectors, mapped, + graph + ids and metadata); raw f32 {:.0} + layer-0 links {:.0}; ratio {:.3}",
+        memory as f64 / n as f64,
+        (raw / n) as f64,
+        (links / n) as f64,
+        memory as f64 / (raw + links) as f64
+    );
+
+    eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
