@@ -65,6 +65,9 @@ pub enum Error {
     /// An R2 call failed.
     #[error(transparent)]
     R2(#[from] crate::r2::R2Error),
+    /// A Vectorize call failed.
+    #[error(transparent)]
+    Vectorize(#[from] crate::vectorize::VectorizeError),
 }
 
 /// Shorthand for results of [`Store`](crate::Store) calls.

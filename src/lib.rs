@@ -30,6 +30,7 @@ pub mod defaults;
 mod error;
 mod fsutil;
 pub mod r2;
+pub mod server;
 pub mod store;
 pub mod vectorize;
 

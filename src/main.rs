@@ -31,8 +31,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Provision the embedded default (Metacogna) and serve it (the default command).
-    Serve,
+    /// Provision the embedded default (Metacogna) and serve it over Cloudflare's REST
+    /// API (the default command).
+    Serve(ServeArgs),
     /// D1 databases: create, list, execute SQL, migrations, export and import.
     D1 {
         #[command(subcommand)]
@@ -43,6 +44,29 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "TRISTORE_HOST")]
+    host: String,
+    /// Port of the Cloudflare REST API (0 picks a free one).
+    #[arg(long, default_value_t = 8790, env = "TRISTORE_PORT")]
+    port: u16,
+    /// Require `Authorization: Bearer <token>` with this token (default: any token).
+    #[arg(long, env = "TRISTORE_API_TOKEN")]
+    api_token: Option<String>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs {
+            host: "127.0.0.1".into(),
+            port: 8790,
+            api_token: None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -151,46 +175,108 @@ fn run(cli: Cli) -> CliResult {
         };
     }
     let store = Store::open(&cli.data_dir)?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&store),
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(store, args),
         Command::D1 { command } => d1(&store, command),
         Command::Bench { .. } => unreachable!("handled above"),
     }
 }
 
-fn serve(store: &Store) -> CliResult {
-    let provisioned = defaults::provision_metacogna(store)?;
+fn serve(store: Store, args: ServeArgs) -> CliResult {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let provisioned = defaults::provision_metacogna(&store)?;
     let info = store.d1().get(defaults::METACOGNA_DATABASE)?;
-    println!("tristore data directory: {}", store.dir().display());
+    let store = std::sync::Arc::new(store);
+    let server = tristore::server::start(
+        store.clone(),
+        tristore::server::ServerOptions {
+            host: args.host,
+            port: args.port,
+            api_token: args.api_token.clone(),
+        },
+    )?;
+    let now = |created: bool| if created { " (created now)" } else { "" };
+    let base = format!(
+        "http://{}/client/v4/accounts/{}",
+        server.addr,
+        tristore::server::DEFAULT_ACCOUNT_ID
+    );
     println!(
-        "D1 database {} ({}): {} tables, {} bytes{}",
+        "tristore {} serving {}",
+        env!("CARGO_PKG_VERSION"),
+        store.dir().display()
+    );
+    println!(
+        "  D1 database   {} ({}, {} tables){}",
         info.name,
         info.uuid,
         info.num_tables,
-        info.file_size,
-        if provisioned.created {
-            ", created now"
-        } else {
-            ""
-        }
+        now(provisioned.created)
     );
     for name in &provisioned.applied {
-        println!("  applied migration {name}");
+        println!("    applied migration {name}");
     }
     println!(
-        "R2 bucket {}{}",
-        defaults::METACOGNA_BUCKET,
-        if provisioned.bucket_created {
-            ", created now"
-        } else {
-            ""
-        }
+        "  Vectorize     {} (768 dimensions, cosine){}",
+        defaults::METACOGNA_INDEX,
+        now(provisioned.index_created)
     );
     println!(
-        "The HTTP emulator is not built yet; use the library or `tristore d1 execute {} --command \"SELECT 1\"`.",
-        info.name
+        "  R2 bucket     {}{}",
+        defaults::METACOGNA_BUCKET,
+        now(provisioned.bucket_created)
     );
+    println!();
+    println!(
+        "Cloudflare API: http://{}/client/v4  (account id {}; any id works)",
+        server.addr,
+        tristore::server::DEFAULT_ACCOUNT_ID
+    );
+    println!(
+        "Auth: {}",
+        if args.api_token.is_some() {
+            "Authorization: Bearer <the --api-token>"
+        } else {
+            "any bearer token"
+        }
+    );
+    println!();
+    println!("Try:");
+    println!("  curl -s {base}/d1/database/{}/query -H 'Authorization: Bearer x' -d '{{\"sql\": \"SELECT name FROM sqlite_master\"}}'", info.uuid);
+    println!(
+        "  curl -s {base}/vectorize/v2/indexes/{}/info -H 'Authorization: Bearer x'",
+        defaults::METACOGNA_INDEX
+    );
+    println!(
+        "  python: cloudflare.Cloudflare(api_token='x', base_url='http://{}/client/v4')",
+        server.addr
+    );
+    println!();
+    println!("Ctrl-C stops the server.");
+    wait_for_stop_signal()?;
+    eprintln!("stopping: finishing requests in flight");
+    server.shutdown()?;
     Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_stop_signal() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })
 }
 
 fn d1(store: &Store, command: D1Command) -> CliResult {

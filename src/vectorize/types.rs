@@ -89,7 +89,7 @@ impl<'de> Deserialize<'de> for ReturnMetadata {
 #[serde(rename_all = "camelCase")]
 pub struct QueryOptions {
     /// How many matches (default 5).
-    #[serde(default = "default_top_k")]
+    #[serde(default = "default_top_k", deserialize_with = "whole_number")]
     pub top_k: usize,
     /// Restrict to one namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,6 +107,18 @@ pub struct QueryOptions {
 
 fn default_top_k() -> usize {
     5
+}
+
+/// A count sent as a JSON number: `5` or `5.0` (the Python SDK types `topK` as float).
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = f64::deserialize(d)?;
+    if n >= 0.0 && n.fract() == 0.0 && n <= u32::MAX as f64 {
+        Ok(n as usize)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "topK: expected a whole number, got {n}"
+        )))
+    }
 }
 
 impl Default for QueryOptions {

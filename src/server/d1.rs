@@ -1,0 +1,123 @@
+//! D1's REST API (spec 2.1): databases, and `query` / `raw` with single statements,
+//! `;`-separated scripts and `batch` bodies.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::envelope::{blocking, json_body, ok, ok_page, ApiError, Paging};
+use crate::d1::{D1Result, D1Value};
+use crate::Store;
+
+/// Routes under `/client/v4/accounts/{account}/d1/database`.
+pub fn routes() -> Router<Arc<Store>> {
+    Router::new()
+        .route("/", get(list).post(create))
+        .route("/{db}", get(info).delete(delete))
+        .route("/{db}/query", post(query))
+        .route("/{db}/raw", post(raw))
+}
+
+async fn list(
+    State(store): State<Arc<Store>>,
+    Query(paging): Query<Paging>,
+) -> Result<Response, ApiError> {
+    let dbs = blocking(move || Ok(store.d1().list()?)).await?;
+    Ok(ok_page(dbs, paging))
+}
+
+#[derive(Deserialize)]
+struct Create {
+    name: String,
+}
+
+async fn create(State(store): State<Arc<Store>>, body: Bytes) -> Result<Response, ApiError> {
+    let body: Create = json_body(&body)?;
+    let db = blocking(move || Ok(store.d1().create(&body.name)?)).await?;
+    Ok(ok(db))
+}
+
+async fn info(
+    State(store): State<Arc<Store>>,
+    Path((_, db)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let db = blocking(move || Ok(store.d1().get(&db)?)).await?;
+    Ok(ok(db))
+}
+
+async fn delete(
+    State(store): State<Arc<Store>>,
+    Path((_, db)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    blocking(move || Ok(store.d1().delete(&db)?)).await?;
+    Ok(ok(Value::Null))
+}
+
+/// `{sql, params?}` or `{batch: [{sql, params?}, ...]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueryBody {
+    Batch { batch: Vec<Statement> },
+    One(Statement),
+}
+
+#[derive(Deserialize)]
+struct Statement {
+    sql: String,
+    #[serde(default)]
+    params: Vec<Value>,
+}
+
+/// Runs a body: a single statement or script through `execute_script` (one result per
+/// statement), a batch as one transaction.
+async fn run(store: Arc<Store>, db: String, body: Bytes) -> Result<Vec<D1Result>, ApiError> {
+    let body: QueryBody = json_body(&body)?;
+    blocking(move || {
+        let db = store.d1().database(&db)?;
+        match body {
+            QueryBody::One(s) => {
+                let params = s
+                    .params
+                    .iter()
+                    .map(D1Value::from_json)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(db.execute_script(&s.sql, &params)?)
+            }
+            QueryBody::Batch { batch } => {
+                let statements = batch
+                    .iter()
+                    .map(|s| db.prepare(s.sql.clone()).bind_json(&s.params))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(db.batch(&statements)?)
+            }
+        }
+    })
+    .await
+}
+
+async fn query(
+    State(store): State<Arc<Store>>,
+    Path((_, db)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Ok(ok(run(store, db, body).await?))
+}
+
+async fn raw(
+    State(store): State<Arc<Store>>,
+    Path((_, db)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let results = run(store, db, body).await?;
+    let raw: Vec<Value> = results
+        .iter()
+        .map(|r| json!({"results": {"columns": r.columns, "rows": r.raw(false)}, "meta": r.meta, "success": true}))
+        .collect();
+    Ok(ok(raw))
+}

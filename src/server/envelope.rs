@@ -1,0 +1,150 @@
+//! The v4 API envelope: `{success, errors: [{code, message}], messages, result}`, and the
+//! mapping from each store's errors to Cloudflare's codes and HTTP statuses.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::d1::D1Error;
+use crate::r2::R2Error;
+use crate::vectorize::VectorizeError;
+
+/// A successful response wrapping `result`.
+pub fn ok(result: impl Serialize) -> Response {
+    Json(json!({"success": true, "errors": [], "messages": [], "result": result})).into_response()
+}
+
+/// Paging of a list call: `?page=` (from 1) and `?per_page=`.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct Paging {
+    /// The page, from 1.
+    #[serde(default = "first_page")]
+    pub page: usize,
+    /// Items per page (default 100, at most 10,000).
+    #[serde(default = "default_per_page")]
+    pub per_page: usize,
+}
+
+fn first_page() -> usize {
+    1
+}
+
+fn default_per_page() -> usize {
+    100
+}
+
+/// One page of `items` with `result_info`. A page past the end is empty, which is how
+/// the SDKs' auto-paging knows to stop.
+pub fn ok_page<T: Serialize>(items: Vec<T>, paging: Paging) -> Response {
+    let total = items.len();
+    let per_page = paging.per_page.clamp(1, 10_000);
+    let page = paging.page.max(1);
+    let result: Vec<T> = items
+        .into_iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .collect();
+    let info = json!({
+        "page": page,
+        "per_page": per_page,
+        "count": result.len(),
+        "total_count": total,
+        "total_pages": total.div_ceil(per_page),
+    });
+    Json(json!({"success": true, "errors": [], "messages": [], "result": result, "result_info": info})).into_response()
+}
+
+/// A failed call.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// Cloudflare's error code.
+    pub code: u32,
+    /// The message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: u16, code: u32, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A request body that is not what the endpoint takes.
+    pub fn bad_body(e: impl std::fmt::Display) -> Self {
+        ApiError::new(400, 10001, format!("invalid request body: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "success": false,
+            "errors": [{"code": self.code, "message": self.message}],
+            "messages": [],
+            "result": Value::Null,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// D1 failures: SQL errors are 400 with code 7500 and SQLite's text, as the service
+/// answers them (spec 2.1).
+impl From<D1Error> for ApiError {
+    fn from(e: D1Error) -> Self {
+        let message = match &e {
+            D1Error::Query(sql) => sql.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::new(400, 7500, message)
+    }
+}
+
+/// Store-level failures (names, catalog, files).
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error;
+        match &e {
+            Error::NotFound { .. } => ApiError::new(404, 7404, e.to_string()),
+            Error::AlreadyExists { .. } => ApiError::new(400, 7502, e.to_string()),
+            Error::InvalidName { .. } => ApiError::new(400, 7400, e.to_string()),
+            Error::D1(d1) => ApiError::from(d1.clone()),
+            Error::R2(r2) => ApiError::from(r2.clone()),
+            Error::Vectorize(v) => ApiError::from(v.clone()),
+            _ => ApiError::new(500, 7500, e.to_string()),
+        }
+    }
+}
+
+impl From<VectorizeError> for ApiError {
+    fn from(e: VectorizeError) -> Self {
+        ApiError::new(e.http_status(), e.code, e.message)
+    }
+}
+
+impl From<R2Error> for ApiError {
+    fn from(e: R2Error) -> Self {
+        ApiError::new(e.kind.http_status(), e.kind.code(), e.message)
+    }
+}
+
+/// A JSON body, whatever its `Content-Type` says (curl's `-d` says form data).
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(ApiError::bad_body)
+}
+
+/// Runs a blocking store call off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::new(500, 10000, format!("internal error: {e}"))))
+}
