@@ -28,8 +28,8 @@ pub struct VectorBench {
     /// Synthetic: queries.
     #[arg(long, default_value_t = 1000)]
     queries: usize,
-    /// Synthetic: clusters.
-    #[arg(long, default_value_t = 500)]
+    /// Synthetic: clusters (fewer, larger clusters make neighbours harder to find).
+    #[arg(long, default_value_t = 100)]
     clusters: usize,
     /// Synthetic: seed.
     #[arg(long, default_value_t = 42)]

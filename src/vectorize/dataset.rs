@@ -185,7 +185,7 @@ impl Dataset {
             let c = rng.below(clusters);
             let mut v: Vec<f32> = centres[c]
                 .iter()
-                .zip(rng.vector(dim, 0.35))
+                .zip(rng.vector(dim, 0.9))
                 .map(|(a, b)| a + b)
                 .collect();
             for (axis, scale) in &axes[c] {
