@@ -113,7 +113,7 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         index.write_vectors(Op::Upsert, &batch, args.batch)?;
-        if (end / args.batch) % 4 == 0 || end == n {
+        if (end / args.batch).is_multiple_of(4) || end == n {
             progress("build", end, n, wall);
         }
     }

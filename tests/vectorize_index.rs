@@ -98,7 +98,7 @@ fn values_come_back_as_float32_widened() {
     let parsed: VectorizeVector =
         serde_json::from_value(json!({"id": "x", "values": [58.8, 1]})).unwrap();
     idx.upsert(&[parsed]).unwrap();
-    let got = serde_json::to_value(&idx.get_by_ids(&["x"]).unwrap()).unwrap();
+    let got = serde_json::to_value(idx.get_by_ids(&["x"]).unwrap()).unwrap();
     assert_eq!(
         got,
         json!([{"id": "x", "values": [58.79999923706055, 1.0]}])

@@ -22,7 +22,7 @@ impl Mapped {
     pub(crate) fn new(map: Arc<Mmap>, offset: usize, rows: usize, width: usize) -> Option<Self> {
         let bytes = rows.checked_mul(width)?.checked_mul(4)?;
         let end = offset.checked_add(bytes)?;
-        let aligned = (map.as_ptr() as usize + offset) % std::mem::align_of::<f32>() == 0;
+        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
         (end <= map.len() && aligned && cfg!(target_endian = "little")).then_some(Mapped {
             map,
             offset,

@@ -20,7 +20,7 @@ impl Bitset {
     /// The set of all of `0..len`.
     pub fn full(len: usize) -> Self {
         let mut words = vec![u64::MAX; len.div_ceil(64)];
-        if len % 64 != 0 {
+        if !len.is_multiple_of(64) {
             if let Some(last) = words.last_mut() {
                 *last = (1 << (len % 64)) - 1;
             }

@@ -32,6 +32,13 @@ pub enum Metric {
     DotProduct,
 }
 
+/// Graph distances at or below this are duplicates of the base vector (cosine
+/// distances of identical vectors come out as ±1e-7, not 0).
+const TWIN_DISTANCE: f32 = 1e-6;
+
+/// How many duplicates of itself a node links to.
+const TWIN_LINKS: usize = 2;
+
 /// Candidates explored per query when the caller does not say (Vectorize has no knob).
 pub const DEFAULT_EF_SEARCH: usize = 128;
 
@@ -186,6 +193,14 @@ impl Hnsw {
         inv_norms: Vec<f32>,
         layer0: Vec<u32>,
     ) -> Option<Self> {
+        // Parameters a valid build never has would make later inserts misbehave (M = 1
+        // divides by ln 1 when drawing levels).
+        if !(2..=128).contains(&state.params.m)
+            || state.dim == 0
+            || state.params.ef_construction == 0
+        {
+            return None;
+        }
         let mut g = Hnsw::new(state.dim, state.metric, state.params);
         let slots = state.upper.len();
         let stride = g.stride0();
@@ -244,6 +259,16 @@ impl Hnsw {
             deleted: self.free.clone(),
         };
         (state, &self.vectors, &self.inv_norms, &self.layer0)
+    }
+
+    /// Dimensions of the vectors.
+    pub fn dims(&self) -> usize {
+        self.dim
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
     }
 
     /// Number of slots, deleted ones included.
@@ -579,17 +604,32 @@ impl Hnsw {
     /// that is closer to an already chosen neighbour than to the base node; this keeps
     /// links spread across clusters. `sorted` must be in ascending distance.
     ///
-    /// A tie keeps the candidate. That matters for duplicate vectors (the same chunk
-    /// embedded twice): once a node links to its twin, every other candidate is exactly
-    /// as far from the twin as from the node, and a strict test would prune them all,
-    /// leaving duplicates that no search can reach.
+    /// Duplicates of the base (the same chunk embedded twice) get special treatment,
+    /// found the hard way by the model and crash tests: a twin is exactly as far from
+    /// every candidate as the base is, so letting it prune cuts the base off from the
+    /// rest of the graph, and letting twins fill the list turns a group of copies into
+    /// an island. So at most [`TWIN_LINKS`] twins are linked, and twins prune nothing.
+    /// A tie with a chosen neighbour keeps the candidate, for the same reason.
     fn select(&self, sorted: &[Near], m: usize) -> Vec<Near> {
-        let mut chosen: Vec<Near> = Vec::with_capacity(m);
-        for &c in sorted {
+        // The newest twins: a new copy then links to the copies before it, and they
+        // (keeping their newest twins too) link back, so a group of copies stays one
+        // connected chain rather than all pointing at the oldest.
+        let mut chosen: Vec<Near> = sorted
+            .iter()
+            .copied()
+            .filter(|c| c.0 <= TWIN_DISTANCE)
+            .collect();
+        chosen.sort_by_key(|c| std::cmp::Reverse(c.1));
+        chosen.truncate(TWIN_LINKS.min(m));
+        let twins = chosen.len();
+        for &c in sorted.iter().filter(|c| c.0 > TWIN_DISTANCE) {
             if chosen.len() == m {
                 break;
             }
-            if chosen.iter().all(|k| self.dist_between(c.1, k.1) >= c.0) {
+            if chosen[twins..]
+                .iter()
+                .all(|k| self.dist_between(c.1, k.1) >= c.0)
+            {
                 chosen.push(c);
             }
         }
@@ -929,7 +969,7 @@ mod tests {
         let fresh = clustered(500, 32, 8);
         for v in &fresh {
             let slot = g.insert(v);
-            assert!(slot < 1500 && slot % 3 == 0);
+            assert!(slot < 1500 && slot.is_multiple_of(3));
         }
         assert_eq!((g.len(), g.slots()), (1500, 1500));
         let found = g.search(&fresh[10], 1, DEFAULT_EF_SEARCH);
@@ -954,6 +994,35 @@ mod tests {
         let q = [3.0, 1.0, 2.0, 0.0];
         let dists = |r: Vec<(u32, f32)>| r.into_iter().map(|x| x.1).collect::<Vec<_>>();
         assert_eq!(dists(g.search(&q, 11, 128)), dists(g.brute_force(&q, 11)));
+    }
+
+    /// Found by the crash test: 97 distinct vectors, each stored ~25 times, cosine,
+    /// written 8 at a time with deletes in between. Every stored vector must find a
+    /// copy of itself (score 1) through the graph.
+    #[test]
+    fn groups_of_identical_vectors_stay_reachable() {
+        let row = |i: u64| -> Vec<f32> {
+            (0..32)
+                .map(|d| ((i * 31 + d) % 97) as f32 / 97.0 - 0.5)
+                .collect()
+        };
+        let mut g = Hnsw::new(32, Metric::Cosine, HnswParams::default());
+        let mut live = Vec::new();
+        for b in 1..320u64 {
+            let batch: Vec<Vec<f32>> = (b * 8..b * 8 + 8).map(row).collect();
+            live.extend(g.insert_batch(&batch.iter().map(|v| v.as_slice()).collect::<Vec<_>>()));
+            if b % 3 == 2 {
+                g.delete(live.remove(live.len() - 16));
+            }
+        }
+        for &slot in live.iter().step_by(5) {
+            let q = g.vector(slot).to_vec();
+            let found = g.search(&q, 5, DEFAULT_EF_SEARCH);
+            assert!(
+                found.iter().all(|r| r.1.abs() < 1e-5),
+                "slot {slot}: {found:?}"
+            );
+        }
     }
 
     #[test]

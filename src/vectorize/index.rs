@@ -142,9 +142,13 @@ impl VectorizeIndex {
         } else {
             let path = segment_path(dir, generation);
             let (graph, meta) = segment::read(&path).map_err(|e| storage(op, &path, e))?;
+            if graph.dims() != config.dimensions || graph.metric() != config.metric {
+                let why = "the segment's dimensions or metric differ from index.json";
+                return Err(storage(op, &path, why));
+            }
             let meta: SegmentMeta = postcard::from_bytes(&meta)
                 .map_err(|e| storage(op, &path, format!("section meta: {e}")))?;
-            (graph, Some(meta))
+            (graph, Some((path, meta)))
         };
         let wal_file = wal_path(dir, generation);
         let (wal, mutations) = if wals.contains(&generation) {
@@ -165,8 +169,10 @@ impl VectorizeIndex {
             wal,
             generation,
         };
-        if let Some(meta) = meta {
-            state.load(meta);
+        if let Some((path, meta)) = meta {
+            state
+                .load(meta)
+                .map_err(|e| storage(op, &path, format!("section meta: {e}")))?;
         }
         let inner = Inner {
             name: name.to_owned(),
@@ -178,7 +184,12 @@ impl VectorizeIndex {
         };
         {
             let mut state = inner.write();
-            for m in &mutations {
+            for (n, m) in mutations.iter().enumerate() {
+                // The checksum says the record is what was written; this says it is
+                // something tristore could have written.
+                state.check_logged(&inner, m).map_err(|e| {
+                    storage(op, &wal_file, format!("record {}: {}", n + 1, e.message))
+                })?;
                 state.apply(&inner, m);
             }
         }
@@ -261,7 +272,7 @@ impl VectorizeIndex {
         }
         let logged = vectors
             .iter()
-            .map(|v| self.check_vector(op, v))
+            .map(|v| check_vector(&self.inner, op, v))
             .collect::<Result<Vec<_>>>()?;
         let change = if op == Op::Insert {
             Change::Insert(logged)
@@ -269,57 +280,6 @@ impl VectorizeIndex {
             Change::Upsert(logged)
         };
         self.mutate(op, change)
-    }
-
-    fn check_vector(&self, op: Op, v: &VectorizeVector) -> Result<LoggedVector> {
-        let limits = &self.inner.limits;
-        if v.id.is_empty() || v.id.len() > limits.max_id_bytes {
-            return Err(VectorizeError::new(
-                op,
-                code::INVALID_ID,
-                format!(
-                    "invalid vector id {:?}: ids must be 1 to {} bytes",
-                    v.id, limits.max_id_bytes
-                ),
-            ));
-        }
-        let dims = self.inner.config.dimensions;
-        if v.values.len() != dims {
-            return Err(VectorizeError::new(
-                op,
-                code::INVALID_VECTOR,
-                format!(
-                    "invalid vector for id=\"{}\", expected {dims} dimensions, and got {} dimensions",
-                    v.id,
-                    v.values.len()
-                ),
-            ));
-        }
-        if let Some(bad) = v.values.iter().position(|x| !x.is_finite()) {
-            return Err(VectorizeError::new(
-                op,
-                code::INVALID_VECTOR,
-                format!(
-                    "invalid vector for id=\"{}\": value {bad} is not a finite float32",
-                    v.id
-                ),
-            ));
-        }
-        if let Some(ns) = &v.namespace {
-            check_namespace(op, ns, limits)?;
-        }
-        if let Some(m) = &v.metadata {
-            metadata::validate(op, &v.id, m, limits)?;
-        }
-        Ok(LoggedVector {
-            id: v.id.clone(),
-            values: v.values.clone(),
-            namespace: v.namespace.clone(),
-            metadata: v
-                .metadata
-                .as_ref()
-                .map(|m| Value::Object(m.clone()).to_string()),
-        })
     }
 
     /// `deleteByIds()`: removes the vectors; unknown ids are ignored.
@@ -526,32 +486,9 @@ impl VectorizeIndex {
         index_type: MetadataIndexType,
     ) -> Result<VectorizeAsyncMutation> {
         let op = Op::MetadataIndex;
-        let err = |m: String| VectorizeError::new(op, code::METADATA_INDEX, m);
-        if property.is_empty()
-            || property.len() > 512
-            || property.contains('"')
-            || property.starts_with('$')
-        {
-            return Err(err(format!(
-                "invalid property name {property:?}: it must be 1 to 512 characters, without '\"', not starting with '$'"
-            )));
-        }
-        {
-            let state = self.inner.read();
-            if state
-                .postings
-                .indexes()
-                .any(|i| i.property_name == property)
-            {
-                return Err(err(format!("a metadata index on {property:?} already exists; delete it first to change its type")));
-            }
-            let max = self.inner.limits.max_metadata_indexes;
-            if state.postings.indexes().count() >= max {
-                return Err(err(format!(
-                    "this index already has {max} metadata indexes, the limit; delete one first"
-                )));
-            }
-        }
+        self.inner
+            .read()
+            .check_new_metadata_index(&self.inner, property)?;
         self.mutate(
             op,
             Change::CreateMetadataIndex(MetadataIndex {
@@ -615,6 +552,59 @@ impl VectorizeIndex {
             + records
             + state.records.capacity() * std::mem::size_of::<Option<Record>>()
     }
+}
+
+/// Checks a vector against the index's dimensions and Vectorize's limits, and returns
+/// it in its logged form.
+fn check_vector(inner: &Inner, op: Op, v: &VectorizeVector) -> Result<LoggedVector> {
+    let limits = &inner.limits;
+    if v.id.is_empty() || v.id.len() > limits.max_id_bytes {
+        return Err(VectorizeError::new(
+            op,
+            code::INVALID_ID,
+            format!(
+                "invalid vector id {:?}: ids must be 1 to {} bytes",
+                v.id, limits.max_id_bytes
+            ),
+        ));
+    }
+    let dims = inner.config.dimensions;
+    if v.values.len() != dims {
+        return Err(VectorizeError::new(
+            op,
+            code::INVALID_VECTOR,
+            format!(
+                "invalid vector for id=\"{}\", expected {dims} dimensions, and got {} dimensions",
+                v.id,
+                v.values.len()
+            ),
+        ));
+    }
+    if let Some(bad) = v.values.iter().position(|x| !x.is_finite()) {
+        return Err(VectorizeError::new(
+            op,
+            code::INVALID_VECTOR,
+            format!(
+                "invalid vector for id=\"{}\": value {bad} is not a finite float32",
+                v.id
+            ),
+        ));
+    }
+    if let Some(ns) = &v.namespace {
+        check_namespace(op, ns, limits)?;
+    }
+    if let Some(m) = &v.metadata {
+        metadata::validate(op, &v.id, m, limits)?;
+    }
+    Ok(LoggedVector {
+        id: v.id.clone(),
+        values: v.values.clone(),
+        namespace: v.namespace.clone(),
+        metadata: v
+            .metadata
+            .as_ref()
+            .map(|m| Value::Object(m.clone()).to_string()),
+    })
 }
 
 fn check_namespace(op: Op, ns: &str, limits: &Limits) -> Result<()> {
@@ -688,16 +678,40 @@ impl Inner {
 
 impl State {
     /// Fills the maps from a segment's meta (the graph is already in place).
-    fn load(&mut self, meta: SegmentMeta) {
+    fn load(&mut self, meta: SegmentMeta) -> Result<(), String> {
+        if meta.records.len() != self.graph.slots() {
+            return Err(format!(
+                "{} records for {} slots",
+                meta.records.len(),
+                self.graph.slots()
+            ));
+        }
         for index in meta.metadata_indexes {
+            if self
+                .postings
+                .indexes()
+                .any(|i| i.property_name == index.property_name)
+            {
+                return Err(format!(
+                    "metadata index {:?} listed twice",
+                    index.property_name
+                ));
+            }
             self.postings.create(index);
         }
         self.last_mutation = meta.last_mutation;
         self.records = meta.records;
         for (slot, record) in self.records.iter().enumerate() {
+            let slot = slot as u32;
+            if record.is_some() == self.graph.is_deleted(slot) {
+                return Err(format!(
+                    "slot {slot}: the graph and the records disagree on whether it is live"
+                ));
+            }
             if let Some(r) = record {
-                let slot = slot as u32;
-                self.ids.insert(r.id.to_string(), slot);
+                if self.ids.insert(r.id.to_string(), slot).is_some() {
+                    return Err(format!("id {:?} appears twice", r.id));
+                }
                 if let Some(ns) = &r.namespace {
                     self.namespaces
                         .entry(ns.to_string())
@@ -705,6 +719,76 @@ impl State {
                         .push(slot);
                 }
                 self.postings.add(slot, &r.indexed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a metadata index on `property` may be created now.
+    fn check_new_metadata_index(&self, inner: &Inner, property: &str) -> Result<()> {
+        let err = |m: String| VectorizeError::new(Op::MetadataIndex, code::METADATA_INDEX, m);
+        if property.is_empty()
+            || property.len() > 512
+            || property.contains('"')
+            || property.starts_with('$')
+        {
+            return Err(err(format!(
+                "invalid property name {property:?}: it must be 1 to 512 characters, without '\"', not starting with '$'"
+            )));
+        }
+        if self.postings.indexes().any(|i| i.property_name == property) {
+            return Err(err(format!(
+                "a metadata index on {property:?} already exists; delete it first to change its type"
+            )));
+        }
+        let max = inner.limits.max_metadata_indexes;
+        if self.postings.indexes().count() >= max {
+            return Err(err(format!(
+                "this index already has {max} metadata indexes, the limit; delete one first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a logged mutation the way the live call checked it before logging it.
+    fn check_logged(&self, inner: &Inner, m: &Mutation) -> Result<()> {
+        match &m.change {
+            Change::Insert(vectors) | Change::Upsert(vectors) => vectors.iter().try_for_each(|v| {
+                let metadata = match v.metadata.as_deref().map(serde_json::from_str) {
+                    None => None,
+                    Some(Ok(m)) => Some(m),
+                    Some(Err(e)) => {
+                        let why = format!("metadata of {:?} is not a JSON object: {e}", v.id);
+                        return Err(VectorizeError::new(Op::Upsert, code::INVALID_METADATA, why));
+                    }
+                };
+                let vector = VectorizeVector {
+                    id: v.id.clone(),
+                    values: v.values.clone(),
+                    namespace: v.namespace.clone(),
+                    metadata,
+                };
+                check_vector(inner, Op::Upsert, &vector).map(drop)
+            }),
+            Change::Delete(_) => Ok(()),
+            Change::CreateMetadataIndex(index) => {
+                self.check_new_metadata_index(inner, &index.property_name)
+            }
+            Change::DeleteMetadataIndex(property) => {
+                if self
+                    .postings
+                    .indexes()
+                    .any(|i| &i.property_name == property)
+                {
+                    Ok(())
+                } else {
+                    let why = format!("no metadata index on {property:?} to delete");
+                    Err(VectorizeError::new(
+                        Op::MetadataIndex,
+                        code::METADATA_INDEX,
+                        why,
+                    ))
+                }
             }
         }
     }
@@ -822,7 +906,8 @@ impl State {
             metadata_indexes: indexes,
             last_mutation: self.last_mutation,
         };
-        self.load(meta);
+        self.load(meta)
+            .expect("a vacuum keeps records and slots in step");
     }
 
     fn vector_at(&self, slot: u32) -> VectorizeVector {
