@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tristore::vectorize::fuzzing::{frame_wal, reseal_segment};
+use tristore::vectorize::fuzzing::{frame_wal, open_index, reseal_segment};
 use tristore::vectorize::{IndexConfig, MetadataIndexType, Metric, VectorizeVector};
 use tristore::Store;
 
@@ -56,8 +56,7 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(idx_dir.join(SEGMENT), bytes).unwrap();
         std::fs::write(idx_dir.join(WAL), frame_wal(&[])).unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
-    match store.vectorize().index("z") {
+    match open_index(&dir.path().join("vectorize"), "z") {
         Ok(idx) => {
             let _ = idx.query(&[1.0, 0.0, 0.0], &Default::default());
             let _ = idx.list(None, None);

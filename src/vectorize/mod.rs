@@ -109,4 +109,12 @@ pub struct VectorizeOptions {
 pub mod fuzzing {
     pub use super::segment::reseal as reseal_segment;
     pub use super::wal::frame as frame_wal;
+
+    /// Opens index `name` under `vectorize_dir` without the rest of a store (whose
+    /// setup would dominate a fuzz iteration).
+    pub fn open_index(vectorize_dir: &std::path::Path, name: &str) -> Result<super::VectorizeIndex, String> {
+        let store = super::VectorizeStore::open(vectorize_dir, super::Limits::default(), super::VectorizeOptions::default())
+            .map_err(|e| e.to_string())?;
+        store.index(name).map_err(|e| e.to_string())
+    }
 }
