@@ -112,9 +112,16 @@ pub mod fuzzing {
 
     /// Opens index `name` under `vectorize_dir` without the rest of a store (whose
     /// setup would dominate a fuzz iteration).
-    pub fn open_index(vectorize_dir: &std::path::Path, name: &str) -> Result<super::VectorizeIndex, String> {
-        let store = super::VectorizeStore::open(vectorize_dir, super::Limits::default(), super::VectorizeOptions::default())
-            .map_err(|e| e.to_string())?;
+    pub fn open_index(
+        vectorize_dir: &std::path::Path,
+        name: &str,
+    ) -> Result<super::VectorizeIndex, String> {
+        let store = super::VectorizeStore::open(
+            vectorize_dir,
+            super::Limits::default(),
+            super::VectorizeOptions::default(),
+        )
+        .map_err(|e| e.to_string())?;
         store.index(name).map_err(|e| e.to_string())
     }
 }
