@@ -168,17 +168,14 @@ fn main() -> ExitCode {
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> CliResult {
-    if let Some(Command::Bench { command }) = cli.command {
-        // Benchmarks work in a temporary directory, not the data directory.
-        return match command {
-            BenchCommand::Vectors(args) => bench::vectors(args),
-        };
-    }
-    let store = Store::open(&cli.data_dir)?;
+    let open = || Store::open(&cli.data_dir);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => serve(store, args),
-        Command::D1 { command } => d1(&store, command),
-        Command::Bench { .. } => unreachable!("handled above"),
+        Command::Serve(args) => serve(open()?, args),
+        Command::D1 { command } => d1(&open()?, command),
+        // Benchmarks work in a temporary directory, not the data directory.
+        Command::Bench { command } => match command {
+            BenchCommand::Vectors(args) => bench::vectors(args),
+        },
     }
 }
 

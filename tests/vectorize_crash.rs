@@ -97,6 +97,14 @@ fn acknowledged_vectorize_writes_survive_kill_9() {
                 }
             }
         }
+        // Killed after acknowledging `put b` of a deleting batch, the child may have
+        // applied its delete without saying so: that id may be either way from now on.
+        if let Some(b) = lines.last().and_then(|l| l.strip_prefix("put ")) {
+            let b: u64 = b.parse().unwrap();
+            if b % 3 == 2 {
+                expect.remove(&((b - 1) * 8));
+            }
+        }
         let acked = lines.iter().filter(|l| l.starts_with("put")).count() as u64;
         assert!(acked > 0, "round {round}: the child acknowledged nothing");
 

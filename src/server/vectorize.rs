@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use super::envelope::{blocking, ok, ApiError};
 use crate::vectorize::error::code;
 use crate::vectorize::ndjson::{self, Unparsable};
-use crate::vectorize::{IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeError};
+use crate::vectorize::{
+    IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeError, VectorizeIndex,
+};
 use crate::Store;
 
 /// Routes under `/client/v4/accounts/{account}/vectorize/v2/indexes`.
@@ -54,6 +56,11 @@ fn parse<T: serde::de::DeserializeOwned>(op: Op, body: &[u8]) -> Result<T, ApiEr
         )
         .into()
     })
+}
+
+/// The index `name`, with a missing one reported as an error of `op`.
+fn index(store: &Store, name: &str, op: Op) -> Result<VectorizeIndex, VectorizeError> {
+    store.vectorize().index(name).map_err(|e| e.during(op))
 }
 
 async fn list(State(store): State<Arc<Store>>) -> Result<Response, ApiError> {
@@ -172,7 +179,7 @@ async fn write(
     let body = ndjson_body(request).await?;
     let mutation = blocking(move || {
         let vectors = ndjson::parse(op, &body, on_bad)?;
-        let index = store.vectorize().index(&name).map_err(|e| e.during(op))?;
+        let index = index(&store, &name, op)?;
         let max = store.vectorize().limits().max_http_batch;
         Ok(index.write_vectors(op, &vectors, max)?)
     })
@@ -217,10 +224,7 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let body: QueryBody = parse(Op::Query, &body)?;
     let matches = blocking(move || {
-        let index = store
-            .vectorize()
-            .index(&name)
-            .map_err(|e| e.during(Op::Query))?;
+        let index = index(&store, &name, Op::Query)?;
         Ok(match (body.vector, body.vector_id) {
             (Some(v), _) => index.query(&v, &body.options)?,
             (None, Some(id)) => index.query_by_id(&id, &body.options)?,
@@ -242,14 +246,8 @@ async fn get_by_ids(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: Ids = parse(Op::Get, &body)?;
-    let vectors = blocking(move || {
-        Ok(store
-            .vectorize()
-            .index(&name)
-            .map_err(|e| e.during(Op::Get))?
-            .get_by_ids(&body.ids)?)
-    })
-    .await?;
+    let vectors =
+        blocking(move || Ok(index(&store, &name, Op::Get)?.get_by_ids(&body.ids)?)).await?;
     Ok(ok(vectors))
 }
 
@@ -259,14 +257,8 @@ async fn delete_by_ids(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: Ids = parse(Op::Delete, &body)?;
-    let mutation = blocking(move || {
-        Ok(store
-            .vectorize()
-            .index(&name)
-            .map_err(|e| e.during(Op::Delete))?
-            .delete_by_ids(&body.ids)?)
-    })
-    .await?;
+    let mutation =
+        blocking(move || Ok(index(&store, &name, Op::Delete)?.delete_by_ids(&body.ids)?)).await?;
     Ok(ok(mutation))
 }
 
@@ -281,14 +273,9 @@ async fn list_vectors(
     Path((_, name)): Names,
     Query(p): Query<ListParams>,
 ) -> Result<Response, ApiError> {
-    let page = blocking(move || {
-        Ok(store
-            .vectorize()
-            .index(&name)
-            .map_err(|e| e.during(Op::List))?
-            .list(p.count, p.cursor.as_deref())?)
-    })
-    .await?;
+    let page =
+        blocking(move || Ok(index(&store, &name, Op::List)?.list(p.count, p.cursor.as_deref())?))
+            .await?;
     Ok(ok(page))
 }
 
@@ -314,10 +301,7 @@ async fn create_metadata_index(
         )
     })?;
     let mutation = blocking(move || {
-        let index = store
-            .vectorize()
-            .index(&name)
-            .map_err(|e| e.during(Op::MetadataIndex))?;
+        let index = index(&store, &name, Op::MetadataIndex)?;
         Ok(index.create_metadata_index(&body.property_name, index_type)?)
     })
     .await?;
@@ -328,14 +312,9 @@ async fn list_metadata_indexes(
     State(store): State<Arc<Store>>,
     Path((_, name)): Names,
 ) -> Result<Response, ApiError> {
-    let list = blocking(move || {
-        Ok(store
-            .vectorize()
-            .index(&name)
-            .map_err(|e| e.during(Op::MetadataIndex))?
-            .list_metadata_indexes())
-    })
-    .await?;
+    let list =
+        blocking(move || Ok(index(&store, &name, Op::MetadataIndex)?.list_metadata_indexes()))
+            .await?;
     Ok(ok(json!({"metadataIndexes": list})))
 }
 
@@ -346,10 +325,7 @@ async fn delete_metadata_index(
 ) -> Result<Response, ApiError> {
     let body: MetadataIndexBody = parse(Op::MetadataIndex, &body)?;
     let mutation = blocking(move || {
-        let index = store
-            .vectorize()
-            .index(&name)
-            .map_err(|e| e.during(Op::MetadataIndex))?;
+        let index = index(&store, &name, Op::MetadataIndex)?;
         Ok(index.delete_metadata_index(&body.property_name)?)
     })
     .await?;
