@@ -57,14 +57,27 @@ struct ServeArgs {
     /// Require `Authorization: Bearer <token>` with this token (default: any token).
     #[arg(long, env = "TRISTORE_API_TOKEN")]
     api_token: Option<String>,
+    /// Port of R2's S3-compatible API (0 picks a free one).
+    #[arg(long, default_value_t = 8791, env = "TRISTORE_S3_PORT")]
+    s3_port: u16,
+    /// Access key id S3 requests must be signed with.
+    #[arg(long, default_value = tristore::server::s3::DEFAULT_ACCESS_KEY_ID, env = "TRISTORE_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: String,
+    /// Secret access key S3 requests must be signed with.
+    #[arg(long, default_value = tristore::server::s3::DEFAULT_SECRET_ACCESS_KEY, env = "TRISTORE_S3_SECRET_ACCESS_KEY")]
+    s3_secret_access_key: String,
 }
 
 impl Default for ServeArgs {
     fn default() -> Self {
+        let options = tristore::server::ServerOptions::default();
         ServeArgs {
-            host: "127.0.0.1".into(),
-            port: 8790,
-            api_token: None,
+            host: options.host,
+            port: options.port,
+            api_token: options.api_token,
+            s3_port: options.s3_port,
+            s3_access_key_id: options.s3_credentials.access_key_id,
+            s3_secret_access_key: options.s3_credentials.secret_access_key,
         }
     }
 }
@@ -196,6 +209,11 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
             host: args.host,
             port: args.port,
             api_token: args.api_token.clone(),
+            s3_port: args.s3_port,
+            s3_credentials: tristore::r2::presign::Credentials::new(
+                &args.s3_access_key_id,
+                &args.s3_secret_access_key,
+            ),
         },
     )?;
     let now = |created: bool| if created { " (created now)" } else { "" };
@@ -243,6 +261,10 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
             "any bearer token"
         }
     );
+    println!(
+        "R2 S3 API:      http://{}  (region auto; access key id {}, secret {})",
+        server.s3_addr, args.s3_access_key_id, args.s3_secret_access_key
+    );
     println!();
     println!("Try:");
     println!("  curl -s {base}/d1/database/{}/query -H 'Authorization: Bearer x' -d '{{\"sql\": \"SELECT name FROM sqlite_master\"}}'", info.uuid);
@@ -253,6 +275,17 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     println!(
         "  python: cloudflare.Cloudflare(api_token='x', base_url='http://{}/client/v4')",
         server.addr
+    );
+    println!(
+        "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws s3 ls s3://{} --endpoint-url http://{} --region auto",
+        args.s3_access_key_id,
+        args.s3_secret_access_key,
+        defaults::METACOGNA_BUCKET,
+        server.s3_addr
+    );
+    println!(
+        "  python: boto3.client('s3', endpoint_url='http://{}', region_name='auto', aws_access_key_id='{}', aws_secret_access_key='{}')",
+        server.s3_addr, args.s3_access_key_id, args.s3_secret_access_key
     );
     println!();
     println!("Ctrl-C stops the server.");

@@ -1,7 +1,8 @@
 //! Real clients against the running emulator: the official Cloudflare Python SDK
-//! (tests/python/test_cloudflare_sdk.py) drives D1, Vectorize and R2 buckets over HTTP.
+//! (tests/python/test_cloudflare_sdk.py) drives D1, Vectorize and R2 buckets over the
+//! REST API, and boto3 (tests/python/test_boto3.py) drives the S3 API.
 //!
-//! The SDK is installed into `target/tmp/python-clients` on first use (pip, from PyPI);
+//! Both are installed into `target/tmp/python-clients` on first use (pip, from PyPI);
 //! `TRISTORE_PYTHON` picks the interpreter (default `python3`).
 
 use std::path::{Path, PathBuf};
@@ -11,13 +12,13 @@ use std::sync::Arc;
 use tristore::server::{start, ServerOptions};
 use tristore::{defaults, Store};
 
-const CLOUDFLARE_SDK: &str = "cloudflare==5.9.0";
+const PACKAGES: [&str; 2] = ["cloudflare==5.9.0", "boto3==1.44.8"];
 
 /// A virtual environment with the SDK, made once and reused.
 fn venv() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-clients");
     let python = dir.join("bin/python");
-    let marker = dir.join(format!("installed-{CLOUDFLARE_SDK}"));
+    let marker = dir.join(format!("installed-{}", PACKAGES.join("-")));
     if !marker.exists() {
         let base = std::env::var("TRISTORE_PYTHON").unwrap_or_else(|_| "python3".into());
         let ok = Command::new(&base)
@@ -33,13 +34,13 @@ fn venv() -> PathBuf {
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                CLOUDFLARE_SDK,
             ])
+            .args(PACKAGES)
             .status()
             .expect("run pip");
         assert!(
             ok.success(),
-            "pip install {CLOUDFLARE_SDK} failed (PyPI must be reachable)"
+            "pip install {PACKAGES:?} failed (PyPI must be reachable)"
         );
         std::fs::write(&marker, b"").unwrap();
     }
@@ -55,9 +56,9 @@ fn cloudflare_python_sdk_drives_d1_vectorize_and_r2_buckets() {
     let server = start(
         Arc::new(store),
         ServerOptions {
-            host: "127.0.0.1".into(),
             port: 0,
-            api_token: None,
+            s3_port: 0,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -75,14 +76,41 @@ fn cloudflare_python_sdk_drives_d1_vectorize_and_r2_buckets() {
 }
 
 #[test]
+fn boto3_drives_the_s3_api() {
+    let python = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        Arc::new(Store::open(dir.path()).unwrap()),
+        ServerOptions {
+            port: 0,
+            s3_port: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_boto3.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(format!("http://{}", server.s3_addr))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stderr);
+    println!("{report}");
+    assert!(out.status.success(), "the boto3 suite failed:\n{report}");
+    assert!(report.contains("OK"), "{report}");
+    server.shutdown().unwrap();
+}
+
+#[test]
 fn api_token_is_enforced_when_set() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(
         Arc::new(Store::open(dir.path()).unwrap()),
         ServerOptions {
-            host: "127.0.0.1".into(),
             port: 0,
+            s3_port: 0,
             api_token: Some("secret".into()),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -35,6 +35,10 @@ pub enum HashAlgorithm {
     Sha384,
     /// SHA-512.
     Sha512,
+    /// CRC-32 (IEEE), big-endian: the S3 API's `x-amz-checksum-crc32`.
+    Crc32,
+    /// CRC-32C (Castagnoli), big-endian: the S3 API's `x-amz-checksum-crc32c`.
+    Crc32c,
 }
 
 /// What streaming a body into the store computed.
@@ -59,6 +63,8 @@ enum Extra {
     Sha256(sha2::Sha256),
     Sha384(sha2::Sha384),
     Sha512(sha2::Sha512),
+    Crc32(crc32fast::Hasher),
+    Crc32c(u32),
 }
 
 impl Extra {
@@ -68,6 +74,8 @@ impl Extra {
             HashAlgorithm::Sha256 => Extra::Sha256(Default::default()),
             HashAlgorithm::Sha384 => Extra::Sha384(Default::default()),
             HashAlgorithm::Sha512 => Extra::Sha512(Default::default()),
+            HashAlgorithm::Crc32 => Extra::Crc32(Default::default()),
+            HashAlgorithm::Crc32c => Extra::Crc32c(0),
         }
     }
     fn update(&mut self, data: &[u8]) {
@@ -76,6 +84,8 @@ impl Extra {
             Extra::Sha256(h) => h.update(data),
             Extra::Sha384(h) => h.update(data),
             Extra::Sha512(h) => h.update(data),
+            Extra::Crc32(h) => h.update(data),
+            Extra::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
         }
     }
     fn finish(self) -> (HashAlgorithm, Vec<u8>) {
@@ -84,6 +94,8 @@ impl Extra {
             Extra::Sha256(h) => (HashAlgorithm::Sha256, h.finalize().to_vec()),
             Extra::Sha384(h) => (HashAlgorithm::Sha384, h.finalize().to_vec()),
             Extra::Sha512(h) => (HashAlgorithm::Sha512, h.finalize().to_vec()),
+            Extra::Crc32(h) => (HashAlgorithm::Crc32, h.finalize().to_be_bytes().to_vec()),
+            Extra::Crc32c(c) => (HashAlgorithm::Crc32c, c.to_be_bytes().to_vec()),
         }
     }
 }

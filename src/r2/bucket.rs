@@ -109,6 +109,10 @@ pub struct R2PutOptions {
     pub checksum: Option<ExpectedChecksum>,
     /// `Standard` (default) or `InfrequentAccess`.
     pub storage_class: Option<String>,
+    /// A digest to compute and keep with the object without checking it (the S3 API
+    /// verifies `x-amz-checksum-*` itself, sometimes from a trailer that arrives after
+    /// the body). Ignored when `checksum` is set.
+    pub extra_checksum: Option<HashAlgorithm>,
 }
 
 /// `R2GetOptions`.
@@ -232,10 +236,14 @@ impl R2Bucket {
                 return Ok(None);
             }
         }
-        let (extra, expected) = options.checksum.as_ref().map_or((None, None), |c| {
-            let (alg, digest) = c.parts();
-            (alg, Some(digest.to_vec()))
-        });
+        let (extra, expected) =
+            options
+                .checksum
+                .as_ref()
+                .map_or((options.extra_checksum, None), |c| {
+                    let (alg, digest) = c.parts();
+                    (alg, Some(digest.to_vec()))
+                });
         let _guard = self
             .inner
             .blob_guard
@@ -246,10 +254,6 @@ impl R2Bucket {
             .blobs
             .write(body, Some(length), limits.max_upload_bytes, extra)
             .map_err(|e| write_error(OP, e, limits.max_upload_bytes))?;
-        let mut checksums = Checksums {
-            md5: Some(hex::encode(written.md5)),
-            ..Default::default()
-        };
         if let Some(want) = expected {
             let got: &[u8] = match &written.extra {
                 Some((_, digest)) => digest,
@@ -262,14 +266,20 @@ impl R2Bucket {
                     "The provided checksum does not match the data; nothing was stored",
                 ));
             }
-            if let Some((alg, digest)) = &written.extra {
-                let hex = Some(hex::encode(digest));
-                match alg {
-                    HashAlgorithm::Sha1 => checksums.sha1 = hex,
-                    HashAlgorithm::Sha256 => checksums.sha256 = hex,
-                    HashAlgorithm::Sha384 => checksums.sha384 = hex,
-                    HashAlgorithm::Sha512 => checksums.sha512 = hex,
-                }
+        }
+        let mut checksums = Checksums {
+            md5: Some(hex::encode(written.md5)),
+            ..Default::default()
+        };
+        if let Some((alg, digest)) = &written.extra {
+            let hex = Some(hex::encode(digest));
+            match alg {
+                HashAlgorithm::Sha1 => checksums.sha1 = hex,
+                HashAlgorithm::Sha256 => checksums.sha256 = hex,
+                HashAlgorithm::Sha384 => checksums.sha384 = hex,
+                HashAlgorithm::Sha512 => checksums.sha512 = hex,
+                HashAlgorithm::Crc32 => checksums.crc32 = hex,
+                HashAlgorithm::Crc32c => checksums.crc32c = hex,
             }
         }
         let record = ObjectRecord {

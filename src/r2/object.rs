@@ -46,6 +46,12 @@ pub struct Checksums {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub sha512: Option<String>,
+    /// CRC-32 from the S3 API (`x-amz-checksum-crc32`); the binding does not show it.
+    #[serde(skip)]
+    pub crc32: Option<String>,
+    /// CRC-32C from the S3 API (`x-amz-checksum-crc32c`); the binding does not show it.
+    #[serde(skip)]
+    pub crc32c: Option<String>,
 }
 
 /// The byte range a `get` returned.
@@ -157,14 +163,15 @@ pub(crate) fn new_version() -> String {
 pub(crate) mod stored {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    type Six<T> = (Option<T>, Option<T>, Option<T>, Option<T>, Option<T>);
+    type Five<T> = (Option<T>, Option<T>, Option<T>, Option<T>, Option<T>);
+    type Seven<T> = (Five<T>, Option<T>, Option<T>);
 
     pub mod http {
         use super::*;
         use crate::r2::object::HttpMetadata;
 
         pub fn serialize<S: Serializer>(h: &HttpMetadata, s: S) -> Result<S::Ok, S::Error> {
-            let strings: Six<&String> = (
+            let strings: Five<&String> = (
                 h.content_type.as_ref(),
                 h.content_language.as_ref(),
                 h.content_disposition.as_ref(),
@@ -184,7 +191,7 @@ pub(crate) mod stored {
                     cache_control,
                 ),
                 cache_expiry,
-            ): (Six<String>, Option<i64>) = Deserialize::deserialize(d)?;
+            ): (Five<String>, Option<i64>) = Deserialize::deserialize(d)?;
             Ok(HttpMetadata {
                 content_type,
                 content_language,
@@ -201,17 +208,21 @@ pub(crate) mod stored {
         use crate::r2::object::Checksums;
 
         pub fn serialize<S: Serializer>(c: &Checksums, s: S) -> Result<S::Ok, S::Error> {
-            (&c.md5, &c.sha1, &c.sha256, &c.sha384, &c.sha512).serialize(s)
+            let digests = (&c.md5, &c.sha1, &c.sha256, &c.sha384, &c.sha512);
+            (digests, &c.crc32, &c.crc32c).serialize(s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Checksums, D::Error> {
-            let (md5, sha1, sha256, sha384, sha512): Six<String> = Deserialize::deserialize(d)?;
+            let ((md5, sha1, sha256, sha384, sha512), crc32, crc32c): Seven<String> =
+                Deserialize::deserialize(d)?;
             Ok(Checksums {
                 md5,
                 sha1,
                 sha256,
                 sha384,
                 sha512,
+                crc32,
+                crc32c,
             })
         }
     }

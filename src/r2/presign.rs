@@ -248,6 +248,38 @@ pub struct Verified {
     pub signature: String,
     /// The `X-Amz-Date` of the request.
     pub date_time: String,
+    /// `<yyyymmdd>/<region>/s3/aws4_request`.
+    pub scope: String,
+    /// The derived key, which also signs the chunks and trailer of an aws-chunked body.
+    pub signing_key: Vec<u8>,
+}
+
+impl Verified {
+    /// The signature an aws-chunked chunk (or the final empty one) must carry, given the
+    /// signature before it in the chain (the request's own for the first chunk).
+    pub fn chunk_signature(&self, previous: &str, data_sha256: &[u8]) -> String {
+        const EMPTY_SHA256: &str =
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let sts = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{previous}\n{EMPTY_SHA256}\n{}",
+            self.date_time,
+            self.scope,
+            hex::encode(data_sha256)
+        );
+        hex::encode(hmac(&self.signing_key, sts.as_bytes()))
+    }
+
+    /// The signature the trailer of a signed aws-chunked body must carry, given the
+    /// final chunk's signature and the SHA-256 of the trailer lines (`name:value\n` each).
+    pub fn trailer_signature(&self, previous: &str, trailer_sha256: &[u8]) -> String {
+        let sts = format!(
+            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{}",
+            self.date_time,
+            self.scope,
+            hex::encode(trailer_sha256)
+        );
+        hex::encode(hmac(&self.signing_key, sts.as_bytes()))
+    }
 }
 
 impl SignedRequest<'_> {
@@ -320,7 +352,7 @@ impl SignedRequest<'_> {
             })?;
             if !(1..=MAX_EXPIRES).contains(&expires) {
                 return Err(fail(
-                    "AuthorizationQueryParametersError",
+                    "InvalidArgument",
                     400,
                     "X-Amz-Expires must be less than a week (in seconds) that is 604800",
                 ));
@@ -435,7 +467,7 @@ impl SignedRequest<'_> {
                 "Credential scope must be <yyyymmdd of X-Amz-Date>/<region>/s3/aws4_request",
             ));
         }
-        let secret = secret_of(access_key).ok_or_else(|| fail("InvalidAccessKeyId", 403, format!("The access key {access_key} is not known here: use the credentials tristore printed at start")))?;
+        let secret = secret_of(access_key).ok_or_else(|| fail("Unauthorized", 401, format!("The access key {access_key} is not known here: use the credentials tristore printed at start")))?;
         let signed: Vec<&str> = signed_headers.split(';').collect();
         if !signed.contains(&"host") {
             return Err(fail("AccessDenied", 403, "SignedHeaders must include host"));
@@ -450,6 +482,7 @@ impl SignedRequest<'_> {
         let scope = format!("{date}/{region}/s3/aws4_request");
         let sts = string_to_sign(&date_time, &scope, &canonical);
         let expected = hmac(&signing_key(&secret, date, region), sts.as_bytes());
+
         let given = hex::decode(&signature).unwrap_or_default();
         if !constant_time_eq(&expected, &given) {
             return Err(SigV4Error {
@@ -468,6 +501,8 @@ impl SignedRequest<'_> {
             payload_hash,
             signature,
             date_time,
+            scope,
+            signing_key: signing_key(&secret, date, region),
         })
     }
 }
@@ -543,7 +578,7 @@ mod tests {
             req.verify(|_| None, at("20130524T000500Z"))
                 .unwrap_err()
                 .code,
-            "InvalidAccessKeyId"
+            "Unauthorized"
         );
     }
 

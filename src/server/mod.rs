@@ -8,6 +8,7 @@
 pub mod d1;
 pub mod envelope;
 pub mod r2;
+pub mod s3;
 pub mod vectorize;
 
 use std::net::SocketAddr;
@@ -36,6 +37,26 @@ pub struct ServerOptions {
     pub port: u16,
     /// When set, requests must carry `Authorization: Bearer <this>`.
     pub api_token: Option<String>,
+    /// S3 port (0 picks a free one).
+    pub s3_port: u16,
+    /// The key pair S3 requests must be signed with.
+    pub s3_credentials: crate::r2::presign::Credentials,
+}
+
+impl Default for ServerOptions {
+    /// `127.0.0.1`, REST on 8790, S3 on 8791, any bearer token, the default S3 keys.
+    fn default() -> Self {
+        ServerOptions {
+            host: "127.0.0.1".into(),
+            port: 8790,
+            api_token: None,
+            s3_port: 8791,
+            s3_credentials: crate::r2::presign::Credentials::new(
+                s3::DEFAULT_ACCESS_KEY_ID,
+                s3::DEFAULT_SECRET_ACCESS_KEY,
+            ),
+        }
+    }
 }
 
 /// The REST API over `store`.
@@ -86,7 +107,7 @@ async fn authorize(token: Option<&str>, request: Request, next: Next) -> Respons
     }
 }
 
-async fn log(request: Request, next: Next) -> Response {
+pub(crate) async fn log(request: Request, next: Next) -> Response {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let start = Instant::now();
     let response = next.run(request).await;
@@ -106,7 +127,9 @@ async fn log(request: Request, next: Next) -> Response {
 pub struct RunningServer {
     /// Where the REST API listens.
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Where the S3 API listens.
+    pub s3_addr: SocketAddr,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -114,7 +137,7 @@ impl RunningServer {
     /// Stops accepting connections, lets requests in flight finish, and waits.
     pub fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
         self.thread.take().map_or(Ok(()), |t| {
             t.join()
@@ -123,31 +146,39 @@ impl RunningServer {
     }
 }
 
-/// Binds and starts serving `store` on a runtime of its own.
+/// Binds both ports and starts serving `store` on a runtime of its own.
 pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<RunningServer> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind((
-        options.host.as_str(),
-        options.port,
-    )))?;
-    let addr = listener.local_addr()?;
-    let app = router(store, options.api_token);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bind =
+        |port: u16| runtime.block_on(tokio::net::TcpListener::bind((options.host.as_str(), port)));
+    let (rest, s3_listener) = (bind(options.port)?, bind(options.s3_port)?);
+    let (addr, s3_addr) = (rest.local_addr()?, s3_listener.local_addr()?);
+    let rest_app = router(store.clone(), options.api_token);
+    let s3_app = s3::router(store, options.s3_credentials);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serve = move |listener: tokio::net::TcpListener, app: Router| {
+        let mut stopped = stopped.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    };
     let thread = std::thread::Builder::new()
         .name("tristore-http".into())
         .spawn(move || {
             runtime.block_on(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
+                let (a, b) = tokio::join!(serve(rest, rest_app), serve(s3_listener, s3_app));
+                a.and(b)
             })
         })?;
     Ok(RunningServer {
         addr,
+        s3_addr,
         stop: Some(stop),
         thread: Some(thread),
     })

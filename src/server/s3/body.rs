@@ -1,0 +1,425 @@
+//! Request bodies: framing (plain or aws-chunked), verification (payload SHA-256,
+//! `Content-MD5`, `x-amz-checksum-*` from a header or a trailer), and the bridge from
+//! the async HTTP body to the blocking store; and object bodies streamed back out.
+
+use std::io::{self, BufReader, Read};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::http::HeaderMap;
+use base64::Engine;
+use http_body_util::BodyExt;
+use md5::Digest;
+use tokio::sync::mpsc;
+
+use super::checksum::{self, Algorithm, Hasher};
+use super::chunked::{ChunkedReader, Variant};
+use super::error::S3Error;
+use crate::r2::presign::Verified;
+
+/// How a request's body is framed and what it must be checked against.
+#[derive(Debug, Clone)]
+pub struct BodyPlan {
+    variant: Option<Variant>,
+    verified: Verified,
+    length: Option<u64>,
+    payload_sha256: Option<Vec<u8>>,
+    content_md5: Option<Vec<u8>>,
+    /// The flexible checksum and its expected value (`None`: it comes in the trailer).
+    checksum: Option<(Algorithm, Option<Vec<u8>>)>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl BodyPlan {
+    /// Reads the framing and the checks from the request's headers.
+    pub fn from_request(headers: &HeaderMap, verified: &Verified) -> Result<Self, S3Error> {
+        let chunked_encoding = header(headers, "content-encoding")
+            .is_some_and(|e| e.split(',').any(|c| c.trim() == "aws-chunked"));
+        let variant = Variant::from_payload_hash(&verified.payload_hash)
+            .or(chunked_encoding.then_some(Variant::UnsignedWithTrailer));
+        let payload_sha256 = match verified.payload_hash.as_str() {
+            "UNSIGNED-PAYLOAD" => None,
+            _ if variant.is_some() => None,
+            hash => Some(
+                hex::decode(hash)
+                    .ok()
+                    .filter(|h| h.len() == 32)
+                    .ok_or_else(|| {
+                        S3Error::invalid_argument(
+                    "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-… or a hex SHA-256",
+                )
+                    })?,
+            ),
+        };
+        let length_header = if variant.is_some() {
+            "x-amz-decoded-content-length"
+        } else {
+            "content-length"
+        };
+        let length = match header(headers, length_header) {
+            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+                S3Error::invalid_argument(format!("{length_header} must be a number of bytes"))
+            })?),
+            None => None,
+        };
+        let content_md5 = match header(headers, "content-md5") {
+            Some(v) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.trim())
+                    .ok()
+                    .filter(|d| d.len() == 16)
+                    .ok_or_else(|| {
+                        S3Error::new(
+                            400,
+                            "InvalidDigest",
+                            "The Content-MD5 you specified was invalid.",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let mut checksum = None;
+        for alg in Algorithm::ALL {
+            if let Some(value) = header(headers, alg.header_name()) {
+                if checksum.is_some() {
+                    return Err(S3Error::invalid_request(
+                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+                    ));
+                }
+                checksum = Some((alg, Some(alg.decode(value)?)));
+            }
+        }
+        if let Some(name) = header(headers, "x-amz-trailer") {
+            if checksum.is_some() {
+                return Err(S3Error::invalid_request(
+                    "x-amz-trailer cannot be combined with an x-amz-checksum- header",
+                ));
+            }
+            if variant.is_none() {
+                return Err(S3Error::invalid_request(
+                    "x-amz-trailer needs an aws-chunked body",
+                ));
+            }
+            checksum = Some((Algorithm::from_name(name.trim())?, None));
+        }
+        for name in headers.keys() {
+            if name.as_str().starts_with("x-amz-checksum-")
+                && name.as_str() != "x-amz-checksum-mode"
+                && name.as_str() != "x-amz-checksum-type"
+            {
+                Algorithm::from_name(name.as_str())?;
+            }
+        }
+        Ok(BodyPlan {
+            variant,
+            verified: verified.clone(),
+            length,
+            payload_sha256,
+            content_md5,
+            checksum,
+        })
+    }
+
+    /// The decoded body's length, which S3 requires up front.
+    pub fn length(&self) -> Result<u64, S3Error> {
+        self.length.ok_or_else(|| {
+            S3Error::new(
+                411,
+                "MissingContentLength",
+                "You must provide the Content-Length HTTP header.",
+            )
+        })
+    }
+
+    /// The flexible checksum the client sent, if any (the store keeps it).
+    pub fn checksum_algorithm(&self) -> Option<Algorithm> {
+        self.checksum.as_ref().map(|(alg, _)| *alg)
+    }
+
+    /// The decoded, checked body of `source`.
+    pub fn reader(self, source: Box<dyn Read + Send>) -> Result<CheckedBody, S3Error> {
+        let buffered = BufReader::with_capacity(64 * 1024, source);
+        let inner = match self.variant {
+            Some(variant) => Framing::Chunked(Box::new(ChunkedReader::new(
+                buffered,
+                variant,
+                Some(self.verified),
+            )?)),
+            None => Framing::Plain(buffered),
+        };
+        Ok(CheckedBody {
+            inner,
+            sha256: self.payload_sha256.map(|want| (sha2::Sha256::new(), want)),
+            md5: self.content_md5.map(|want| (md5::Md5::new(), want)),
+            checksum: self
+                .checksum
+                .map(|(alg, want)| (Hasher::new(alg), alg, want)),
+            failure: Failure::default(),
+            checked: false,
+        })
+    }
+}
+
+enum Framing {
+    Plain(BufReader<Box<dyn Read + Send>>),
+    Chunked(Box<ChunkedReader<BufReader<Box<dyn Read + Send>>>>),
+}
+
+/// Where a body reader leaves the S3 error behind its I/O error, for the handler to
+/// answer with once the store has given up.
+#[derive(Debug, Clone, Default)]
+pub struct Failure(Arc<Mutex<Option<S3Error>>>);
+
+impl Failure {
+    fn set(&self, e: S3Error) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+
+    /// The recorded error, if the body failed.
+    pub fn take(&self) -> Option<S3Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// A request body that fails its last read when a check does not hold, so that the
+/// store, which commits only after reading to the end, stores nothing.
+pub struct CheckedBody {
+    inner: Framing,
+    sha256: Option<(sha2::Sha256, Vec<u8>)>,
+    md5: Option<(md5::Md5, Vec<u8>)>,
+    checksum: Option<(Hasher, Algorithm, Option<Vec<u8>>)>,
+    failure: Failure,
+    checked: bool,
+}
+
+impl CheckedBody {
+    /// The handle that reports why a read failed.
+    pub fn failure(&self) -> Failure {
+        self.failure.clone()
+    }
+
+    fn fail(&self, e: S3Error) -> io::Error {
+        self.failure.set(e.clone());
+        super::chunked::io_error(e)
+    }
+
+    fn check(&mut self) -> Result<(), S3Error> {
+        if let Some((h, want)) = self.sha256.take() {
+            if h.finalize().as_slice() != want.as_slice() {
+                return Err(S3Error::new(
+                    400,
+                    "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                ));
+            }
+        }
+        if let Some((h, want)) = self.md5.take() {
+            if h.finalize().as_slice() != want.as_slice() {
+                return Err(S3Error::new(
+                    400,
+                    "BadDigest",
+                    "The Content-MD5 you specified did not match what we received.",
+                ));
+            }
+        }
+        if let Some((h, alg, want)) = self.checksum.take() {
+            let want = match want {
+                Some(w) => w,
+                None => {
+                    let value = match &self.inner {
+                        Framing::Chunked(c) => c.trailer(alg.header_name()),
+                        Framing::Plain(_) => None,
+                    };
+                    let value = value.ok_or_else(|| {
+                        S3Error::invalid_request(format!(
+                            "The trailer announced by x-amz-trailer ({}) was not sent",
+                            alg.header_name()
+                        ))
+                    })?;
+                    alg.decode(value)?
+                }
+            };
+            let got = h.finish();
+            if got != want {
+                return Err(S3Error::new(
+                    400,
+                    "BadDigest",
+                    format!(
+                        "The {} you specified did not match the calculated checksum.",
+                        alg.header_name()
+                    ),
+                )
+                .with("CalculatedChecksum", checksum::encode(&got)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for CheckedBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &mut self.inner {
+            Framing::Plain(r) => r.read(buf),
+            Framing::Chunked(r) => r.read(buf),
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                let s3 = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<S3Error>())
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        S3Error::new(
+                            400,
+                            "IncompleteBody",
+                            format!("The request body could not be read: {e}"),
+                        )
+                    });
+                return Err(self.fail(s3));
+            }
+        };
+        let data = &buf[..n];
+        if n > 0 {
+            if let Some((h, _)) = &mut self.sha256 {
+                h.update(data);
+            }
+            if let Some((h, _)) = &mut self.md5 {
+                h.update(data);
+            }
+            if let Some((h, _, _)) = &mut self.checksum {
+                h.update(data);
+            }
+        } else if !buf.is_empty() && !self.checked {
+            self.checked = true;
+            if let Err(e) = self.check() {
+                return Err(self.fail(e));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The blocking end of an HTTP body being received.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Runs `work` on a blocking thread over the checked body of `body` while the body
+/// streams in. When `work` fails because the body did, the body's error is returned.
+pub async fn consume<T: Send + 'static>(
+    body: Body,
+    plan: BodyPlan,
+    work: impl FnOnce(&mut CheckedBody) -> Result<T, S3Error> + Send + 'static,
+) -> Result<T, S3Error> {
+    let (tx, rx) = mpsc::channel(8);
+    let mut reader = plan.reader(Box::new(ChannelReader {
+        rx,
+        current: Bytes::new(),
+    }))?;
+    let failure = reader.failure();
+    let task = tokio::task::spawn_blocking(move || work(&mut reader));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let item = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => Ok(data),
+                Err(_) => continue, // HTTP trailers: aws-chunked carries its own.
+            },
+            Err(e) => Err(io::Error::other(e)),
+        };
+        let stop = item.is_err();
+        if tx.send(item).await.is_err() || stop {
+            break;
+        }
+    }
+    drop(tx);
+    let result = task
+        .await
+        .map_err(|e| S3Error::internal(format!("the request task failed: {e}")))?;
+    result.map_err(|e| failure.take().unwrap_or(e))
+}
+
+/// The whole checked body, for the small XML requests (at most `limit` bytes).
+pub async fn read_all(body: Body, plan: BodyPlan, limit: u64) -> Result<Vec<u8>, S3Error> {
+    consume(body, plan, move |reader| {
+        let mut out = Vec::new();
+        reader
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| S3Error::new(400, "IncompleteBody", e.to_string()))?;
+        if out.len() as u64 > limit {
+            return Err(S3Error::new(
+                400,
+                "MaxMessageLengthExceeded",
+                format!("Your request was too big: at most {limit} bytes are accepted here."),
+            ));
+        }
+        // Reaching the end runs the checks.
+        let mut end = [0u8; 1];
+        reader
+            .read(&mut end)
+            .map_err(|e| S3Error::new(400, "IncompleteBody", e.to_string()))?;
+        Ok(out)
+    })
+    .await
+}
+
+/// An object's bytes as a response body: read at once when small, else streamed from
+/// a blocking thread so memory stays bounded.
+pub async fn object_body(
+    mut reader: impl Read + Send + 'static,
+    length: u64,
+) -> Result<Body, S3Error> {
+    const SMALL: u64 = 1 << 20;
+    if length <= SMALL {
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(length as usize);
+            reader.read_to_end(&mut out).map(|_| out)
+        })
+        .await
+        .map_err(|e| S3Error::internal(e.to_string()))?
+        .map_err(|e| S3Error::internal(format!("reading the object: {e}")))?;
+        return Ok(Body::from(bytes));
+    }
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || loop {
+        let mut chunk = vec![0u8; 256 * 1024];
+        match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                chunk.truncate(n);
+                if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                break;
+            }
+        }
+    });
+    Ok(Body::from_stream(futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    )))
+}

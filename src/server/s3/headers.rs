@@ -1,0 +1,239 @@
+//! Between S3 headers and R2 metadata: system headers ↔ `httpMetadata`,
+//! `x-amz-meta-*` ↔ `customMetadata`, storage classes, dates and preconditions.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::error::S3Error;
+use super::Ctx;
+use crate::r2::conditional::parse_http_date;
+use crate::r2::{HttpMetadata, R2Conditional, R2Object};
+
+const META_PREFIX: &str = "x-amz-meta-";
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `Content-Type`, `Cache-Control`, ... and `Expires` from a request.
+pub fn http_metadata(headers: &HeaderMap) -> Result<HttpMetadata, S3Error> {
+    let get = |name| header(headers, name).map(str::to_owned);
+    // aws-chunked is the transfer framing, not the object's encoding.
+    let content_encoding = header(headers, "content-encoding").and_then(|v| {
+        let kept: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && *c != "aws-chunked")
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(", "))
+    });
+    let cache_expiry = match header(headers, "expires") {
+        Some(v) => Some(parse_http_date(v).map_err(|_| {
+            S3Error::invalid_argument(format!("Expires must be an HTTP date, not {v:?}"))
+        })?),
+        None => None,
+    };
+    Ok(HttpMetadata {
+        content_type: get("content-type"),
+        content_language: get("content-language"),
+        content_disposition: get("content-disposition"),
+        content_encoding,
+        cache_control: get("cache-control"),
+        cache_expiry,
+    })
+}
+
+/// `x-amz-meta-<name>` headers as custom metadata, in the order sent.
+pub fn custom_metadata(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix(META_PREFIX)?;
+            Some((
+                name.to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// `x-amz-storage-class` as R2's storage class.
+pub fn storage_class(headers: &HeaderMap) -> Result<Option<String>, S3Error> {
+    match header(headers, "x-amz-storage-class") {
+        None => Ok(None),
+        Some("STANDARD") => Ok(Some("Standard".into())),
+        Some("STANDARD_IA") => Ok(Some("InfrequentAccess".into())),
+        Some(other) => Err(S3Error::new(
+            400,
+            "InvalidStorageClass",
+            format!("The storage class you specified is not valid: {other}. Use STANDARD or STANDARD_IA."),
+        )),
+    }
+}
+
+/// R2's storage class as S3 names it.
+pub fn s3_storage_class(r2: &str) -> &'static str {
+    if r2 == "InfrequentAccess" {
+        "STANDARD_IA"
+    } else {
+        "STANDARD"
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` from milliseconds since the epoch.
+pub fn http_date(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+fn set(out: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        out.insert(n, v);
+    }
+}
+
+/// The headers GetObject and HeadObject answer with. `response-*` query parameters
+/// override the stored system headers, as presigned download links use them.
+pub fn object_headers(ctx: &Ctx, object: &R2Object, with_checksums: bool) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    set(&mut out, "etag", &object.http_etag);
+    set(&mut out, "last-modified", &http_date(object.uploaded));
+    set(&mut out, "accept-ranges", "bytes");
+    set(
+        &mut out,
+        "x-amz-storage-class",
+        s3_storage_class(&object.storage_class),
+    );
+    if let Some(http) = &object.http_metadata {
+        let pairs = [
+            ("content-type", &http.content_type),
+            ("content-language", &http.content_language),
+            ("content-disposition", &http.content_disposition),
+            ("content-encoding", &http.content_encoding),
+            ("cache-control", &http.cache_control),
+        ];
+        for (name, value) in pairs {
+            if let Some(v) = value {
+                set(&mut out, name, v);
+            }
+        }
+        if let Some(ms) = http.cache_expiry {
+            set(&mut out, "expires", &http_date(ms));
+        }
+    }
+    for (name, value) in object.custom_metadata.iter().flatten() {
+        set(&mut out, &format!("{META_PREFIX}{name}"), value);
+    }
+    for (param, name) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+        ("response-cache-control", "cache-control"),
+        ("response-expires", "expires"),
+    ] {
+        if let Some(v) = ctx.q(param) {
+            set(&mut out, name, v);
+        }
+    }
+    if with_checksums {
+        let c = &object.checksums;
+        for (name, hex_value) in [
+            ("x-amz-checksum-crc32", &c.crc32),
+            ("x-amz-checksum-crc32c", &c.crc32c),
+            ("x-amz-checksum-sha1", &c.sha1),
+            ("x-amz-checksum-sha256", &c.sha256),
+        ] {
+            if let Some(digest) = hex_value.as_deref().and_then(|h| hex::decode(h).ok()) {
+                set(&mut out, name, &super::checksum::encode(&digest));
+            }
+        }
+    }
+    out
+}
+
+/// Conditional-write headers (`If-Match`, ... or their `prefix`ed forms), if any.
+pub fn write_condition(
+    headers: &HeaderMap,
+    prefix: &str,
+) -> Result<Option<R2Conditional>, S3Error> {
+    let names = [
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+    ];
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .filter_map(|n| header(headers, &format!("{prefix}{n}")).map(|v| (*n, v)))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(R2Conditional::from_headers(pairs)?))
+}
+
+/// Read preconditions (RFC 7232 as S3 applies them): a failed `If-Match` or
+/// `If-Unmodified-Since` is 412; a failed `If-None-Match` or `If-Modified-Since` is
+/// 304 Not Modified.
+pub fn read_precondition(
+    headers: &HeaderMap,
+    prefix: &str,
+    object: &R2Object,
+) -> Result<(), S3Error> {
+    let Some(all) = write_condition(headers, prefix)? else {
+        return Ok(());
+    };
+    let current = Some((object.etag.as_str(), object.uploaded));
+    let must = R2Conditional {
+        etag_matches: all.etag_matches.clone(),
+        uploaded_before: all.uploaded_before,
+        seconds_granularity: true,
+        ..Default::default()
+    };
+    if !must.passes(current) {
+        return Err(precondition_failed());
+    }
+    let unless = R2Conditional {
+        etag_does_not_match: all.etag_does_not_match,
+        uploaded_after: all.uploaded_after,
+        seconds_granularity: true,
+        ..Default::default()
+    };
+    if !unless.passes(current) {
+        return Err(S3Error::new(304, "NotModified", "Not Modified"));
+    }
+    Ok(())
+}
+
+/// 412 `PreconditionFailed`.
+pub fn precondition_failed() -> S3Error {
+    S3Error::new(
+        412,
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+    )
+}
+
+/// `x-amz-copy-source`: `[/]<bucket>/<key>[?versionId=…]`, URL-encoded.
+pub fn copy_source(ctx: &Ctx) -> Result<(String, String), S3Error> {
+    let raw = ctx.header("x-amz-copy-source").unwrap_or_default();
+    let raw = raw.split_once('?').map_or(raw, |(path, _)| path);
+    let decoded = percent_encoding::percent_decode_str(raw.trim_start_matches('/'))
+        .decode_utf8_lossy()
+        .into_owned();
+    match decoded.split_once('/') {
+        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+            Ok((bucket.to_owned(), key.to_owned()))
+        }
+        _ => Err(S3Error::invalid_argument(
+            "x-amz-copy-source must be <bucket>/<key>, URL-encoded",
+        )),
+    }
+}

@@ -1,0 +1,310 @@
+//! R2's S3-compatible API, on the emulator's S3 port.
+//!
+//! Every request is SigV4-verified (header or presigned; anonymous requests are
+//! refused), addressed path-style (`/<bucket>/<key>`) or virtual-host style
+//! (`<bucket>.localhost`, `<bucket>.<account>.r2.cloudflarestorage.com`, or any host
+//! whose first label names an existing bucket), then dispatched to the R2 store.
+//! Operations R2 does not offer answer 501 `NotImplemented`, as R2 does.
+
+pub mod body;
+mod buckets;
+pub mod checksum;
+pub mod chunked;
+pub mod error;
+mod headers;
+mod multipart;
+mod objects;
+pub mod xml;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use percent_encoding::percent_decode_str;
+
+use error::S3Error;
+
+use crate::r2::presign::{parse_query, Credentials, SignedRequest, Verified};
+use crate::r2::R2Bucket;
+use crate::Store;
+
+/// The key pair the emulator accepts when none is configured (printed at start).
+pub const DEFAULT_ACCESS_KEY_ID: &str = "tristore";
+/// See [`DEFAULT_ACCESS_KEY_ID`].
+pub const DEFAULT_SECRET_ACCESS_KEY: &str = "tristore-secret";
+
+struct S3State {
+    store: Arc<Store>,
+    credentials: Credentials,
+}
+
+/// The S3 API over `store`, accepting requests signed with `credentials`.
+pub fn router(store: Arc<Store>, credentials: Credentials) -> Router {
+    let state = Arc::new(S3State { store, credentials });
+    Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::from_fn(super::log))
+        .with_state(state)
+}
+
+async fn handle(State(state): State<Arc<S3State>>, request: Request) -> Response {
+    let is_head = request.method() == Method::HEAD;
+    let mut response = match dispatch(state, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if is_head {
+        // HEAD answers carry the status and headers only, errors included.
+        *response.body_mut() = Body::empty();
+    }
+    response
+}
+
+/// One authenticated request, addressed.
+pub(crate) struct Ctx {
+    store: Arc<Store>,
+    method: Method,
+    bucket: Option<String>,
+    key: Option<String>,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    verified: Verified,
+}
+
+impl Ctx {
+    fn q(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.query.iter().any(|(k, _)| k == name)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn bucket_name(&self) -> &str {
+        self.bucket.as_deref().unwrap_or_default()
+    }
+
+    fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or_default()
+    }
+
+    /// The addressed bucket's handle (blocking: reads the catalog).
+    fn open_bucket(store: &Store, name: &str) -> Result<R2Bucket, S3Error> {
+        store
+            .r2()
+            .bucket(name)
+            .map_err(|e| S3Error::from(e).with("BucketName", name))
+    }
+}
+
+/// Runs catalog work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, S3Error> + Send + 'static,
+) -> Result<T, S3Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| S3Error::internal(format!("the request task failed: {e}")))?
+}
+
+async fn dispatch(state: Arc<S3State>, request: Request) -> Result<Response, S3Error> {
+    let (parts, body) = request.into_parts();
+    let raw_path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let header_pairs: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
+        .collect();
+    let creds = &state.credentials;
+    let verified = SignedRequest {
+        method: parts.method.as_str(),
+        path: &raw_path,
+        query: &raw_query,
+        headers: &header_pairs,
+    }
+    .verify(
+        |id| (id == creds.access_key_id).then(|| creds.secret_access_key.clone()),
+        SystemTime::now(),
+    )?;
+    let host = parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(parts.uri.host())
+        .unwrap_or("")
+        .to_owned();
+    let (bucket, key) = address(&state.store, &host, &raw_path).await?;
+    let ctx = Ctx {
+        store: state.store.clone(),
+        method: parts.method,
+        bucket,
+        key,
+        query: parse_query(&raw_query),
+        headers: parts.headers,
+        verified,
+    };
+    route(ctx, body).await
+}
+
+/// The bucket and key a request addresses.
+async fn address(
+    store: &Arc<Store>,
+    host: &str,
+    raw_path: &str,
+) -> Result<(Option<String>, Option<String>), S3Error> {
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| S3Error::invalid_argument("The path is not UTF-8 once decoded"))
+    };
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    if let Some(bucket) = virtual_host_bucket(store, host).await {
+        return Ok((Some(bucket), non_empty(decode(path)?)));
+    }
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    Ok((non_empty(decode(bucket)?), non_empty(decode(key)?)))
+}
+
+async fn virtual_host_bucket(store: &Arc<Store>, host: &str) -> Option<String> {
+    let name = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    if name.parse::<IpAddr>().is_ok() || name.starts_with('[') || !name.contains('.') {
+        return None;
+    }
+    let (first, rest) = name.split_once('.')?;
+    if rest == "localhost" || rest.ends_with(".r2.cloudflarestorage.com") {
+        return Some(first.to_owned());
+    }
+    let (store, first) = (store.clone(), first.to_owned());
+    blocking(move || Ok(store.r2().bucket(&first).is_ok().then_some(first)))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Subresources R2 does not offer, and the operation name its 501 answer uses.
+fn unsupported(ctx: &Ctx) -> Option<String> {
+    const BUCKET: &[(&str, &str)] = &[
+        ("acl", "Acl"),
+        ("policy", "Policy"),
+        ("policyStatus", "PolicyStatus"),
+        ("tagging", "Tagging"),
+        ("website", "Website"),
+        ("logging", "Logging"),
+        ("replication", "Replication"),
+        ("object-lock", "ObjectLockConfiguration"),
+        ("cors", "Cors"),
+        ("lifecycle", "LifecycleConfiguration"),
+        ("encryption", "Encryption"),
+        ("notification", "NotificationConfiguration"),
+        ("accelerate", "AccelerateConfiguration"),
+        ("requestPayment", "RequestPayment"),
+        ("analytics", "AnalyticsConfiguration"),
+        ("metrics", "MetricsConfiguration"),
+        ("inventory", "InventoryConfiguration"),
+        ("intelligent-tiering", "IntelligentTieringConfiguration"),
+        ("ownershipControls", "OwnershipControls"),
+        ("publicAccessBlock", "PublicAccessBlock"),
+    ];
+    const OBJECT: &[(&str, &str)] = &[
+        ("acl", "Acl"),
+        ("tagging", "Tagging"),
+        ("retention", "Retention"),
+        ("legal-hold", "LegalHold"),
+        ("torrent", "Torrent"),
+        ("restore", "Restore"),
+        ("select", "Content"),
+        ("attributes", "Attributes"),
+    ];
+    let verb = match ctx.method {
+        Method::GET | Method::HEAD => "Get",
+        Method::PUT => "Put",
+        Method::DELETE => "Delete",
+        _ => "Post",
+    };
+    if ctx.key.is_none() && ctx.has("versions") {
+        return Some("ListObjectVersions".into());
+    }
+    let (table, level) = if ctx.key.is_some() {
+        (OBJECT, "Object")
+    } else {
+        (BUCKET, "Bucket")
+    };
+    table
+        .iter()
+        .find(|(q, _)| ctx.has(q))
+        .map(|(_, name)| match *name {
+            "Content" => "SelectObjectContent".to_owned(),
+            "Restore" => "RestoreObject".to_owned(),
+            _ => format!("{verb}{level}{name}"),
+        })
+}
+
+async fn route(ctx: Ctx, body: Body) -> Result<Response, S3Error> {
+    if let Some(operation) = unsupported(&ctx) {
+        return Err(S3Error::not_implemented(&operation));
+    }
+    let method = ctx.method.clone();
+    match (ctx.bucket.is_some(), ctx.key.is_some(), method) {
+        (false, _, Method::GET) => buckets::list_buckets(ctx).await,
+        (false, _, _) => Err(S3Error::new(
+            405,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource. Name a bucket in the path or the host.",
+        )),
+        (true, false, Method::PUT) => buckets::create_bucket(ctx, body).await,
+        (true, false, Method::DELETE) => buckets::delete_bucket(ctx).await,
+        (true, false, Method::HEAD) => buckets::head_bucket(ctx).await,
+        (true, false, Method::POST) if ctx.has("delete") => objects::delete_objects(ctx, body).await,
+        (true, false, Method::GET) if ctx.has("location") => buckets::location(ctx).await,
+        (true, false, Method::GET) if ctx.has("versioning") => buckets::versioning(ctx).await,
+        (true, false, Method::GET) if ctx.has("uploads") => multipart::list_uploads(ctx).await,
+        (true, false, Method::GET) if ctx.q("list-type") == Some("2") => {
+            buckets::list_objects(ctx, true).await
+        }
+        (true, false, Method::GET) => buckets::list_objects(ctx, false).await,
+        (true, true, Method::PUT) if ctx.has("uploadId") => {
+            if ctx.header("x-amz-copy-source").is_some() {
+                multipart::upload_part_copy(ctx).await
+            } else {
+                multipart::upload_part(ctx, body).await
+            }
+        }
+        (true, true, Method::PUT) if ctx.header("x-amz-copy-source").is_some() => {
+            objects::copy_object(ctx).await
+        }
+        (true, true, Method::PUT) => objects::put_object(ctx, body).await,
+        (true, true, Method::GET) if ctx.has("uploadId") => multipart::list_parts(ctx).await,
+        (true, true, Method::GET) => objects::get_object(ctx, false).await,
+        (true, true, Method::HEAD) => objects::get_object(ctx, true).await,
+        (true, true, Method::DELETE) if ctx.has("uploadId") => multipart::abort(ctx).await,
+        (true, true, Method::DELETE) => objects::delete_object(ctx).await,
+        (true, true, Method::POST) if ctx.has("uploads") => multipart::create(ctx).await,
+        (true, true, Method::POST) if ctx.has("uploadId") => multipart::complete(ctx, body).await,
+        (true, true, Method::POST) => Err(S3Error::not_implemented("PostObject")),
+        (true, _, other) => Err(S3Error::new(
+            405,
+            "MethodNotAllowed",
+            format!("The specified method {other} is not allowed against this resource."),
+        )),
+    }
+}

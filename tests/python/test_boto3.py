@@ -1,0 +1,178 @@
+"""boto3 with default settings against tristore's S3 port.
+
+Usage: python test_boto3.py http://127.0.0.1:<s3 port>
+Run by tests/python_clients.rs, which installs boto3 into its own virtual environment.
+"""
+
+import hashlib
+import io
+import socket
+import sys
+import unittest
+import urllib.error
+import urllib.request
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ENDPOINT = sys.argv.pop(1)
+KEYS = dict(aws_access_key_id="tristore", aws_secret_access_key="tristore-secret")
+
+
+def client(endpoint=ENDPOINT, **config):
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="auto", config=Config(**config), **KEYS
+    )
+
+
+def error_code(call):
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("the call succeeded")
+
+
+class Boto3(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s3 = client()
+        cls.s3.create_bucket(Bucket="boto")
+
+    def test_objects_metadata_listing_and_delete(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="listing")
+        put = s3.put_object(
+            Bucket="listing",
+            Key="notes/ü & more.txt",
+            Body=b"hello boto",
+            ContentType="text/plain",
+            CacheControl="max-age=60",
+            Metadata={"docid": "doc-1"},
+        )
+        self.assertEqual(put["ETag"], '"%s"' % hashlib.md5(b"hello boto").hexdigest())
+        got = s3.get_object(Bucket="listing", Key="notes/ü & more.txt")
+        self.assertEqual(got["Body"].read(), b"hello boto")
+        self.assertEqual(got["ContentType"], "text/plain")
+        self.assertEqual(got["CacheControl"], "max-age=60")
+        self.assertEqual(got["Metadata"], {"docid": "doc-1"})
+        head = s3.head_object(Bucket="listing", Key="notes/ü & more.txt")
+        self.assertEqual(head["ContentLength"], 10)
+        part = s3.get_object(Bucket="listing", Key="notes/ü & more.txt", Range="bytes=0-4")
+        self.assertEqual(part["Body"].read(), b"hello")
+        self.assertEqual(part["ResponseMetadata"]["HTTPStatusCode"], 206)
+
+        for i in range(7):
+            s3.put_object(Bucket="listing", Key="many/%02d" % i, Body=b"x")
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket="listing", Prefix="many/", PaginationConfig={"PageSize": 3}
+        )
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        self.assertEqual(keys, ["many/%02d" % i for i in range(7)])
+        v1 = s3.get_paginator("list_objects").paginate(
+            Bucket="listing", Delimiter="/", PaginationConfig={"PageSize": 1}
+        )
+        prefixes = [p["Prefix"] for page in v1 for p in page.get("CommonPrefixes", [])]
+        self.assertEqual(prefixes, ["many/", "notes/"])
+        encoded = s3.list_objects_v2(Bucket="listing", Prefix="notes/")
+        self.assertEqual(encoded["Contents"][0]["Key"], "notes/ü & more.txt")
+
+        s3.copy_object(
+            Bucket="listing",
+            Key="copies/one.txt",
+            CopySource={"Bucket": "listing", "Key": "notes/ü & more.txt"},
+            MetadataDirective="REPLACE",
+            Metadata={"docid": "doc-2"},
+            ContentType="text/markdown",
+        )
+        copied = s3.head_object(Bucket="listing", Key="copies/one.txt")
+        self.assertEqual(copied["Metadata"], {"docid": "doc-2"})
+        self.assertEqual(copied["ContentType"], "text/markdown")
+
+        out = s3.delete_objects(
+            Bucket="listing",
+            Delete={"Objects": [{"Key": "many/%02d" % i} for i in range(7)]},
+        )
+        self.assertEqual(len(out["Deleted"]), 7)
+        self.assertNotIn("Contents", s3.list_objects_v2(Bucket="listing", Prefix="many/"))
+
+    def test_errors(self):
+        s3 = self.s3
+        self.assertEqual(error_code(lambda: s3.get_object(Bucket="boto", Key="absent")), "NoSuchKey")
+        self.assertEqual(error_code(lambda: s3.head_object(Bucket="boto", Key="absent")), "404")
+        self.assertEqual(error_code(lambda: s3.list_objects_v2(Bucket="nobucket")), "NoSuchBucket")
+        self.assertEqual(error_code(lambda: s3.create_bucket(Bucket="boto")), "BucketAlreadyExists")
+        self.assertEqual(error_code(lambda: s3.create_bucket(Bucket="Bad_Name")), "InvalidBucketName")
+        wrong = boto3.client(
+            "s3", endpoint_url=ENDPOINT, region_name="auto",
+            aws_access_key_id="tristore", aws_secret_access_key="wrong",
+        )
+        self.assertEqual(error_code(lambda: wrong.list_buckets()), "SignatureDoesNotMatch")
+        self.assertEqual(
+            error_code(lambda: s3.put_object(
+                Bucket="boto", Key="md5", Body=b"data", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA=="
+            )),
+            "BadDigest",
+        )
+        self.assertEqual(
+            error_code(lambda: s3.put_bucket_tagging(
+                Bucket="boto", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}
+            )),
+            "NotImplemented",
+        )
+        self.assertEqual(error_code(lambda: s3.get_object(Bucket="boto", Key="md5")), "NoSuchKey")
+
+    def test_multipart_transfer_and_download(self):
+        data = bytes(range(256)) * (12 * 1024 * 1024 // 256 + 3)
+        config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+        self.s3.upload_fileobj(io.BytesIO(data), "boto", "big/file.bin", Config=config)
+        head = self.s3.head_object(Bucket="boto", Key="big/file.bin")
+        self.assertTrue(head["ETag"].endswith('-3"'), head["ETag"])
+        out = io.BytesIO()
+        self.s3.download_fileobj("boto", "big/file.bin", out, Config=config)
+        self.assertEqual(out.getvalue(), data)
+
+    def test_presigned_urls(self):
+        url = self.s3.generate_presigned_url(
+            "put_object", Params={"Bucket": "boto", "Key": "signed/up.txt"}, ExpiresIn=300
+        )
+        request = urllib.request.Request(url, data=b"via presigned PUT", method="PUT")
+        with urllib.request.urlopen(request) as r:
+            self.assertEqual(r.status, 200)
+        url = self.s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": "boto", "Key": "signed/up.txt", "ResponseContentType": "text/x-test"},
+            ExpiresIn=300,
+        )
+        with urllib.request.urlopen(url) as r:
+            self.assertEqual(r.read(), b"via presigned PUT")
+            self.assertEqual(r.headers["Content-Type"], "text/x-test")
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(url.replace("up.txt", "other.txt"))
+        self.assertEqual(caught.exception.code, 403)
+
+    def test_virtual_host_addressing(self):
+        # Resolve <bucket>.localhost as browsers and systemd-resolved do.
+        real = socket.getaddrinfo
+
+        def resolve(host, *args, **kwargs):
+            if isinstance(host, str) and host.endswith(".localhost"):
+                host = "127.0.0.1"
+            return real(host, *args, **kwargs)
+
+        socket.getaddrinfo = resolve
+        try:
+            port = ENDPOINT.rsplit(":", 1)[1]
+            vhost = client("http://localhost:%s" % port, s3={"addressing_style": "virtual"})
+            vhost.put_object(Bucket="boto", Key="vhost/key.txt", Body=b"virtual")
+            self.assertEqual(self.s3.get_object(Bucket="boto", Key="vhost/key.txt")["Body"].read(), b"virtual")
+            listed = vhost.list_objects_v2(Bucket="boto", Prefix="vhost/")
+            self.assertEqual([o["Key"] for o in listed["Contents"]], ["vhost/key.txt"])
+        finally:
+            socket.getaddrinfo = real
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,558 @@
+//! The S3 API driven by the official AWS SDK for Rust with its default settings (so
+//! with its default CRC32 checksums), over plain HTTP to a server on ephemeral ports,
+//! plus presigned URLs fetched with a plain HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use tristore::server::s3::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY};
+use tristore::server::{start, RunningServer, ServerOptions};
+use tristore::Store;
+
+struct Emulator {
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Emulator {
+    fn start() -> Emulator {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let server = start(
+            Arc::new(store),
+            ServerOptions {
+                port: 0,
+                s3_port: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        Emulator {
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.server.as_ref().unwrap().s3_addr)
+    }
+
+    fn client_with(&self, secret: &str) -> Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("auto"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(
+                DEFAULT_ACCESS_KEY_ID,
+                secret,
+                None,
+                None,
+                "test",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        Client::from_conf(config)
+    }
+
+    fn client(&self) -> Client {
+        self.client_with(DEFAULT_SECRET_ACCESS_KEY)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().unwrap();
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn read(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("<none>").to_owned()
+}
+
+#[test]
+fn objects_round_trip_with_default_checksums() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("docs").send().await.unwrap();
+        let buckets = s3.list_buckets().send().await.unwrap();
+        assert_eq!(buckets.buckets()[0].name(), Some("docs"));
+        s3.head_bucket().bucket("docs").send().await.unwrap();
+
+        let put = s3
+            .put_object()
+            .bucket("docs")
+            .key("user-1/doc 1/a+b.txt")
+            .body(ByteStream::from_static(b"Hello world"))
+            .content_type("text/plain")
+            .metadata("title", "greeting")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.e_tag(), Some("\"3e25960a79dbc69b674cd4ec67a72c62\""));
+        assert_eq!(
+            put.checksum_crc32(),
+            Some("i9aeUg=="),
+            "the stored CRC32 is echoed"
+        );
+
+        // GetObject validates the response checksum by default.
+        let got = s3
+            .get_object()
+            .bucket("docs")
+            .key("user-1/doc 1/a+b.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.content_type(), Some("text/plain"));
+        assert_eq!(got.metadata().unwrap()["title"], "greeting");
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().as_ref(),
+            b"Hello world"
+        );
+
+        let head = s3
+            .head_object()
+            .bucket("docs")
+            .key("user-1/doc 1/a+b.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_length(), Some(11));
+        let ranged = s3
+            .get_object()
+            .bucket("docs")
+            .key("user-1/doc 1/a+b.txt")
+            .range("bytes=6-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ranged.content_range(), Some("bytes 6-10/11"));
+        assert_eq!(
+            ranged.body.collect().await.unwrap().into_bytes().as_ref(),
+            b"world"
+        );
+
+        // A streamed body from a file goes out aws-chunked with a CRC32 trailer.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(file.path(), &big).unwrap();
+        s3.put_object()
+            .bucket("docs")
+            .key("user-1/big.bin")
+            .body(ByteStream::from_path(file.path()).await.unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read(&s3, "docs", "user-1/big.bin").await, big);
+
+        s3.copy_object()
+            .bucket("docs")
+            .key("user-2/copy.txt")
+            .copy_source("docs/user-1/doc%201/a%2Bb.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read(&s3, "docs", "user-2/copy.txt").await, b"Hello world");
+
+        for i in 0..5 {
+            s3.put_object()
+                .bucket("docs")
+                .key(format!("page/{i}"))
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .unwrap();
+        }
+        let top = s3
+            .list_objects_v2()
+            .bucket("docs")
+            .delimiter("/")
+            .send()
+            .await
+            .unwrap();
+        let prefixes: Vec<_> = top
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .collect();
+        assert_eq!(prefixes, ["page/", "user-1/", "user-2/"]);
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = s3
+                .list_objects_v2()
+                .bucket("docs")
+                .prefix("page/")
+                .max_keys(2)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(keys, ["page/0", "page/1", "page/2", "page/3", "page/4"]);
+        let v1 = s3
+            .list_objects()
+            .bucket("docs")
+            .prefix("user-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(v1.contents().len(), 3);
+
+        let deleted = s3
+            .delete_objects()
+            .bucket("docs")
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(
+                        (0..5)
+                            .map(|i| {
+                                ObjectIdentifier::builder()
+                                    .key(format!("page/{i}"))
+                                    .build()
+                                    .unwrap()
+                            })
+                            .collect(),
+                    ))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.deleted().len(), 5);
+        s3.delete_object()
+            .bucket("docs")
+            .key("user-2/copy.txt")
+            .send()
+            .await
+            .unwrap();
+        let left = s3.list_objects_v2().bucket("docs").send().await.unwrap();
+        assert_eq!(left.key_count(), Some(2));
+    });
+}
+
+#[test]
+fn multipart_uploads_through_the_sdk() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("vault").send().await.unwrap();
+        let part1 = vec![b'a'; 5 * 1024 * 1024];
+        let part2 = b"tail".to_vec();
+        let upload = s3
+            .create_multipart_upload()
+            .bucket("vault")
+            .key("doc.pdf")
+            .content_type("application/pdf")
+            .send()
+            .await
+            .unwrap();
+        let id = upload.upload_id().unwrap();
+        let mut done = Vec::new();
+        for (n, data) in [(1, &part1), (2, &part2)] {
+            let part = s3
+                .upload_part()
+                .bucket("vault")
+                .key("doc.pdf")
+                .upload_id(id)
+                .part_number(n)
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .await
+                .unwrap();
+            done.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(part.e_tag().unwrap())
+                    .build(),
+            );
+        }
+        let parts = s3
+            .list_parts()
+            .bucket("vault")
+            .key("doc.pdf")
+            .upload_id(id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(parts.parts().len(), 2);
+        assert_eq!(parts.parts()[1].size(), Some(4));
+        let uploads = s3
+            .list_multipart_uploads()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(uploads.uploads()[0].upload_id(), Some(id));
+        let complete = s3
+            .complete_multipart_upload()
+            .bucket("vault")
+            .key("doc.pdf")
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            complete.e_tag().unwrap().ends_with("-2\""),
+            "{:?}",
+            complete.e_tag()
+        );
+        let whole = read(&s3, "vault", "doc.pdf").await;
+        assert_eq!(whole.len(), part1.len() + 4);
+        assert!(whole.ends_with(b"tail"));
+
+        // UploadPartCopy of a range, then abort.
+        let second = s3
+            .create_multipart_upload()
+            .bucket("vault")
+            .key("copy.pdf")
+            .send()
+            .await
+            .unwrap();
+        let id2 = second.upload_id().unwrap();
+        let copied = s3
+            .upload_part_copy()
+            .bucket("vault")
+            .key("copy.pdf")
+            .upload_id(id2)
+            .part_number(1)
+            .copy_source("vault/doc.pdf")
+            .copy_source_range("bytes=0-99")
+            .send()
+            .await
+            .unwrap();
+        assert!(copied.copy_part_result().unwrap().e_tag().is_some());
+        s3.abort_multipart_upload()
+            .bucket("vault")
+            .key("copy.pdf")
+            .upload_id(id2)
+            .send()
+            .await
+            .unwrap();
+        let gone = s3
+            .list_parts()
+            .bucket("vault")
+            .key("copy.pdf")
+            .upload_id(id2)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(gone.as_service_error().unwrap()), "NoSuchUpload");
+    });
+}
+
+#[test]
+fn errors_come_back_as_s3_errors() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("docs").send().await.unwrap();
+        let missing = s3
+            .get_object()
+            .bucket("docs")
+            .key("nope")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(missing.as_service_error().unwrap().is_no_such_key());
+        let no_bucket = s3
+            .list_objects_v2()
+            .bucket("absent")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(no_bucket.as_service_error().unwrap()), "NoSuchBucket");
+
+        let wrong = emu.client_with("not-the-secret");
+        let denied = wrong.list_buckets().send().await.unwrap_err();
+        assert_eq!(
+            code(denied.as_service_error().unwrap()),
+            "SignatureDoesNotMatch"
+        );
+
+        s3.put_object()
+            .bucket("docs")
+            .key("k")
+            .body(ByteStream::from_static(b"v1"))
+            .send()
+            .await
+            .unwrap();
+        let refused = s3
+            .put_object()
+            .bucket("docs")
+            .key("k")
+            .if_none_match("*")
+            .body(ByteStream::from_static(b"v2"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code(refused.as_service_error().unwrap()),
+            "PreconditionFailed"
+        );
+        let bad_sum = s3
+            .put_object()
+            .bucket("docs")
+            .key("k")
+            .checksum_crc32("AAAAAA==")
+            .body(ByteStream::from_static(b"v3"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(bad_sum.as_service_error().unwrap()), "BadDigest");
+        assert_eq!(
+            read(&s3, "docs", "k").await,
+            b"v1",
+            "nothing was stored by the refused writes"
+        );
+
+        let acl = s3
+            .get_object_acl()
+            .bucket("docs")
+            .key("k")
+            .send()
+            .await
+            .unwrap_err();
+        let raw = acl.raw_response().unwrap();
+        assert_eq!(raw.status().as_u16(), 501);
+        assert_eq!(code(acl.as_service_error().unwrap()), "NotImplemented");
+        let not_empty = s3.delete_bucket().bucket("docs").send().await.unwrap_err();
+        assert_eq!(
+            code(not_empty.as_service_error().unwrap()),
+            "BucketNotEmpty"
+        );
+    });
+}
+
+#[test]
+fn presigned_urls_work_with_a_plain_http_client() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("vault").send().await.unwrap();
+        let put = s3
+            .put_object()
+            .bucket("vault")
+            .key("user-1/report.pdf")
+            .presigned(PresigningConfig::expires_in(Duration::from_secs(600)).unwrap())
+            .await
+            .unwrap();
+        let get = s3
+            .get_object()
+            .bucket("vault")
+            .key("user-1/report.pdf")
+            .presigned(PresigningConfig::expires_in(Duration::from_secs(600)).unwrap())
+            .await
+            .unwrap();
+        let (put_url, get_url) = (put.uri().to_owned(), get.uri().to_owned());
+        tokio::task::spawn_blocking(move || {
+            let response = ureq::put(&put_url)
+                .send_bytes(b"%PDF-1.7 presigned")
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body = ureq::get(&get_url).call().unwrap().into_string().unwrap();
+            assert_eq!(body, "%PDF-1.7 presigned");
+            let tampered = get_url.replace("report.pdf", "other.pdf");
+            match ureq::get(&tampered).call() {
+                Err(ureq::Error::Status(403, r)) => {
+                    let xml = r.into_string().unwrap();
+                    assert!(xml.contains("<Code>SignatureDoesNotMatch</Code>"), "{xml}");
+                    assert!(
+                        xml.contains("<CanonicalRequest>GET\n/vault/user-1/other.pdf"),
+                        "{xml}"
+                    );
+                }
+                other => panic!("expected 403, got {other:?}"),
+            }
+        })
+        .await
+        .unwrap();
+    });
+    // tristore's own presigner, an expired URL, and too long an expiry.
+    use tristore::r2::presign::{presign_url, Credentials, PresignRequest};
+    let creds = Credentials::new(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY);
+    let endpoint = emu.endpoint();
+    let url = |expires_in, ago: u64| {
+        presign_url(
+            &PresignRequest {
+                method: "GET",
+                endpoint: &endpoint,
+                bucket: "vault",
+                key: "user-1/report.pdf",
+                region: "auto",
+                expires_in,
+                now: std::time::SystemTime::now() - Duration::from_secs(ago),
+            },
+            &creds,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        ureq::get(&url(60, 0))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+        "%PDF-1.7 presigned"
+    );
+    match ureq::get(&url(60, 120)).call() {
+        Err(ureq::Error::Status(403, r)) => assert!(r
+            .into_string()
+            .unwrap()
+            .contains("<Code>ExpiredRequest</Code>")),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let too_long = url(60, 0).replace("X-Amz-Expires=60", "X-Amz-Expires=604801");
+    match ureq::get(&too_long).call() {
+        Err(ureq::Error::Status(400, r)) => assert!(r.into_string().unwrap().contains("604800")),
+        other => panic!("expected 400, got {other:?}"),
+    }
+    match ureq::get(&format!("{endpoint}/vault/user-1/report.pdf")).call() {
+        Err(ureq::Error::Status(403, r)) => assert!(r
+            .into_string()
+            .unwrap()
+            .contains("<Code>AccessDenied</Code>")),
+        other => panic!("anonymous requests are refused, got {other:?}"),
+    }
+}
