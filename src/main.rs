@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod bench_http;
 
 use clap::{Args, Parser, Subcommand};
 use tristore::d1::dump::DumpOptions;
@@ -87,6 +88,9 @@ enum BenchCommand {
     /// Build a Vectorize index on a dataset and measure build rate, memory, open time,
     /// recall and speed (progress on standard error, results on standard output).
     Vectors(bench::VectorBench),
+    /// Requests per second and p50 / p99 latency through the emulator's HTTP surface
+    /// with concurrent clients, optionally next to Miniflare.
+    Http(bench_http::HttpBench),
 }
 
 #[derive(Subcommand)]
@@ -188,6 +192,7 @@ fn run(cli: Cli) -> CliResult {
         // Benchmarks work in a temporary directory, not the data directory.
         Command::Bench { command } => match command {
             BenchCommand::Vectors(args) => bench::vectors(args),
+            BenchCommand::Http(args) => bench_http::http(args),
         },
     }
 }

@@ -29,11 +29,18 @@ mod tempfile_dir {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     match D1Value::from_json(&value) {
-        Err(e) => assert!(e.to_string().starts_with("D1_TYPE_ERROR: Type 'object' not supported for value '")),
+        Err(e) => assert!(e
+            .to_string()
+            .starts_with("D1_TYPE_ERROR: Type 'object' not supported for value '")),
         Ok(v) => {
-            let back = db().prepare("SELECT ? AS v").bind([v.clone()]).first_column("v");
+            let back = db()
+                .prepare("SELECT ? AS v")
+                .bind([v.clone()])
+                .first_column("v");
             match back {
                 Ok(Some(json)) => assert_eq!(json, v.to_json()),
                 Ok(None) => panic!("SELECT ? returned no row"),

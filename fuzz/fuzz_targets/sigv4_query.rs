@@ -10,8 +10,18 @@ use tristore::r2::presign::{parse_query, SignedRequest};
 fuzz_target!(|input: (&str, &str, &str, &str, &str)| {
     let (method, path, query, authorization, date) = input;
     let _ = parse_query(query);
-    let headers = [("host", "127.0.0.1:8791"), ("authorization", authorization), ("x-amz-date", date), ("x-amz-content-sha256", "UNSIGNED-PAYLOAD")];
-    let req = SignedRequest { method, path, query, headers: &headers };
+    let headers = [
+        ("host", "127.0.0.1:8791"),
+        ("authorization", authorization),
+        ("x-amz-date", date),
+        ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+    ];
+    let req = SignedRequest {
+        method,
+        path,
+        query,
+        headers: &headers,
+    };
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     // Random input can only pass with a correct HMAC, which it cannot forge.
     assert!(req.verify(|_| Some("secret".into()), now).is_err());

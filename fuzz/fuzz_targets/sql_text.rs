@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use tristore::d1::sql_text::{exec_lines, shape, split_statements, Shape};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(sql) = std::str::from_utf8(data) else { return };
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
     let pieces = split_statements(sql);
     match shape(sql) {
         Shape::Blank => assert!(pieces.is_empty(), "blank text split into {pieces:?}"),

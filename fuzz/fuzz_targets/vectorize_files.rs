@@ -19,22 +19,42 @@ fn seed() -> &'static (Vec<u8>, Vec<u8>) {
     SEED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.vectorize().create("z", "", IndexConfig { dimensions: 3, metric: Metric::DotProduct }).unwrap();
+        store
+            .vectorize()
+            .create(
+                "z",
+                "",
+                IndexConfig {
+                    dimensions: 3,
+                    metric: Metric::DotProduct,
+                },
+            )
+            .unwrap();
         let idx = store.vectorize().index("z").unwrap();
-        idx.create_metadata_index("k", MetadataIndexType::String).unwrap();
+        idx.create_metadata_index("k", MetadataIndexType::String)
+            .unwrap();
         let vectors: Vec<VectorizeVector> = (0..40)
-            .map(|i| VectorizeVector::new(format!("v{i}"), vec![i as f32, 1.0, -1.0]).namespace("ns").metadata(serde_json::json!({"k": "x"})))
+            .map(|i| {
+                VectorizeVector::new(format!("v{i}"), vec![i as f32, 1.0, -1.0])
+                    .namespace("ns")
+                    .metadata(serde_json::json!({"k": "x"}))
+            })
             .collect();
         idx.upsert(&vectors).unwrap();
         idx.delete_by_ids(&["v3"]).unwrap();
         idx.checkpoint().unwrap();
         let d = dir.path().join("vectorize/z");
-        (std::fs::read(d.join(SEGMENT)).unwrap(), std::fs::read(dir.path().join("vectorize/z/index.json")).unwrap())
+        (
+            std::fs::read(d.join(SEGMENT)).unwrap(),
+            std::fs::read(dir.path().join("vectorize/z/index.json")).unwrap(),
+        )
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let (segment, description) = seed();
     let dir = tempfile::tempdir().unwrap();
     let idx_dir = dir.path().join("vectorize/z");

@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use tristore::vectorize::{IndexConfig, MetadataIndexType, Metric, QueryOptions, VectorizeIndex, VectorizeVector};
+use tristore::vectorize::{
+    IndexConfig, MetadataIndexType, Metric, QueryOptions, VectorizeIndex, VectorizeVector,
+};
 use tristore::Store;
 
 fn index() -> &'static VectorizeIndex {
@@ -33,8 +35,14 @@ fn index() -> &'static VectorizeIndex {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(filter) = serde_json::from_slice::<serde_json::Value>(data) else { return };
-    let options = QueryOptions { top_k: 10, filter: Some(filter), ..QueryOptions::default() };
+    let Ok(filter) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let options = QueryOptions {
+        top_k: 10,
+        filter: Some(filter),
+        ..QueryOptions::default()
+    };
     match index().query(&[1.0, 0.5], &options) {
         Ok(m) => assert!(m.count <= 10),
         Err(e) => assert!(e.to_string().starts_with("VECTOR_QUERY_ERROR (code = ")),

@@ -7,6 +7,7 @@
 
 pub mod d1;
 pub mod envelope;
+pub mod load;
 pub mod r2;
 pub mod s3;
 pub mod vectorize;

@@ -1,0 +1,606 @@
+//! Load through the emulator's HTTP surface: the engine of `tristore bench http` and of
+//! the 64-client test. Each client is a thread with keep-alive connections and a small
+//! HTTP/1.1 client of its own, so the numbers measure the server, not a client library.
+//!
+//! A [`Target`] turns an [`Op`] into a request: [`Emulator`] for tristore (the v4 REST
+//! API for D1 and Vectorize, presigned S3 URLs for R2), [`MiniflareWorker`] for the
+//! Worker in `bench/miniflare_http.mjs`, which does the same D1 and R2 work through
+//! Miniflare's bindings.
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use md5::Digest;
+
+use crate::r2::presign::{presign_url, Credentials, PresignRequest};
+use crate::vectorize::dataset::Dataset;
+use crate::vectorize::{IndexConfig, Metric, VectorizeVector};
+use crate::Store;
+
+/// One kind of request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `SELECT * FROM kv WHERE k = ?` on a 10,000-row table.
+    D1PointQuery,
+    /// `INSERT INTO kv (v) VALUES (?)`.
+    D1Insert,
+    /// A 768-dimension topK-10 cosine query.
+    VectorQuery,
+    /// GET of a 4 KiB object.
+    S3Get4K,
+    /// PUT of a 4 KiB object under a new key.
+    S3Put4K,
+    /// GET of a 1 MiB object.
+    S3Get1M,
+    /// PUT of a 1 MiB object under a new key.
+    S3Put1M,
+}
+
+impl Op {
+    /// Every operation, in report order.
+    pub const ALL: [Op; 7] = [
+        Op::D1PointQuery,
+        Op::D1Insert,
+        Op::VectorQuery,
+        Op::S3Get4K,
+        Op::S3Put4K,
+        Op::S3Get1M,
+        Op::S3Put1M,
+    ];
+
+    /// The name the report uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::D1PointQuery => "D1 point query",
+            Op::D1Insert => "D1 single-row insert",
+            Op::VectorQuery => "Vectorize query (768-d, topK 10)",
+            Op::S3Get4K => "R2 GET 4 KiB",
+            Op::S3Put4K => "R2 PUT 4 KiB",
+            Op::S3Get1M => "R2 GET 1 MiB",
+            Op::S3Put1M => "R2 PUT 1 MiB",
+        }
+    }
+}
+
+/// An HTTP request to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Where to.
+    pub addr: SocketAddr,
+    /// `GET`, `PUT`, `POST`.
+    pub method: &'static str,
+    /// Path and query.
+    pub target: String,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: std::sync::Arc<[u8]>,
+}
+
+/// An answer: status and body.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// A keep-alive HTTP/1.1 connection, reopened after an error.
+struct Connection {
+    addr: SocketAddr,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl Connection {
+    fn send(&mut self, req: &Request) -> io::Result<Response> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(self.addr)?;
+            s.set_nodelay(true)?;
+            self.stream = Some(BufReader::new(s));
+        }
+        let result = self.exchange(req);
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    fn exchange(&mut self, req: &Request) -> io::Result<Response> {
+        let stream = self.stream.as_mut().expect("connected above");
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            req.method,
+            req.target,
+            req.addr,
+            req.body.len()
+        );
+        for (k, v) in &req.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let out = stream.get_mut();
+        out.write_all(head.as_bytes())?;
+        out.write_all(&req.body)?;
+        let mut line = String::new();
+        stream.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            line.clear();
+            stream.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.to_ascii_lowercase().contains("chunked");
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if req.method == "HEAD" || status == 204 || status == 304 {
+        } else if chunked {
+            loop {
+                line.clear();
+                stream.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| io::Error::other("bad chunk size"))?;
+                if size == 0 {
+                    line.clear();
+                    stream.read_line(&mut line)?;
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size + 2, 0);
+                stream.read_exact(&mut body[start..])?;
+                body.truncate(start + size);
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            stream.read_exact(&mut body)?;
+        }
+        Ok(Response { status, body })
+    }
+}
+
+/// Turns operations into requests.
+pub trait Target: Sync {
+    /// Short name for reports.
+    fn name(&self) -> &str;
+    /// The request for `op` by `client` on its `seq`-th turn; `None` if not offered.
+    fn request(&self, op: Op, client: usize, seq: u64) -> Option<Request>;
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Requests answered 2xx.
+    pub ok: u64,
+    /// Requests that failed or were answered otherwise.
+    pub errors: u64,
+    /// The first few failures, for the report.
+    pub first_errors: Vec<String>,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Latency of every successful request, sorted, in microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+impl Outcome {
+    /// Successful requests per second.
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Latency quantile in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+/// Runs `clients` threads for `duration`, each sending `ops[seq % ops.len()]` requests
+/// back to back; `acknowledged` sees every successful (request, response).
+pub fn run(
+    target: &dyn Target,
+    ops: &[Op],
+    clients: usize,
+    duration: Duration,
+    acknowledged: &(dyn Fn(&Request, &Response) + Sync),
+) -> Outcome {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let merged = Mutex::new(Outcome {
+        ok: 0,
+        errors: 0,
+        first_errors: Vec::new(),
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    });
+    std::thread::scope(|scope| {
+        for client in 0..clients {
+            let merged = &merged;
+            scope.spawn(move || {
+                let mut connections: Vec<Connection> = Vec::new();
+                let (mut ok, mut errors, mut latencies, mut first) = (0, 0, Vec::new(), Vec::new());
+                let mut seq = 0u64;
+                while Instant::now() < deadline {
+                    let op = ops[(seq as usize + client) % ops.len()];
+                    seq += 1;
+                    let Some(req) = target.request(op, client, seq) else {
+                        continue;
+                    };
+                    let i = match connections.iter().position(|c| c.addr == req.addr) {
+                        Some(i) => i,
+                        None => {
+                            connections.push(Connection {
+                                addr: req.addr,
+                                stream: None,
+                            });
+                            connections.len() - 1
+                        }
+                    };
+                    let t = Instant::now();
+                    match connections[i].send(&req) {
+                        Ok(resp) if (200..300).contains(&resp.status) => {
+                            latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                            ok += 1;
+                            acknowledged(&req, &resp);
+                        }
+                        outcome => {
+                            errors += 1;
+                            if first.len() < 3 {
+                                first.push(match outcome {
+                                    Ok(r) => format!(
+                                        "{} {} -> {} {}",
+                                        req.method,
+                                        req.target,
+                                        r.status,
+                                        String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+                                    ),
+                                    Err(e) => format!("{} {} -> {e}", req.method, req.target),
+                                });
+                            }
+                        }
+                    }
+                }
+                let mut m = merged.lock().unwrap_or_else(|p| p.into_inner());
+                m.ok += ok;
+                m.errors += errors;
+                m.latencies_us.extend(latencies);
+                for e in first {
+                    if m.first_errors.len() < 5 {
+                        m.first_errors.push(e);
+                    }
+                }
+            });
+        }
+    });
+    let mut outcome = merged.into_inner().unwrap_or_else(|p| p.into_inner());
+    outcome.elapsed = start.elapsed();
+    outcome.latencies_us.sort_unstable();
+    outcome
+}
+
+/// The bench names in tristore: database, index and bucket.
+pub const BENCH: &str = "bench";
+const ROWS: u64 = 10_000;
+const GET_OBJECTS: u64 = 64;
+
+/// tristore's emulator as a load target.
+pub struct Emulator {
+    rest: SocketAddr,
+    s3: SocketAddr,
+    credentials: Credentials,
+    database: String,
+    queries: Vec<std::sync::Arc<[u8]>>,
+    small: std::sync::Arc<[u8]>,
+    large: std::sync::Arc<[u8]>,
+}
+
+/// A payload of `n` bytes that does not compress to nothing.
+fn payload(n: usize) -> std::sync::Arc<[u8]> {
+    (0..n)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+impl Emulator {
+    /// Provisions the bench database (10,000 rows), an index of `vectors` 768-d vectors
+    /// and a bucket of 4 KiB and 1 MiB objects in `store`, served at `rest` and `s3`.
+    pub fn prepare(
+        store: &Store,
+        rest: SocketAddr,
+        s3: SocketAddr,
+        credentials: Credentials,
+        vectors: usize,
+    ) -> crate::Result<Emulator> {
+        if store.d1().get(BENCH).is_err() {
+            store.d1().create(BENCH)?;
+        }
+        let db = store.d1().database(BENCH)?;
+        db.exec("CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
+        db.exec(&format!(
+            "WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {ROWS}) \
+             INSERT OR IGNORE INTO kv (k, v) SELECT x, 'row-' || x FROM s"
+        ))?;
+        let data = Dataset::synthetic(vectors, 768, 64, 100, 10, 7);
+        if store.vectorize().index(BENCH).is_err() {
+            store.vectorize().create(
+                BENCH,
+                "tristore bench http",
+                IndexConfig {
+                    dimensions: 768,
+                    metric: Metric::Cosine,
+                },
+            )?;
+            let index = store.vectorize().index(BENCH)?;
+            let rows: Vec<VectorizeVector> = data
+                .base
+                .chunks(768)
+                .enumerate()
+                .map(|(i, v)| VectorizeVector::new(format!("v{i}"), v.to_vec()))
+                .collect();
+            for batch in rows.chunks(1000) {
+                index.upsert(batch)?;
+            }
+        }
+        let queries = data
+            .queries
+            .chunks(768)
+            .map(|q| {
+                serde_json::to_vec(&serde_json::json!({"vector": q, "topK": 10}))
+                    .expect("JSON")
+                    .into()
+            })
+            .collect();
+        if store.r2().bucket(BENCH).is_err() {
+            store.r2().create_bucket(BENCH)?;
+        }
+        let bucket = store.r2().bucket(BENCH)?;
+        let (small, large) = (payload(4096), payload(1 << 20));
+        for i in 0..GET_OBJECTS {
+            bucket.put(&format!("get-4k/{i}"), &small[..], &Default::default())?;
+            bucket.put(&format!("get-1m/{i}"), &large[..], &Default::default())?;
+        }
+        Ok(Emulator {
+            rest,
+            s3,
+            credentials,
+            database: store.d1().get(BENCH)?.uuid,
+            queries,
+            small,
+            large,
+        })
+    }
+
+    fn presigned(&self, method: &'static str, key: &str) -> Request {
+        let endpoint = format!("http://{}", self.s3);
+        let url = presign_url(
+            &PresignRequest {
+                method,
+                endpoint: &endpoint,
+                bucket: BENCH,
+                key,
+                region: "auto",
+                expires_in: 3600,
+                now: SystemTime::now(),
+            },
+            &self.credentials,
+        )
+        .expect("valid presign inputs");
+        Request {
+            addr: self.s3,
+            method,
+            target: url[endpoint.len()..].to_owned(),
+            headers: Vec::new(),
+            body: std::sync::Arc::from(&[][..]),
+        }
+    }
+
+    fn d1(&self, sql: &str, param: serde_json::Value) -> Request {
+        let body = serde_json::json!({"sql": sql, "params": [param]});
+        Request {
+            addr: self.rest,
+            method: "POST",
+            target: format!(
+                "/client/v4/accounts/bench/d1/database/{}/query",
+                self.database
+            ),
+            headers: vec![("Content-Type", "application/json".into())],
+            body: serde_json::to_vec(&body).expect("JSON").into(),
+        }
+    }
+}
+
+impl Target for Emulator {
+    fn name(&self) -> &str {
+        "tristore"
+    }
+
+    fn request(&self, op: Op, client: usize, seq: u64) -> Option<Request> {
+        let spread = (client as u64).wrapping_mul(7919).wrapping_add(seq);
+        Some(match op {
+            Op::D1PointQuery => self.d1("SELECT * FROM kv WHERE k = ?", (spread % ROWS + 1).into()),
+            Op::D1Insert => self.d1(
+                "INSERT INTO kv (v) VALUES (?)",
+                format!("load-{client}-{seq}").into(),
+            ),
+            Op::VectorQuery => Request {
+                addr: self.rest,
+                method: "POST",
+                target: format!("/client/v4/accounts/bench/vectorize/v2/indexes/{BENCH}/query"),
+                headers: vec![("Content-Type", "application/json".into())],
+                body: self.queries[spread as usize % self.queries.len()].clone(),
+            },
+            Op::S3Get4K => self.presigned("GET", &format!("get-4k/{}", spread % GET_OBJECTS)),
+            Op::S3Get1M => self.presigned("GET", &format!("get-1m/{}", spread % GET_OBJECTS)),
+            Op::S3Put4K | Op::S3Put1M => {
+                let (size, data) = match op {
+                    Op::S3Put4K => ("4k", &self.small),
+                    _ => ("1m", &self.large),
+                };
+                let mut req = self.presigned("PUT", &format!("put-{size}/{client}/{seq}"));
+                req.body = data.clone();
+                req
+            }
+        })
+    }
+}
+
+/// The Worker of `bench/miniflare_http.mjs`, serving the same D1 and R2 work through
+/// Miniflare's bindings (it has no Vectorize).
+pub struct MiniflareWorker {
+    addr: SocketAddr,
+    small: std::sync::Arc<[u8]>,
+    large: std::sync::Arc<[u8]>,
+}
+
+impl MiniflareWorker {
+    /// The Worker listening at `addr`, after asking it to provision the same data.
+    pub fn prepare(addr: SocketAddr) -> io::Result<MiniflareWorker> {
+        let mut c = Connection { addr, stream: None };
+        let setup = Request {
+            addr,
+            method: "POST",
+            target: format!("/setup?rows={ROWS}&objects={GET_OBJECTS}"),
+            headers: Vec::new(),
+            body: std::sync::Arc::from(&[][..]),
+        };
+        let r = c.send(&setup)?;
+        if r.status != 200 {
+            return Err(io::Error::other(format!(
+                "the Miniflare worker's /setup answered {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )));
+        }
+        Ok(MiniflareWorker {
+            addr,
+            small: payload(4096),
+            large: payload(1 << 20),
+        })
+    }
+}
+
+impl Target for MiniflareWorker {
+    fn name(&self) -> &str {
+        "Miniflare"
+    }
+
+    fn request(&self, op: Op, client: usize, seq: u64) -> Option<Request> {
+        let spread = (client as u64).wrapping_mul(7919).wrapping_add(seq);
+        let (method, target, body) = match op {
+            Op::D1PointQuery => ("GET", format!("/d1/point?k={}", spread % ROWS + 1), None),
+            Op::D1Insert => ("POST", format!("/d1/insert?v=load-{client}-{seq}"), None),
+            Op::VectorQuery => return None,
+            Op::S3Get4K => ("GET", format!("/r2/get-4k/{}", spread % GET_OBJECTS), None),
+            Op::S3Get1M => ("GET", format!("/r2/get-1m/{}", spread % GET_OBJECTS), None),
+            Op::S3Put4K => (
+                "PUT",
+                format!("/r2/put-4k/{client}/{seq}"),
+                Some(&self.small),
+            ),
+            Op::S3Put1M => (
+                "PUT",
+                format!("/r2/put-1m/{client}/{seq}"),
+                Some(&self.large),
+            ),
+        };
+        Some(Request {
+            addr: self.addr,
+            method,
+            target,
+            headers: Vec::new(),
+            body: body
+                .cloned()
+                .unwrap_or_else(|| std::sync::Arc::from(&[][..])),
+        })
+    }
+}
+
+/// What a mixed run acknowledged and what the store then held.
+#[derive(Debug)]
+pub struct MixedReport {
+    /// The run.
+    pub outcome: Outcome,
+    /// D1 inserts answered 200.
+    pub inserts: usize,
+    /// Of those, rows not found afterwards.
+    pub lost_inserts: usize,
+    /// S3 PUTs answered 200.
+    pub puts: usize,
+    /// Of those, objects missing or with another ETag afterwards.
+    pub lost_puts: usize,
+}
+
+/// Every operation interleaved across `clients`, then every acknowledged write looked
+/// up in `store` directly.
+pub fn mixed(
+    store: &Store,
+    target: &Emulator,
+    clients: usize,
+    duration: Duration,
+) -> crate::Result<MixedReport> {
+    let inserts = Mutex::new(Vec::new());
+    let puts = Mutex::new(Vec::new());
+    let outcome = run(target, &Op::ALL, clients, duration, &|req, _| {
+        if req.addr == target.s3 && req.method == "PUT" {
+            let key = req.target.split('?').next().unwrap_or("");
+            let key = key.trim_start_matches(&format!("/{BENCH}/")).to_owned();
+            let etag = format!("{:x}", md5::Md5::digest(&req.body));
+            puts.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((key, etag));
+        } else if req.addr == target.rest {
+            if let Ok(text) = std::str::from_utf8(&req.body) {
+                if let Some(start) = text.find("\"load-") {
+                    let value = text[start + 1..].split('"').next().unwrap_or("").to_owned();
+                    inserts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(value);
+                }
+            }
+        }
+    });
+    let inserts = inserts.into_inner().unwrap_or_else(|p| p.into_inner());
+    let puts = puts.into_inner().unwrap_or_else(|p| p.into_inner());
+    let db = store.d1().database(BENCH)?;
+    let stored: HashSet<String> = db
+        .prepare("SELECT v FROM kv WHERE v LIKE 'load-%'")
+        .raw(false)?
+        .into_iter()
+        .filter_map(|row| row.first().and_then(|v| v.as_str()).map(str::to_owned))
+        .collect();
+    let lost_inserts = inserts.iter().filter(|v| !stored.contains(*v)).count();
+    let bucket = store.r2().bucket(BENCH)?;
+    let mut lost_puts = 0;
+    for (key, etag) in &puts {
+        if bucket.head(key)?.is_none_or(|o| o.etag != *etag) {
+            lost_puts += 1;
+        }
+    }
+    Ok(MixedReport {
+        outcome,
+        inserts: inserts.len(),
+        lost_inserts,
+        puts: puts.len(),
+        lost_puts,
+    })
+}
