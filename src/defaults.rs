@@ -1,7 +1,8 @@
 //! The embedded default: Metacogna's storage (`shared/seed/storage-architecture.md`).
 
 use crate::d1::migrations::{self, Migration};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::provision;
 use crate::Store;
 
 /// The D1 database Metacogna binds as `DB`.
@@ -46,32 +47,19 @@ pub struct Provisioned {
 /// migrations it lacks, creates the `metacogna-vault` bucket and the `metacogna-index`
 /// index (with its metadata indexes) if they are missing. Safe to call on every start.
 pub fn provision_metacogna(store: &Store) -> Result<Provisioned> {
-    let created = match store.d1().create(METACOGNA_DATABASE) {
-        Ok(_) => true,
-        Err(Error::AlreadyExists { .. }) => false,
-        Err(e) => return Err(e),
+    let (created, applied) = provision::ensure_database(
+        store,
+        METACOGNA_DATABASE,
+        &metacogna_migrations(),
+        migrations::DEFAULT_TABLE,
+    )?;
+    let bucket_created = provision::ensure_bucket(store, METACOGNA_BUCKET)?;
+    let config = crate::vectorize::IndexConfig {
+        dimensions: 768,
+        metric: crate::vectorize::Metric::Cosine,
     };
-    let db = store.d1().database(METACOGNA_DATABASE)?;
-    let applied = migrations::apply(&db, &metacogna_migrations(), migrations::DEFAULT_TABLE)?;
-    let bucket_created = match store.r2().create_bucket(METACOGNA_BUCKET) {
-        Ok(_) => true,
-        Err(e) if e.kind == crate::r2::R2ErrorKind::BucketAlreadyExists => false,
-        Err(e) => return Err(e.into()),
-    };
-    let index_created = !store
-        .vectorize()
-        .list()?
-        .iter()
-        .any(|i| i.name == METACOGNA_INDEX);
-    if index_created {
-        let config = crate::vectorize::IndexConfig {
-            dimensions: 768,
-            metric: crate::vectorize::Metric::Cosine,
-        };
-        store
-            .vectorize()
-            .create(METACOGNA_INDEX, "Metacogna document chunks", config)?;
-    }
+    let index_created =
+        provision::ensure_index(store, METACOGNA_INDEX, "Metacogna document chunks", config)?;
     // Checked one by one, so that a start interrupted halfway is completed.
     let index = store.vectorize().index(METACOGNA_INDEX)?;
     let existing = index.list_metadata_indexes();

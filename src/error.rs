@@ -59,6 +59,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A configuration file (`--config`) could not be used.
+    #[error("configuration {path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A D1 call failed.
     #[error(transparent)]
     D1(#[from] D1Error),

@@ -29,6 +29,7 @@ pub mod d1;
 pub mod defaults;
 mod error;
 mod fsutil;
+pub mod provision;
 pub mod r2;
 pub mod server;
 pub mod store;

@@ -67,6 +67,10 @@ struct ServeArgs {
     /// Secret access key S3 requests must be signed with.
     #[arg(long, default_value = tristore::server::s3::DEFAULT_SECRET_ACCESS_KEY, env = "TRISTORE_S3_SECRET_ACCESS_KEY")]
     s3_secret_access_key: String,
+    /// Provision the d1_databases (migrated), vectorize and r2_buckets of this
+    /// wrangler.toml / wrangler.json(c) instead of Metacogna's.
+    #[arg(long, env = "TRISTORE_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -79,6 +83,7 @@ impl Default for ServeArgs {
             s3_port: options.s3_port,
             s3_access_key_id: options.s3_credentials.access_key_id,
             s3_secret_access_key: options.s3_credentials.secret_access_key,
+            config: None,
         }
     }
 }
@@ -205,8 +210,17 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let provisioned = defaults::provision_metacogna(&store)?;
-    let info = store.d1().get(defaults::METACOGNA_DATABASE)?;
+    let provisioned = match &args.config {
+        Some(path) => {
+            let config = tristore::provision::WranglerConfig::load(path)?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            tristore::provision::provision(&store, &config, base)?
+        }
+        None => metacogna_banner(&store)?,
+    };
+    // The curl example queries the first database there is.
+    let first_db = store.d1().list()?.into_iter().next();
+    let first_index = store.vectorize().list()?.into_iter().next();
     let store = std::sync::Arc::new(store);
     let server = tristore::server::start(
         store.clone(),
@@ -221,7 +235,6 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
             ),
         },
     )?;
-    let now = |created: bool| if created { " (created now)" } else { "" };
     let base = format!(
         "http://{}/client/v4/accounts/{}",
         server.addr,
@@ -232,26 +245,9 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         env!("CARGO_PKG_VERSION"),
         store.dir().display()
     );
-    println!(
-        "  D1 database   {} ({}, {} tables){}",
-        info.name,
-        info.uuid,
-        info.num_tables,
-        now(provisioned.created)
-    );
-    for name in &provisioned.applied {
-        println!("    applied migration {name}");
+    for line in &provisioned {
+        println!("  {line}");
     }
-    println!(
-        "  Vectorize     {} (768 dimensions, cosine){}",
-        defaults::METACOGNA_INDEX,
-        now(provisioned.index_created)
-    );
-    println!(
-        "  R2 bucket     {}{}",
-        defaults::METACOGNA_BUCKET,
-        now(provisioned.bucket_created)
-    );
     println!();
     println!(
         "Cloudflare API: http://{}/client/v4  (account id {}; any id works)",
@@ -272,11 +268,15 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     );
     println!();
     println!("Try:");
-    println!("  curl -s {base}/d1/database/{}/query -H 'Authorization: Bearer x' -d '{{\"sql\": \"SELECT name FROM sqlite_master\"}}'", info.uuid);
-    println!(
-        "  curl -s {base}/vectorize/v2/indexes/{}/info -H 'Authorization: Bearer x'",
-        defaults::METACOGNA_INDEX
-    );
+    if let Some(db) = first_db {
+        println!("  curl -s {base}/d1/database/{}/query -H 'Authorization: Bearer x' -d '{{\"sql\": \"SELECT name FROM sqlite_master\"}}'", db.uuid);
+    }
+    if let Some(index) = first_index {
+        println!(
+            "  curl -s {base}/vectorize/v2/indexes/{}/info -H 'Authorization: Bearer x'",
+            index.name
+        );
+    }
     println!(
         "  python: cloudflare.Cloudflare(api_token='x', base_url='http://{}/client/v4')",
         server.addr
@@ -298,6 +298,36 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     eprintln!("stopping: finishing requests in flight");
     server.shutdown()?;
     Ok(())
+}
+
+/// Provisions Metacogna and describes it for the start banner.
+fn metacogna_banner(store: &Store) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let done = defaults::provision_metacogna(store)?;
+    let info = store.d1().get(defaults::METACOGNA_DATABASE)?;
+    let now = |created: bool| if created { " (created now)" } else { "" };
+    let mut lines = vec![format!(
+        "D1 database   {} ({}, {} tables){}",
+        info.name,
+        info.uuid,
+        info.num_tables,
+        now(done.created)
+    )];
+    lines.extend(
+        done.applied
+            .iter()
+            .map(|m| format!("  applied migration {m}")),
+    );
+    lines.push(format!(
+        "Vectorize     {} (768 dimensions, cosine){}",
+        defaults::METACOGNA_INDEX,
+        now(done.index_created)
+    ));
+    lines.push(format!(
+        "R2 bucket     {}{}",
+        defaults::METACOGNA_BUCKET,
+        now(done.bucket_created)
+    ));
+    Ok(lines)
 }
 
 /// Blocks until SIGINT or SIGTERM.

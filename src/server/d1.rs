@@ -1,5 +1,5 @@
 //! D1's REST API (spec 2.1): databases, and `query` / `raw` with single statements,
-//! `;`-separated scripts and `batch` bodies.
+//! `;`-separated scripts and `batch` bodies; export and import are in `d1_transfer`.
 
 use std::sync::Arc;
 
@@ -22,6 +22,8 @@ pub fn routes() -> Router<Arc<Store>> {
         .route("/{db}", get(info).delete(delete))
         .route("/{db}/query", post(query))
         .route("/{db}/raw", post(raw))
+        .route("/{db}/export", post(super::d1_transfer::export))
+        .route("/{db}/import", post(super::d1_transfer::import))
 }
 
 async fn list(
