@@ -1,7 +1,8 @@
 //! # tristore
 //!
 //! Cloudflare's three storage services, implemented natively in one data directory:
-//! **D1** (SQL on SQLite) and **R2** (content-addressed objects), with **Vectorize** under way.
+//! **D1** (SQL on SQLite), **Vectorize** (persistent HNSW) and **R2** (content-addressed
+//! objects), plus [`server`], the emulator that serves them over Cloudflare's HTTP APIs.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,8 +23,9 @@
 //! ```
 //!
 //! Module map: [`store`] owns the data directory and its catalog; [`d1`] is the SQL
-//! store; [`r2`] the object store; [`vectorize`] the vector index (its distance kernels so
-//! far); [`defaults`] holds the embedded Metacogna provisioning.
+//! store; [`r2`] the object store; [`vectorize`] the vector index; [`server`] the v4 REST
+//! and S3 APIs; [`provision`] creates what a wrangler configuration binds, and
+//! [`defaults`] what Metacogna's does.
 
 pub mod d1;
 pub mod defaults;
