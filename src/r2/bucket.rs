@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redb::ReadableTable;
 
 use super::blobs::{BlobReader, HashAlgorithm, WriteError};
-use super::catalog::{decode, encode, objects_table, OrR2};
+use super::catalog::{encode, objects_table, OrR2};
 use super::conditional::R2Conditional;
 use super::error::{R2Error, R2ErrorKind};
 use super::object::{new_version, now_ms, Checksums, HttpMetadata, ObjectRecord, R2Object};
@@ -309,7 +309,7 @@ impl R2Bucket {
             let mut table = txn.open_table(objects_table(&self.table)).or_r2(op)?;
             if let Some(cond) = only_if {
                 let current = match table.get(key.as_bytes()).or_r2(op)? {
-                    Some(v) => Some(decode::<ObjectRecord>(op, v.value())?),
+                    Some(v) => Some(ObjectRecord::decode(op, v.value())?),
                     None => None,
                 };
                 if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {
@@ -356,7 +356,7 @@ impl R2Bucket {
         let txn = self.inner.catalog.begin_read().or_r2(op)?;
         let table = txn.open_table(objects_table(&self.table)).or_r2(op)?;
         match table.get(key.as_bytes()).or_r2(op)? {
-            Some(v) => Ok(Some(decode(op, v.value())?)),
+            Some(v) => Ok(Some(ObjectRecord::decode(op, v.value())?)),
             None => Ok(None),
         }
     }

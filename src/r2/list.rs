@@ -5,7 +5,7 @@ use std::ops::Bound;
 use base64::Engine;
 
 use super::bucket::R2Bucket;
-use super::catalog::{decode, objects_table, OrR2};
+use super::catalog::{objects_table, OrR2};
 use super::error::{R2Error, R2ErrorKind};
 use super::object::{ObjectRecord, R2Object};
 
@@ -185,7 +185,7 @@ impl R2Bucket {
                     last = Some(Cursor::AfterPrefix(common));
                     continue 'scan;
                 }
-                let record: ObjectRecord = decode(OP, value.value())?;
+                let record = ObjectRecord::decode(OP, value.value())?;
                 let key_text = String::from_utf8_lossy(key).into_owned();
                 let mut object = record.to_object(&key_text);
                 if !options.include_http_metadata {

@@ -328,7 +328,7 @@ impl R2MultipartUpload {
                 .or_r2(OP)?;
             if let Some(cond) = only_if {
                 let current = match objects.get(self.key.as_bytes()).or_r2(OP)? {
-                    Some(v) => Some(decode::<ObjectRecord>(OP, v.value())?),
+                    Some(v) => Some(ObjectRecord::decode(OP, v.value())?),
                     None => None,
                 };
                 if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {

@@ -127,6 +127,18 @@ pub(crate) struct ObjectRecord {
 }
 
 impl ObjectRecord {
+    /// Decodes a catalog row, also in the layout written before the S3 API's CRC
+    /// checksums were kept (five digests where there are now seven). An old row never
+    /// decodes in the new layout: the byte after its fifth digest starts the storage
+    /// class, a string of 8 or more bytes, which is no valid `Option` tag.
+    pub(crate) fn decode(op: &'static str, bytes: &[u8]) -> Result<ObjectRecord, super::R2Error> {
+        super::catalog::decode::<ObjectRecord>(op, bytes).or_else(|e| {
+            super::catalog::decode::<legacy::Record>(op, bytes)
+                .map(ObjectRecord::from)
+                .map_err(|_| e)
+        })
+    }
+
     /// The object as `head` / `get` / `put` return it (metadata always present).
     pub fn to_object(&self, key: &str) -> R2Object {
         R2Object {
@@ -156,6 +168,44 @@ pub(crate) fn now_ms() -> i64 {
 /// A fresh object version: 32 random hex characters.
 pub(crate) fn new_version() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The object row as written before CRC checksums were kept.
+mod legacy {
+    use serde::{Deserialize, Serialize};
+
+    use super::{stored, BlobRef, Checksums, HttpMetadata, ObjectRecord};
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Record {
+        pub version: String,
+        pub size: u64,
+        pub etag: String,
+        pub uploaded: i64,
+        #[serde(with = "stored::http")]
+        pub http: HttpMetadata,
+        pub custom: Vec<(String, String)>,
+        #[serde(with = "stored::five_digests")]
+        pub checksums: Checksums,
+        pub storage_class: String,
+        pub parts: Vec<BlobRef>,
+    }
+
+    impl From<Record> for ObjectRecord {
+        fn from(r: Record) -> Self {
+            ObjectRecord {
+                version: r.version,
+                size: r.size,
+                etag: r.etag,
+                uploaded: r.uploaded,
+                http: r.http,
+                custom: r.custom,
+                checksums: r.checksums,
+                storage_class: r.storage_class,
+                parts: r.parts,
+            }
+        }
+    }
 }
 
 /// Positional forms of the metadata types for the catalog: postcard is not
@@ -203,6 +253,28 @@ pub(crate) mod stored {
         }
     }
 
+    /// The legacy checksum layout: the five digests alone.
+    pub mod five_digests {
+        use super::*;
+        use crate::r2::object::Checksums;
+
+        pub fn serialize<S: Serializer>(c: &Checksums, s: S) -> Result<S::Ok, S::Error> {
+            (&c.md5, &c.sha1, &c.sha256, &c.sha384, &c.sha512).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Checksums, D::Error> {
+            let (md5, sha1, sha256, sha384, sha512): Five<String> = Deserialize::deserialize(d)?;
+            Ok(Checksums {
+                md5,
+                sha1,
+                sha256,
+                sha384,
+                sha512,
+                ..Default::default()
+            })
+        }
+    }
+
     pub mod checksums {
         use super::*;
         use crate::r2::object::Checksums;
@@ -225,5 +297,46 @@ pub(crate) mod stored {
                 crc32c,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_written_before_crc_checksums_still_decode() {
+        let checksums = Checksums {
+            md5: Some("3e25960a79dbc69b674cd4ec67a72c62".into()),
+            ..Default::default()
+        };
+        let old = legacy::Record {
+            version: "v".into(),
+            size: 11,
+            etag: "3e25960a79dbc69b674cd4ec67a72c62".into(),
+            uploaded: 1_700_000_000_000,
+            http: HttpMetadata::default(),
+            custom: vec![("a".into(), "b".into())],
+            checksums: checksums.clone(),
+            storage_class: "Standard".into(),
+            parts: vec![BlobRef {
+                hash: [7; 32],
+                size: 11,
+            }],
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let record = ObjectRecord::decode("get", &bytes).unwrap();
+        assert_eq!(record.checksums, checksums);
+        assert_eq!(record.custom, old.custom);
+        assert_eq!(record.parts, old.parts);
+        let new = ObjectRecord {
+            checksums: Checksums {
+                crc32: Some("8bd69e52".into()),
+                ..checksums
+            },
+            ..record
+        };
+        let again = ObjectRecord::decode("get", &postcard::to_allocvec(&new).unwrap()).unwrap();
+        assert_eq!(again, new);
     }
 }

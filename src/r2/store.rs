@@ -334,7 +334,7 @@ fn for_each_object(
         let table = txn.open_table(objects_table(&name)).or_r2(op)?;
         for entry in table.iter().or_r2(op)? {
             let (k, v) = entry.or_r2(op)?;
-            f(&name, k.value(), decode(op, v.value())?);
+            f(&name, k.value(), ObjectRecord::decode(op, v.value())?);
         }
     }
     Ok(())
