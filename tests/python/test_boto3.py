@@ -123,11 +123,22 @@ class Boto3(unittest.TestCase):
             "NotImplemented",
         )
         self.assertEqual(error_code(lambda: s3.get_object(Bucket="boto", Key="md5")), "NoSuchKey")
+        self.assertEqual(
+            error_code(lambda: s3.put_bucket_versioning(
+                Bucket="boto", VersioningConfiguration={"Status": "Enabled"}
+            )),
+            "NotImplemented",
+        )
+        self.assertNotIn("Status", s3.get_bucket_versioning(Bucket="boto"))
+        self.assertIn(s3.get_bucket_location(Bucket="boto").get("LocationConstraint"), ("auto", None))
 
     def test_multipart_transfer_and_download(self):
         data = bytes(range(256)) * (12 * 1024 * 1024 // 256 + 3)
         config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
-        self.s3.upload_fileobj(io.BytesIO(data), "boto", "big/file.bin", Config=config)
+        self.s3.upload_fileobj(
+            io.BytesIO(data), "boto", "big/file.bin", Config=config,
+            ExtraArgs={"ChecksumAlgorithm": "CRC32"},
+        )
         head = self.s3.head_object(Bucket="boto", Key="big/file.bin")
         self.assertTrue(head["ETag"].endswith('-3"'), head["ETag"])
         out = io.BytesIO()

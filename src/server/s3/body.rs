@@ -105,12 +105,13 @@ impl BodyPlan {
             }
             checksum = Some((Algorithm::from_name(name.trim())?, None));
         }
+        // Any other x-amz-checksum-<algorithm> names one R2 does not support.
+        const NOT_ALGORITHMS: [&str; 3] = ["mode", "type", "algorithm"];
         for name in headers.keys() {
-            if name.as_str().starts_with("x-amz-checksum-")
-                && name.as_str() != "x-amz-checksum-mode"
-                && name.as_str() != "x-amz-checksum-type"
-            {
-                Algorithm::from_name(name.as_str())?;
+            if let Some(alg) = name.as_str().strip_prefix("x-amz-checksum-") {
+                if !NOT_ALGORITHMS.contains(&alg) {
+                    Algorithm::from_name(alg)?;
+                }
             }
         }
         Ok(BodyPlan {

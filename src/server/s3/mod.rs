@@ -244,6 +244,10 @@ fn unsupported(ctx: &Ctx) -> Option<String> {
     if ctx.key.is_none() && ctx.has("versions") {
         return Some("ListObjectVersions".into());
     }
+    // GetBucketVersioning has a fixed answer; changing it is not offered.
+    if ctx.key.is_none() && ctx.has("versioning") && ctx.method != Method::GET {
+        return Some(format!("{verb}BucketVersioning"));
+    }
     let (table, level) = if ctx.key.is_some() {
         (OBJECT, "Object")
     } else {
