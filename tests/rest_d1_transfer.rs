@@ -83,6 +83,10 @@ fn export_and_import_with_polling() {
     );
     assert_eq!(polled["status"], "complete", "{polled}");
     assert!(polled["result"]["num_queries"].as_u64().unwrap() >= 2);
+    // wrangler prints these four after `d1 execute --remote --file`.
+    for field in ["duration", "rows_read", "rows_written", "size_after"] {
+        assert!(polled["result"]["meta"][field].is_number(), "{polled}");
+    }
     let rows = post(
         &format!("{base}/{target}/query"),
         json!({"sql": "SELECT body FROM notes ORDER BY id"}),

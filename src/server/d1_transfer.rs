@@ -235,6 +235,7 @@ fn ingest(store: &Store, db: &str, etag: &str, filename: &str) -> Result<Value, 
         )
     })?;
     let bookmark = new_bookmark();
+    let started = std::time::Instant::now();
     let md5 = hex::encode(md5::Md5::digest(&sql));
     let outcome = if md5 != etag {
         Err(format!(
@@ -261,7 +262,13 @@ fn ingest(store: &Store, db: &str, etag: &str, filename: &str) -> Result<Value, 
             "result": {
                 "final_bookmark": bookmark,
                 "num_queries": summary.num_queries,
-                "meta": {"rows_written": summary.rows_written, "size_after": summary.size_after},
+                // wrangler prints all four; the import does not count rows read.
+                "meta": {
+                    "duration": started.elapsed().as_secs_f64() * 1000.0,
+                    "rows_read": 0,
+                    "rows_written": summary.rows_written,
+                    "size_after": summary.size_after,
+                },
             },
         }),
         Err(message) => json!({
