@@ -2,13 +2,13 @@
 //! ListMultipartUploads.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::body::{self, BodyPlan};
 use super::error::S3Error;
 use super::headers::{self, copy_source, precondition_failed, write_condition};
-use super::objects::xml_response;
+use super::objects::{quoted, xml_response};
 use super::xml::{self, Xml};
 use super::{blocking, Ctx};
 use crate::r2::{
@@ -77,9 +77,7 @@ pub(crate) async fn create(ctx: Ctx) -> Result<Response, S3Error> {
 
 fn part_response(etag: &str) -> Response {
     let mut r = StatusCode::OK.into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
-        r.headers_mut().insert("etag", v);
-    }
+    r.headers_mut().insert("etag", quoted(etag));
     r
 }
 

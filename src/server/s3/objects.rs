@@ -22,7 +22,8 @@ pub(crate) fn xml_response(xml: String) -> Response {
     r
 }
 
-fn quoted(etag: &str) -> HeaderValue {
+/// An ETag header value: the etag in double quotes.
+pub(crate) fn quoted(etag: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{etag}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
