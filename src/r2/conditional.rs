@@ -165,12 +165,14 @@ pub fn parse_etag_list(value: &str) -> Result<Vec<EtagCondition>, R2Error> {
     Ok(out)
 }
 
+/// RFC 7231's IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+const HTTP_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
 /// An HTTP date (RFC 7231 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`) in ms.
 pub fn parse_http_date(value: &str) -> Result<i64, R2Error> {
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(value.trim(), &f)
+    time::PrimitiveDateTime::parse(value.trim(), HTTP_DATE)
         .map(|t| (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
         .map_err(|_| {
             R2Error::new(
@@ -179,6 +181,14 @@ pub fn parse_http_date(value: &str) -> Result<i64, R2Error> {
                 format!("Invalid HTTP date: {value:?}"),
             )
         })
+}
+
+/// Milliseconds since the epoch as an HTTP date (whole seconds, as HTTP has them).
+pub fn format_http_date(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(HTTP_DATE)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

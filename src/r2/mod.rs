@@ -40,6 +40,7 @@ pub use error::{R2Error, R2ErrorKind};
 pub use limits::R2Limits;
 pub use list::{R2ListOptions, R2Objects};
 pub use multipart::{PartInfo, R2MultipartOptions, R2MultipartUpload, R2UploadedPart};
+pub(crate) use object::now_ms;
 pub use object::{iso8601_millis, Checksums, HttpMetadata, R2Object, ReturnedRange};
 pub use range::R2Range;
 pub use store::{validate_bucket_name, BucketInfo, GcReport, R2Store};

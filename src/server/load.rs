@@ -78,6 +78,22 @@ pub struct Request {
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: std::sync::Arc<[u8]>,
+    /// What the request stores, to look for after the run once it is acknowledged.
+    pub writes: Option<Stored>,
+}
+
+/// A write a request makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A `kv` row with this value.
+    Row(String),
+    /// An object under this key with this ETag.
+    Object {
+        /// The key.
+        key: String,
+        /// MD5 hex of the body.
+        etag: String,
+    },
 }
 
 /// An answer: status and body.
@@ -310,6 +326,8 @@ pub struct Emulator {
     queries: Vec<std::sync::Arc<[u8]>>,
     small: std::sync::Arc<[u8]>,
     large: std::sync::Arc<[u8]>,
+    /// MD5 hex of `small` and of `large`, the ETags their PUTs must leave.
+    etags: [String; 2],
 }
 
 /// A payload of `n` bytes that does not compress to nothing.
@@ -378,6 +396,7 @@ impl Emulator {
             bucket.put(&format!("get-4k/{i}"), &small[..], &Default::default())?;
             bucket.put(&format!("get-1m/{i}"), &large[..], &Default::default())?;
         }
+        let etags = [&small, &large].map(|p| format!("{:x}", md5::Md5::digest(p)));
         Ok(Emulator {
             rest,
             s3,
@@ -386,6 +405,7 @@ impl Emulator {
             queries,
             small,
             large,
+            etags,
         })
     }
 
@@ -410,6 +430,7 @@ impl Emulator {
             target: url[endpoint.len()..].to_owned(),
             headers: Vec::new(),
             body: std::sync::Arc::from(&[][..]),
+            writes: None,
         }
     }
 
@@ -424,6 +445,7 @@ impl Emulator {
             ),
             headers: vec![("Content-Type", "application/json".into())],
             body: serde_json::to_vec(&body).expect("JSON").into(),
+            writes: None,
         }
     }
 }
@@ -437,26 +459,34 @@ impl Target for Emulator {
         let spread = (client as u64).wrapping_mul(7919).wrapping_add(seq);
         Some(match op {
             Op::D1PointQuery => self.d1("SELECT * FROM kv WHERE k = ?", (spread % ROWS + 1).into()),
-            Op::D1Insert => self.d1(
-                "INSERT INTO kv (v) VALUES (?)",
-                format!("load-{client}-{seq}").into(),
-            ),
+            Op::D1Insert => {
+                let value = format!("load-{client}-{seq}");
+                let mut req = self.d1("INSERT INTO kv (v) VALUES (?)", value.clone().into());
+                req.writes = Some(Stored::Row(value));
+                req
+            }
             Op::VectorQuery => Request {
                 addr: self.rest,
                 method: "POST",
                 target: format!("/client/v4/accounts/bench/vectorize/v2/indexes/{BENCH}/query"),
                 headers: vec![("Content-Type", "application/json".into())],
                 body: self.queries[spread as usize % self.queries.len()].clone(),
+                writes: None,
             },
             Op::S3Get4K => self.presigned("GET", &format!("get-4k/{}", spread % GET_OBJECTS)),
             Op::S3Get1M => self.presigned("GET", &format!("get-1m/{}", spread % GET_OBJECTS)),
             Op::S3Put4K | Op::S3Put1M => {
-                let (size, data) = match op {
-                    Op::S3Put4K => ("4k", &self.small),
-                    _ => ("1m", &self.large),
+                let (size, data, etag) = match op {
+                    Op::S3Put4K => ("4k", &self.small, &self.etags[0]),
+                    _ => ("1m", &self.large, &self.etags[1]),
                 };
-                let mut req = self.presigned("PUT", &format!("put-{size}/{client}/{seq}"));
+                let key = format!("put-{size}/{client}/{seq}");
+                let mut req = self.presigned("PUT", &key);
                 req.body = data.clone();
+                req.writes = Some(Stored::Object {
+                    key,
+                    etag: etag.clone(),
+                });
                 req
             }
         })
@@ -481,6 +511,7 @@ impl MiniflareWorker {
             target: format!("/setup?rows={ROWS}&objects={GET_OBJECTS}"),
             headers: Vec::new(),
             body: std::sync::Arc::from(&[][..]),
+            writes: None,
         };
         let r = c.send(&setup)?;
         if r.status != 200 {
@@ -530,6 +561,7 @@ impl Target for MiniflareWorker {
             body: body
                 .cloned()
                 .unwrap_or_else(|| std::sync::Arc::from(&[][..])),
+            writes: None,
         })
     }
 }
@@ -557,30 +589,16 @@ pub fn mixed(
     clients: usize,
     duration: Duration,
 ) -> crate::Result<MixedReport> {
-    let inserts = Mutex::new(Vec::new());
-    let puts = Mutex::new(Vec::new());
+    let acknowledged = Mutex::new(Vec::new());
     let outcome = run(target, &Op::ALL, clients, duration, &|req, _| {
-        if req.addr == target.s3 && req.method == "PUT" {
-            let key = req.target.split('?').next().unwrap_or("");
-            let key = key.trim_start_matches(&format!("/{BENCH}/")).to_owned();
-            let etag = format!("{:x}", md5::Md5::digest(&req.body));
-            puts.lock()
+        if let Some(w) = &req.writes {
+            acknowledged
+                .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((key, etag));
-        } else if req.addr == target.rest {
-            if let Ok(text) = std::str::from_utf8(&req.body) {
-                if let Some(start) = text.find("\"load-") {
-                    let value = text[start + 1..].split('"').next().unwrap_or("").to_owned();
-                    inserts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(value);
-                }
-            }
+                .push(w.clone());
         }
     });
-    let inserts = inserts.into_inner().unwrap_or_else(|p| p.into_inner());
-    let puts = puts.into_inner().unwrap_or_else(|p| p.into_inner());
+    let acknowledged = acknowledged.into_inner().unwrap_or_else(|p| p.into_inner());
     let db = store.d1().database(BENCH)?;
     let stored: HashSet<String> = db
         .prepare("SELECT v FROM kv WHERE v LIKE 'load-%'")
@@ -588,19 +606,25 @@ pub fn mixed(
         .into_iter()
         .filter_map(|row| row.first().and_then(|v| v.as_str()).map(str::to_owned))
         .collect();
-    let lost_inserts = inserts.iter().filter(|v| !stored.contains(*v)).count();
     let bucket = store.r2().bucket(BENCH)?;
-    let mut lost_puts = 0;
-    for (key, etag) in &puts {
-        if bucket.head(key)?.is_none_or(|o| o.etag != *etag) {
-            lost_puts += 1;
+    let (mut inserts, mut lost_inserts, mut puts, mut lost_puts) = (0, 0, 0, 0);
+    for write in &acknowledged {
+        match write {
+            Stored::Row(value) => {
+                inserts += 1;
+                lost_inserts += usize::from(!stored.contains(value));
+            }
+            Stored::Object { key, etag } => {
+                puts += 1;
+                lost_puts += usize::from(bucket.head(key)?.is_none_or(|o| o.etag != *etag));
+            }
         }
     }
     Ok(MixedReport {
         outcome,
-        inserts: inserts.len(),
+        inserts,
         lost_inserts,
-        puts: puts.len(),
+        puts,
         lost_puts,
     })
 }

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::error::S3Error;
 use super::Ctx;
-use crate::r2::conditional::parse_http_date;
+use crate::r2::conditional::{format_http_date, parse_http_date};
 use crate::r2::{HttpMetadata, R2Conditional, R2Object};
 
 const META_PREFIX: &str = "x-amz-meta-";
@@ -79,16 +79,6 @@ pub fn s3_storage_class(r2: &str) -> &'static str {
     }
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` from milliseconds since the epoch.
-pub fn http_date(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    t.format(&f).unwrap_or_default()
-}
-
 fn set(out: &mut HeaderMap, name: &str, value: &str) {
     if let (Ok(n), Ok(v)) = (
         HeaderName::from_bytes(name.as_bytes()),
@@ -103,7 +93,11 @@ fn set(out: &mut HeaderMap, name: &str, value: &str) {
 pub fn object_headers(ctx: &Ctx, object: &R2Object, with_checksums: bool) -> HeaderMap {
     let mut out = HeaderMap::new();
     set(&mut out, "etag", &object.http_etag);
-    set(&mut out, "last-modified", &http_date(object.uploaded));
+    set(
+        &mut out,
+        "last-modified",
+        &format_http_date(object.uploaded),
+    );
     set(&mut out, "accept-ranges", "bytes");
     set(
         &mut out,
@@ -124,7 +118,7 @@ pub fn object_headers(ctx: &Ctx, object: &R2Object, with_checksums: bool) -> Hea
             }
         }
         if let Some(ms) = http.cache_expiry {
-            set(&mut out, "expires", &http_date(ms));
+            set(&mut out, "expires", &format_http_date(ms));
         }
     }
     for (name, value) in object.custom_metadata.iter().flatten() {

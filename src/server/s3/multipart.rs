@@ -15,13 +15,6 @@ use crate::r2::{
     iso8601_millis, R2GetOptions, R2MultipartOptions, R2MultipartUpload, R2Range, R2UploadedPart,
 };
 
-fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    since_epoch.as_millis() as i64
-}
-
 fn upload_id(ctx: &Ctx) -> String {
     ctx.q("uploadId").unwrap_or_default().to_owned()
 }
@@ -126,7 +119,7 @@ pub(crate) async fn upload_part_copy(ctx: Ctx) -> Result<Response, S3Error> {
     })
     .await?;
     let mut xml = Xml::new("CopyPartResult");
-    xml.leaf("LastModified", iso8601_millis(now_ms()))
+    xml.leaf("LastModified", iso8601_millis(crate::r2::now_ms()))
         .leaf("ETag", format!("\"{}\"", part.etag));
     Ok(xml_response(xml.finish()))
 }
