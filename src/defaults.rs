@@ -2,7 +2,8 @@
 
 use crate::d1::migrations::{self, Migration};
 use crate::error::Result;
-use crate::provision;
+use crate::provision::{Plan, PlannedBucket, PlannedDatabase, PlannedIndex, Provisioned};
+use crate::vectorize::{IndexConfig, MetadataIndex, Metric};
 use crate::Store;
 
 /// The D1 database Metacogna binds as `DB`.
@@ -30,48 +31,42 @@ pub fn metacogna_migrations() -> Vec<Migration> {
     }]
 }
 
-/// What [`provision_metacogna`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provisioned {
-    /// Whether the database was created now.
-    pub created: bool,
-    /// Migrations applied now.
-    pub applied: Vec<String>,
-    /// Whether the bucket was created now.
-    pub bucket_created: bool,
-    /// Whether the Vectorize index was created now.
-    pub index_created: bool,
+/// Metacogna's bindings: `DB`, `VECTOR_INDEX` (768 dimensions, BGE base, cosine, with
+/// the metadata indexes its retrieval filters on) and `metacogna_vault`.
+pub fn metacogna_plan() -> Plan {
+    Plan {
+        databases: vec![PlannedDatabase {
+            binding: "DB".into(),
+            name: METACOGNA_DATABASE.into(),
+            migrations: metacogna_migrations(),
+            migrations_table: migrations::DEFAULT_TABLE.into(),
+        }],
+        indexes: vec![PlannedIndex {
+            binding: "VECTOR_INDEX".into(),
+            name: METACOGNA_INDEX.into(),
+            description: "Metacogna document chunks".into(),
+            config: IndexConfig {
+                dimensions: 768,
+                metric: Metric::Cosine,
+            },
+            metadata_indexes: METACOGNA_METADATA_INDEXES
+                .iter()
+                .map(|&(property, kind)| MetadataIndex {
+                    property_name: property.into(),
+                    index_type: kind,
+                })
+                .collect(),
+        }],
+        buckets: vec![PlannedBucket {
+            binding: "metacogna_vault".into(),
+            name: METACOGNA_BUCKET.into(),
+        }],
+    }
 }
 
 /// Creates the `metacogna` database if it is missing and applies the embedded
 /// migrations it lacks, creates the `metacogna-vault` bucket and the `metacogna-index`
 /// index (with its metadata indexes) if they are missing. Safe to call on every start.
 pub fn provision_metacogna(store: &Store) -> Result<Provisioned> {
-    let (created, applied) = provision::ensure_database(
-        store,
-        METACOGNA_DATABASE,
-        &metacogna_migrations(),
-        migrations::DEFAULT_TABLE,
-    )?;
-    let bucket_created = provision::ensure_bucket(store, METACOGNA_BUCKET)?;
-    let config = crate::vectorize::IndexConfig {
-        dimensions: 768,
-        metric: crate::vectorize::Metric::Cosine,
-    };
-    let index_created =
-        provision::ensure_index(store, METACOGNA_INDEX, "Metacogna document chunks", config)?;
-    // Checked one by one, so that a start interrupted halfway is completed.
-    let index = store.vectorize().index(METACOGNA_INDEX)?;
-    let existing = index.list_metadata_indexes();
-    for (property, kind) in METACOGNA_METADATA_INDEXES {
-        if !existing.iter().any(|i| i.property_name == property) {
-            index.create_metadata_index(property, kind)?;
-        }
-    }
-    Ok(Provisioned {
-        created,
-        applied,
-        bucket_created,
-        index_created,
-    })
+    metacogna_plan().apply(store)
 }

@@ -71,6 +71,10 @@ struct ServeArgs {
     /// wrangler.toml / wrangler.json(c) instead of Metacogna's.
     #[arg(long, env = "TRISTORE_CONFIG")]
     config: Option<PathBuf>,
+    /// Keep everything in a new temporary directory, removed when the server stops
+    /// (instead of --data-dir): for test runs.
+    #[arg(long)]
+    ephemeral: bool,
 }
 
 impl Default for ServeArgs {
@@ -84,6 +88,7 @@ impl Default for ServeArgs {
             s3_access_key_id: options.s3_credentials.access_key_id,
             s3_secret_access_key: options.s3_credentials.secret_access_key,
             config: None,
+            ephemeral: false,
         }
     }
 }
@@ -192,6 +197,11 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 fn run(cli: Cli) -> CliResult {
     let open = || Store::open(&cli.data_dir);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) if args.ephemeral => {
+            // Removed when dropped, after the server has stopped.
+            let dir = tempfile::Builder::new().prefix("tristore-").tempdir()?;
+            serve(Store::open(dir.path())?, args)
+        }
         Command::Serve(args) => serve(open()?, args),
         Command::D1 { command } => d1(&open()?, command),
         // Benchmarks work in a temporary directory, not the data directory.
@@ -210,14 +220,16 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let provisioned = match &args.config {
+    let plan = match &args.config {
         Some(path) => {
             let config = tristore::provision::WranglerConfig::load(path)?;
             let base = path.parent().unwrap_or(Path::new("."));
-            tristore::provision::provision(&store, &config, base)?
+            tristore::provision::Plan::from_config(&config, base)?
         }
-        None => metacogna_banner(&store)?,
+        None => defaults::metacogna_plan(),
     };
+    let done = plan.apply(&store)?;
+    let provisioned = plan.describe(&store, &done)?;
     // The curl example queries the first database there is.
     let first_db = store.d1().list()?.into_iter().next();
     let first_index = store.vectorize().list()?.into_iter().next();
@@ -233,6 +245,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
                 &args.s3_access_key_id,
                 &args.s3_secret_access_key,
             ),
+            plan: plan.clone(),
         },
     )?;
     let base = format!(
@@ -241,9 +254,14 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         tristore::server::DEFAULT_ACCOUNT_ID
     );
     println!(
-        "tristore {} serving {}",
+        "tristore {} serving {}{}",
         env!("CARGO_PKG_VERSION"),
-        store.dir().display()
+        store.dir().display(),
+        if args.ephemeral {
+            " (temporary: removed on exit)"
+        } else {
+            ""
+        }
     );
     for line in &provisioned {
         println!("  {line}");
@@ -266,6 +284,20 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         "R2 S3 API:      http://{}  (region auto; access key id {}, secret {})",
         server.s3_addr, args.s3_access_key_id, args.s3_secret_access_key
     );
+    let bindings_url = format!(
+        "http://{}{}{}",
+        server.addr,
+        tristore::server::bindings::PATH,
+        match &args.api_token {
+            Some(t) => format!("?token={t}"),
+            None => String::new(),
+        }
+    );
+    println!("Remote bindings: {bindings_url}  (Workers under Miniflare or the vitest pool)");
+    println!();
+    for line in vitest_snippet(&bindings_url, &plan) {
+        println!("{line}");
+    }
     println!();
     println!("Try:");
     if let Some(db) = first_db {
@@ -300,34 +332,51 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     Ok(())
 }
 
-/// Provisions Metacogna and describes it for the start banner.
-fn metacogna_banner(store: &Store) -> Result<Vec<String>, Box<dyn std::error::Error>> {
-    let done = defaults::provision_metacogna(store)?;
-    let info = store.d1().get(defaults::METACOGNA_DATABASE)?;
-    let now = |created: bool| if created { " (created now)" } else { "" };
-    let mut lines = vec![format!(
-        "D1 database   {} ({}, {} tables){}",
-        info.name,
-        info.uuid,
-        info.num_tables,
-        now(done.created)
-    )];
-    lines.extend(
-        done.applied
-            .iter()
-            .map(|m| format!("  applied migration {m}")),
-    );
+/// A `vitest.config.ts` excerpt that points the plan's bindings at tristore.
+fn vitest_snippet(url: &str, plan: &tristore::provision::Plan) -> Vec<String> {
+    let proxy = format!("remoteProxyConnectionString: new URL(\"{url}\")");
+    let mut lines = vec![
+        "Point a Worker's bindings here (vitest.config.ts, in cloudflareTest({ ... })):".to_owned(),
+        "  remoteBindings: false,".to_owned(),
+        "  miniflare: {".to_owned(),
+    ];
+    if !plan.databases.is_empty() {
+        lines.push("    d1Databases: {".into());
+        for d in &plan.databases {
+            lines.push(format!(
+                "      {}: {{ id: \"{}\", {proxy} }},",
+                d.binding, d.name
+            ));
+        }
+        lines.push("    },".into());
+    }
+    if !plan.indexes.is_empty() {
+        lines.push("    vectorize: {".into());
+        for i in &plan.indexes {
+            lines.push(format!(
+                "      {}: {{ index_name: \"{}\", {proxy} }},",
+                i.binding, i.name
+            ));
+        }
+        lines.push("    },".into());
+    }
+    if !plan.buckets.is_empty() {
+        lines.push("    r2Buckets: {".into());
+        for b in &plan.buckets {
+            lines.push(format!(
+                "      {}: {{ id: \"{}\", {proxy} }},",
+                b.binding, b.name
+            ));
+        }
+        lines.push("    },".into());
+    }
+    lines.push("  },".into());
     lines.push(format!(
-        "Vectorize     {} (768 dimensions, cosine){}",
-        defaults::METACOGNA_INDEX,
-        now(done.index_created)
+        "  (reset between test files: POST http://{}{})",
+        url.split('/').nth(2).unwrap_or(""),
+        tristore::server::bindings::RESET_PATH
     ));
-    lines.push(format!(
-        "R2 bucket     {}{}",
-        defaults::METACOGNA_BUCKET,
-        now(done.bucket_created)
-    ));
-    Ok(lines)
+    lines
 }
 
 /// Blocks until SIGINT or SIGTERM.

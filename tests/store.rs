@@ -99,12 +99,31 @@ fn embedded_migrations_match_the_directory() {
 fn metacogna_is_provisioned_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let created = |done: &[tristore::provision::Done]| {
+        done.iter()
+            .map(|d| (d.name.clone(), d.created, d.applied.clone()))
+            .collect::<Vec<_>>()
+    };
     let first = defaults::provision_metacogna(&store).unwrap();
-    assert!(first.created);
-    assert_eq!(first.applied, vec!["0001_initial.sql"]);
-    assert!(first.bucket_created);
+    assert_eq!(
+        created(&first.databases),
+        vec![("metacogna".into(), true, vec!["0001_initial.sql".into()])]
+    );
+    assert_eq!(
+        created(&first.indexes),
+        vec![("metacogna-index".into(), true, vec![])]
+    );
+    assert_eq!(
+        created(&first.buckets),
+        vec![("metacogna-vault".into(), true, vec![])]
+    );
     let again = defaults::provision_metacogna(&store).unwrap();
-    assert!(!again.created && again.applied.is_empty() && !again.bucket_created);
+    assert!(again
+        .databases
+        .iter()
+        .chain(&again.indexes)
+        .chain(&again.buckets)
+        .all(|d| !d.created && d.applied.is_empty()));
     store.r2().bucket("metacogna-vault").unwrap();
     let db = store.d1().database("metacogna").unwrap();
     let tables = db

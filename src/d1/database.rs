@@ -34,6 +34,11 @@ pub(crate) struct Shared {
     last_row_id: AtomicI64,
     /// Database size after the last committed write.
     size: AtomicU64,
+    /// Position of the last committed write in this database's history (see
+    /// [`D1Database::bookmark`]).
+    commit: AtomicU64,
+    /// The bookmark's last group: a stable tag of this database.
+    tag: String,
 }
 
 impl std::fmt::Debug for D1Database {
@@ -50,6 +55,7 @@ impl D1Database {
         let path = path.as_ref().to_path_buf();
         let writer = Conn::open(&path, &limits, true)?;
         let size = writer.size()?;
+        let tag = blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex()[..32].to_owned();
         Ok(D1Database {
             shared: Arc::new(Shared {
                 path,
@@ -58,6 +64,8 @@ impl D1Database {
                 readers: Mutex::new(Vec::new()),
                 last_row_id: AtomicI64::new(0),
                 size: AtomicU64::new(size),
+                commit: AtomicU64::new(now_micros()),
+                tag,
             }),
         })
     }
@@ -70,6 +78,51 @@ impl D1Database {
     /// The limits this database enforces.
     pub fn limits(&self) -> &D1Limits {
         &self.shared.limits
+    }
+
+    /// The session bookmark of the database's current state, in D1's format (four
+    /// lowercase hex groups; later states sort later): what `getBookmark()` returns
+    /// after a query. Every committed write moves it forward.
+    ///
+    /// The position is the commit's time in microseconds, kept strictly increasing, so
+    /// bookmarks also increase across restarts while the clock does.
+    pub fn bookmark(&self) -> String {
+        let at = self.shared.commit.load(Ordering::Relaxed);
+        format!(
+            "00000000-{:08x}-{:08x}-{}",
+            at >> 32,
+            at & 0xffff_ffff,
+            self.shared.tag
+        )
+    }
+
+    fn committed(&self) {
+        let now = now_micros();
+        let _ = self
+            .shared
+            .commit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
+                Some(now.max(at + 1))
+            });
+    }
+
+    /// Drops every table, view, index and trigger, leaving the database as new but
+    /// keeping its file and id: what resetting a test run needs.
+    pub fn clear(&self) -> Result<(), D1Error> {
+        let conn = self.lock_writer();
+        conn.trusted(|| -> rusqlite::Result<()> {
+            // Dropping a parent table deletes its rows first, which foreign keys refuse.
+            conn.sqlite.pragma_update(None, "foreign_keys", "OFF")?;
+            let dropped = drop_schema(&conn.sqlite);
+            conn.sqlite.pragma_update(None, "foreign_keys", "ON")?;
+            dropped
+        })?;
+        self.shared
+            .size
+            .store(conn.size().map_err(D1Error::from)?, Ordering::Relaxed);
+        self.shared.last_row_id.store(0, Ordering::Relaxed);
+        self.committed();
+        Ok(())
     }
 
     /// A statement to run later with [`bind`](D1PreparedStatement::bind) and one of the
@@ -204,6 +257,7 @@ impl D1Database {
                         let _ = conn.trusted_batch("ROLLBACK");
                         D1Error::from(e)
                     })?;
+                    self.committed();
                     let (last_row_id, size) = writer.state.into_inner();
                     if let Some(size) = size {
                         self.shared.size.store(size, Ordering::Relaxed);
@@ -283,6 +337,33 @@ impl D1Database {
             )
         })
     }
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Drops every schema object but SQLite's own, triggers and views first so that no
+/// drop trips over a dependent object, in one transaction.
+fn drop_schema(sqlite: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let tx = sqlite.unchecked_transaction()?;
+    let objects: Vec<(String, String)> = tx
+        .prepare(
+            "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'view' THEN 1 WHEN 'index' THEN 2 ELSE 3 END",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (kind, name) in objects {
+        tx.execute_batch(&format!(
+            "DROP {} IF EXISTS {}",
+            kind.to_uppercase(),
+            super::migrations::quote_ident(&name)
+        ))?;
+    }
+    tx.commit()
 }
 
 /// The writer connection during one transaction, tracking what `meta` needs.

@@ -348,6 +348,23 @@ impl R2Bucket {
         txn.commit().or_r2(OP)
     }
 
+    /// Deletes every object and abandons every unfinished multipart upload (what
+    /// resetting a test run needs). The space is reclaimed by GC, as for `delete`.
+    pub fn clear(&self) -> Result<(), R2Error> {
+        loop {
+            let page = self.list(&super::R2ListOptions::default())?;
+            let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            self.delete(&keys)?;
+        }
+        for (key, upload_id, _) in self.list_multipart_uploads()? {
+            self.resume_multipart_upload(&key, &upload_id).abort()?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn record(
         &self,
         op: &'static str,

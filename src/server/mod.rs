@@ -3,14 +3,17 @@
 //!
 //! Any account id is accepted (the emulator has one account). Requests need
 //! `Authorization: Bearer <token>` only when an API token is configured. Every request
-//! is logged as one line through `tracing`.
+//! is logged as one line through `tracing`. Beside it, [`bindings`] answers the calls of
+//! Worker bindings that Miniflare forwards, on the same port.
 
+pub mod bindings;
 pub mod d1;
 pub mod d1_transfer;
 pub mod envelope;
 pub mod load;
 pub mod r2;
 pub mod s3;
+pub mod stream;
 pub mod vectorize;
 
 use std::net::SocketAddr;
@@ -43,10 +46,13 @@ pub struct ServerOptions {
     pub s3_port: u16,
     /// The key pair S3 requests must be signed with.
     pub s3_credentials: crate::r2::presign::Credentials,
+    /// What the Worker's bindings name (for [`bindings`]), and what a reset restores.
+    pub plan: crate::provision::Plan,
 }
 
 impl Default for ServerOptions {
-    /// `127.0.0.1`, REST on 8790, S3 on 8791, any bearer token, the default S3 keys.
+    /// `127.0.0.1`, REST on 8790, S3 on 8791, any bearer token, the default S3 keys,
+    /// Metacogna's bindings.
     fn default() -> Self {
         ServerOptions {
             host: "127.0.0.1".into(),
@@ -57,18 +63,25 @@ impl Default for ServerOptions {
                 s3::DEFAULT_ACCESS_KEY_ID,
                 s3::DEFAULT_SECRET_ACCESS_KEY,
             ),
+            plan: crate::defaults::metacogna_plan(),
         }
     }
 }
 
-/// The REST API over `store`.
-pub fn router(store: Arc<Store>, api_token: Option<String>) -> Router {
+/// The REST API over `store`, with the remote-bindings route for the bindings of
+/// `plan`.
+pub fn router(
+    store: Arc<Store>,
+    api_token: Option<String>,
+    plan: crate::provision::Plan,
+) -> Router {
     let account = Router::new()
         .nest("/d1/database", d1::routes())
         .nest("/vectorize/v2/indexes", vectorize::routes())
         .nest("/r2/buckets", r2::routes());
+    let bindings = bindings::routes(store.clone(), plan, api_token.clone());
     let token = Arc::new(api_token);
-    Router::new()
+    let rest = Router::new()
         .nest("/client/v4/accounts/{account}", account)
         .merge(d1_transfer::file_routes())
         .fallback(|request: Request| async move {
@@ -87,7 +100,10 @@ pub fn router(store: Arc<Store>, api_token: Option<String>) -> Router {
         }))
         .layer(middleware::from_fn(log))
         .layer(axum::extract::DefaultBodyLimit::max(REST_BODY_LIMIT))
-        .with_state(store)
+        .with_state(store);
+    // The bindings route checks its own token (`?token=`), logs its own lines and streams
+    // R2 values past the REST body limit, so it sits outside those layers.
+    bindings.merge(rest)
 }
 
 /// Largest REST request body: Cloudflare's API takes up to 100 MB (a Vectorize insert
@@ -165,7 +181,7 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
         |port: u16| runtime.block_on(tokio::net::TcpListener::bind((options.host.as_str(), port)));
     let (rest, s3_listener) = (bind(options.port)?, bind(options.s3_port)?);
     let (addr, s3_addr) = (rest.local_addr()?, s3_listener.local_addr()?);
-    let rest_app = router(store.clone(), options.api_token);
+    let rest_app = router(store.clone(), options.api_token, options.plan);
     let s3_app = s3::router(store, options.s3_credentials);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let serve = move |listener: tokio::net::TcpListener, app: Router| {

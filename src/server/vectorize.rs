@@ -18,6 +18,7 @@ use crate::vectorize::error::code;
 use crate::vectorize::ndjson::{self, Unparsable};
 use crate::vectorize::{
     IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeError, VectorizeIndex,
+    VectorizeMatches,
 };
 use crate::Store;
 
@@ -47,19 +48,21 @@ pub fn routes() -> Router<Arc<Store>> {
 type Names = Path<(String, String)>;
 
 /// A JSON body, with parse failures reported as Vectorize's 40026.
-fn parse<T: serde::de::DeserializeOwned>(op: Op, body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    op: Op,
+    body: &[u8],
+) -> Result<T, VectorizeError> {
     serde_json::from_slice(body).map_err(|e| {
         VectorizeError::new(
             op,
             code::PARSE,
             format!("Failed to parse the request body as JSON: {e}"),
         )
-        .into()
     })
 }
 
 /// The index `name`, with a missing one reported as an error of `op`.
-fn index(store: &Store, name: &str, op: Op) -> Result<VectorizeIndex, VectorizeError> {
+pub(crate) fn index(store: &Store, name: &str, op: Op) -> Result<VectorizeIndex, VectorizeError> {
     store.vectorize().index(name).map_err(|e| e.during(op))
 }
 
@@ -205,10 +208,11 @@ async fn upsert(
     write(Op::Upsert, store, name, params, request).await
 }
 
-/// `{vector}` or `{vectorId}` with the query options beside it.
+/// `{vector}` or `{vectorId}` with the query options beside it (the REST body and the
+/// binding's alike).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct QueryBody {
+pub(crate) struct QueryBody {
     #[serde(default)]
     vector: Option<Vec<f32>>,
     #[serde(default)]
@@ -217,27 +221,31 @@ struct QueryBody {
     options: QueryOptions,
 }
 
+impl QueryBody {
+    /// Runs the query on `index`.
+    pub(crate) fn run(&self, index: &VectorizeIndex) -> Result<VectorizeMatches, VectorizeError> {
+        match (&self.vector, &self.vector_id) {
+            (Some(v), _) => index.query(v, &self.options),
+            (None, Some(id)) => index.query_by_id(id, &self.options),
+            (None, None) => index.query(&[], &self.options),
+        }
+    }
+}
+
 async fn query(
     State(store): State<Arc<Store>>,
     Path((_, name)): Names,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: QueryBody = parse(Op::Query, &body)?;
-    let matches = blocking(move || {
-        let index = index(&store, &name, Op::Query)?;
-        Ok(match (body.vector, body.vector_id) {
-            (Some(v), _) => index.query(&v, &body.options)?,
-            (None, Some(id)) => index.query_by_id(&id, &body.options)?,
-            (None, None) => index.query(&[], &body.options)?,
-        })
-    })
-    .await?;
+    let matches = blocking(move || Ok(body.run(&index(&store, &name, Op::Query)?)?)).await?;
     Ok(ok(matches))
 }
 
+/// `{ids: [...]}` of `get_by_ids` / `delete_by_ids`.
 #[derive(Deserialize)]
-struct Ids {
-    ids: Vec<String>,
+pub(crate) struct Ids {
+    pub(crate) ids: Vec<String>,
 }
 
 async fn get_by_ids(

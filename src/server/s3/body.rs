@@ -5,17 +5,16 @@
 use std::io::{self, BufReader, Read};
 use std::sync::{Arc, Mutex};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::HeaderMap;
 use base64::Engine;
-use http_body_util::BodyExt;
 use md5::Digest;
-use tokio::sync::mpsc;
 
 use super::checksum::{self, Algorithm, Hasher};
 use super::chunked::{ChunkedReader, Variant};
 use super::error::S3Error;
 use crate::r2::presign::Verified;
+use crate::server::stream;
 
 /// How a request's body is framed and what it must be checked against.
 #[derive(Debug, Clone)]
@@ -305,26 +304,6 @@ impl Read for CheckedBody {
     }
 }
 
-/// The blocking end of an HTTP body being received.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
 /// Runs `work` on a blocking thread over the checked body of `body` while the body
 /// streams in. When `work` fails because the body did, the body's error is returned.
 pub async fn consume<T: Send + 'static>(
@@ -332,28 +311,11 @@ pub async fn consume<T: Send + 'static>(
     plan: BodyPlan,
     work: impl FnOnce(&mut CheckedBody) -> Result<T, S3Error> + Send + 'static,
 ) -> Result<T, S3Error> {
-    let (tx, rx) = mpsc::channel(8);
-    let mut reader = plan.reader(Box::new(ChannelReader {
-        rx,
-        current: Bytes::new(),
-    }))?;
+    let (source, pump) = stream::body_reader(body);
+    let mut reader = plan.reader(Box::new(source))?;
     let failure = reader.failure();
     let task = tokio::task::spawn_blocking(move || work(&mut reader));
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let item = match frame {
-            Ok(frame) => match frame.into_data() {
-                Ok(data) => Ok(data),
-                Err(_) => continue, // HTTP trailers: aws-chunked carries its own.
-            },
-            Err(e) => Err(io::Error::other(e)),
-        };
-        let stop = item.is_err();
-        if tx.send(item).await.is_err() || stop {
-            break;
-        }
-    }
-    drop(tx);
+    pump.await;
     let result = task
         .await
         .map_err(|e| S3Error::internal(format!("the request task failed: {e}")))?;
@@ -385,42 +347,9 @@ pub async fn read_all(body: Body, plan: BodyPlan, limit: u64) -> Result<Vec<u8>,
     .await
 }
 
-/// An object's bytes as a response body: read at once when small, else streamed from
-/// a blocking thread so memory stays bounded.
-pub async fn object_body(
-    mut reader: impl Read + Send + 'static,
-    length: u64,
-) -> Result<Body, S3Error> {
-    const SMALL: u64 = 1 << 20;
-    if length <= SMALL {
-        let bytes = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(length as usize);
-            reader.read_to_end(&mut out).map(|_| out)
-        })
+/// An object's bytes as a response body, with bounded memory.
+pub async fn object_body(reader: impl Read + Send + 'static, length: u64) -> Result<Body, S3Error> {
+    stream::reader_body(reader, length)
         .await
-        .map_err(|e| S3Error::internal(e.to_string()))?
-        .map_err(|e| S3Error::internal(format!("reading the object: {e}")))?;
-        return Ok(Body::from(bytes));
-    }
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || loop {
-        let mut chunk = vec![0u8; 256 * 1024];
-        match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                chunk.truncate(n);
-                if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                break;
-            }
-        }
-    });
-    Ok(Body::from_stream(futures_util::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
-    )))
+        .map_err(|e| S3Error::internal(format!("reading the object: {e}")))
 }
