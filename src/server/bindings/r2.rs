@@ -154,6 +154,23 @@ struct Part {
     part: u32,
 }
 
+/// `put`'s fields (boxed: they make it the largest request by far).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Put {
+    object: String,
+    custom_fields: Option<Vec<Field>>,
+    http_fields: Option<HttpFields>,
+    only_if: Option<OnlyIf>,
+    md5: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+    sha384: Option<String>,
+    sha512: Option<String>,
+    storage_class: Option<String>,
+    ssec: Option<Value>,
+}
+
 /// A binding request (`R2BindingRequest`).
 #[derive(Deserialize)]
 #[serde(
@@ -172,19 +189,7 @@ enum Request {
         only_if: Option<OnlyIf>,
         ssec: Option<Value>,
     },
-    Put {
-        object: String,
-        custom_fields: Option<Vec<Field>>,
-        http_fields: Option<HttpFields>,
-        only_if: Option<OnlyIf>,
-        md5: Option<String>,
-        sha1: Option<String>,
-        sha256: Option<String>,
-        sha384: Option<String>,
-        sha512: Option<String>,
-        storage_class: Option<String>,
-        ssec: Option<Value>,
-    },
+    Put(Box<Put>),
     List {
         limit: Option<u32>,
         prefix: Option<String>,
@@ -228,7 +233,7 @@ impl Request {
         match self {
             Request::Head { .. } => "head",
             Request::Get { .. } => "get",
-            Request::Put { .. } => "put",
+            Request::Put(_) => "put",
             Request::List { .. } => "list",
             Request::Delete { .. } => "delete",
             Request::CreateMultipartUpload { .. } => "createMultipartUpload",
@@ -460,19 +465,20 @@ fn apply(
     length: u64,
 ) -> Result<Outcome, R2Error> {
     match request {
-        Request::Put {
-            object,
-            custom_fields,
-            http_fields,
-            only_if,
-            md5,
-            sha1,
-            sha256,
-            sha384,
-            sha512,
-            storage_class,
-            ssec,
-        } => {
+        Request::Put(put) => {
+            let Put {
+                object,
+                custom_fields,
+                http_fields,
+                only_if,
+                md5,
+                sha1,
+                sha256,
+                sha384,
+                sha512,
+                storage_class,
+                ssec,
+            } = *put;
             no_ssec("put", &ssec)?;
             let options = R2PutOptions {
                 only_if: only_if.map(conditional).transpose()?,
