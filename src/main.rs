@@ -230,9 +230,10 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     };
     let done = plan.apply(&store)?;
     let provisioned = plan.describe(&store, &done)?;
-    // The curl example queries the first database there is.
+    // The examples use the first database, index and bucket there are.
     let first_db = store.d1().list()?.into_iter().next();
     let first_index = store.vectorize().list()?.into_iter().next();
+    let first_bucket = store.r2().list_buckets()?.into_iter().next();
     let store = std::sync::Arc::new(store);
     let server = tristore::server::start(
         store.clone(),
@@ -313,13 +314,12 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         "  python: cloudflare.Cloudflare(api_token='x', base_url='http://{}/client/v4')",
         server.addr
     );
-    println!(
-        "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws s3 ls s3://{} --endpoint-url http://{} --region auto",
-        args.s3_access_key_id,
-        args.s3_secret_access_key,
-        defaults::METACOGNA_BUCKET,
-        server.s3_addr
-    );
+    if let Some(bucket) = first_bucket {
+        println!(
+            "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws s3 ls s3://{} --endpoint-url http://{} --region auto",
+            args.s3_access_key_id, args.s3_secret_access_key, bucket.name, server.s3_addr
+        );
+    }
     println!(
         "  python: boto3.client('s3', endpoint_url='http://{}', region_name='auto', aws_access_key_id='{}', aws_secret_access_key='{}')",
         server.s3_addr, args.s3_access_key_id, args.s3_secret_access_key

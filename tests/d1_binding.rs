@@ -158,6 +158,14 @@ fn rows_read_and_written_on_representative_queries() {
         .all()
         .unwrap();
     assert_eq!(scan.meta.rows_read, 300);
+    // A bare count(*) is answered by SQLite's Count opcode; workerd's D1 counts the rows
+    // counted (libSQL alone would report the b-tree pages visited).
+    for sql in ["SELECT count(*) FROM p", "select COUNT(*) AS n from p"] {
+        let count = db.prepare(sql).all().unwrap();
+        assert_eq!(count.meta.rows_read, 300, "{sql}");
+    }
+    let in_batch = db.batch(&[db.prepare("SELECT count(*) FROM u")]).unwrap();
+    assert_eq!(in_batch[0].meta.rows_read, 100);
     let join = db
         .prepare("SELECT u.team, count(*) FROM u JOIN p ON p.uid = u.id GROUP BY u.team")
         .all()

@@ -1013,14 +1013,34 @@ fn r2_refuses_what_it_cannot_honour_and_stores_nothing() {
     let served = Served::new(None);
     let a = served.addr();
     let key = "0".repeat(64);
-    let r = r2_write(a, json!({"method": "put", "object": "k", "ssec": {"key": key}}), b"v");
-    assert_eq!((r.status, r.r2_error()["v4code"].clone()), (400, json!(10029)));
+    let r = r2_write(
+        a,
+        json!({"method": "put", "object": "k", "ssec": {"key": key}}),
+        b"v",
+    );
+    assert_eq!(
+        (r.status, r.r2_error()["v4code"].clone()),
+        (400, json!(10029))
+    );
     assert!(r.r2_error()["message"].as_str().unwrap().contains("SSE-C"));
-    let r = r2_write(a, json!({"method": "put", "object": "k", "md5": "XUFAKrxLKna5cZ2REBfFkg==", "sha1": "aa".repeat(20)}), b"hello");
-    assert_eq!((r.status, r.r2_error()["v4code"].clone()), (400, json!(10029)));
-    let r = r2_read(a, json!({"method": "get", "object": "k", "ssec": {"key": key}}));
+    let r = r2_write(
+        a,
+        json!({"method": "put", "object": "k", "md5": "XUFAKrxLKna5cZ2REBfFkg==", "sha1": "aa".repeat(20)}),
+        b"hello",
+    );
+    assert_eq!(
+        (r.status, r.r2_error()["v4code"].clone()),
+        (400, json!(10029))
+    );
+    let r = r2_read(
+        a,
+        json!({"method": "get", "object": "k", "ssec": {"key": key}}),
+    );
     assert_eq!(r.r2_error()["v4code"], 10029);
-    assert_eq!(r2_read(a, json!({"method": "head", "object": "k"})).status, 404);
+    assert_eq!(
+        r2_read(a, json!({"method": "head", "object": "k"})).status,
+        404
+    );
     // An empty Vectorize write is refused as the REST API refuses it.
     let r = vectorize(a, "insert", "");
     assert_eq!((r.status, r.json()["code"].clone()), (400, json!(40026)));

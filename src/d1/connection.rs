@@ -22,6 +22,19 @@ pub(crate) struct Outcome {
     pub rows_written: u64,
 }
 
+impl Outcome {
+    /// For a simple count (`count` true), the rows read as workerd counts them: the
+    /// rows counted, which is the one value the statement returns.
+    fn counted(mut self, count: bool) -> Outcome {
+        if let (true, [row]) = (count, self.rows.as_slice()) {
+            if let [D1Value::Integer(n)] = row.as_slice() {
+                self.rows_read = u64::try_from(*n).unwrap_or(0);
+            }
+        }
+        self
+    }
+}
+
 /// Text of the error a query gets when it runs past the time limit.
 pub(crate) const TIMEOUT_MESSAGE: &str =
     "D1 DB storage operation exceeded timeout which caused object to be reset.";
@@ -34,6 +47,8 @@ pub(crate) struct Conn {
     /// Nanoseconds after [`epoch`] past which the running query is interrupted; 0 = none.
     deadline: Arc<AtomicU64>,
     pub page_size: u64,
+    /// Which statement texts are simple counts (see [`Conn::simple_count`]).
+    counts: std::cell::RefCell<std::collections::HashMap<String, bool>>,
 }
 
 /// Process-wide origin for deadlines, so that one can live in an `AtomicU64`.
@@ -87,6 +102,7 @@ impl Conn {
             policy,
             deadline,
             page_size,
+            counts: Default::default(),
         })
     }
 
@@ -152,7 +168,9 @@ impl Conn {
         if !stmt.readonly() {
             return Ok(None);
         }
-        self.execute(&mut stmt, params).map(Some)
+        let count = self.simple_count(sql);
+        self.execute(&mut stmt, params)
+            .map(|out| Some(out.counted(count)))
     }
 
     /// Runs every statement of `sql`. As in D1, only the rows of the last statement are
@@ -166,7 +184,9 @@ impl Conn {
                     .sqlite
                     .prepare_cached(sql)
                     .map_err(|e| self.explain(e))?;
+                let count = self.simple_count(sql);
                 self.execute(&mut stmt, params)
+                    .map(|out| out.counted(count))
             }
             Shape::Several => self.run_several(sql, params),
         }
@@ -202,6 +222,36 @@ impl Conn {
             )));
         }
         outcome.ok_or_else(no_statements)
+    }
+
+    /// Whether `sql` is a simple `SELECT count(*) FROM t`, which SQLite answers with its
+    /// `Count` opcode: workerd's D1 counts the rows counted as read there, libSQL the
+    /// b-tree pages visited. Found once per text (by `EXPLAIN`) and remembered.
+    fn simple_count(&self, sql: &str) -> bool {
+        if !sql.to_ascii_lowercase().contains("count") {
+            return false;
+        }
+        if let Some(&known) = self.counts.borrow().get(sql) {
+            return known;
+        }
+        // EXPLAIN only lists the program; the text is one statement (`Shape::Single`).
+        let found = self.policy.trusted(|| {
+            let mut explain = self.sqlite.prepare(&format!("EXPLAIN {sql}"))?;
+            let mut ops = explain.query([])?;
+            while let Some(op) = ops.next()? {
+                if op.get_ref(1)?.as_str() == Ok("Count") && op.get::<_, i64>(4)? == 0 {
+                    return Ok(true);
+                }
+            }
+            Ok::<_, rusqlite::Error>(false)
+        });
+        let mut counts = self.counts.borrow_mut();
+        if counts.len() >= 512 {
+            counts.clear();
+        }
+        let found = found.unwrap_or(false);
+        counts.insert(sql.to_owned(), found);
+        found
     }
 
     fn execute(&self, stmt: &mut Statement<'_>, params: &[D1Value]) -> Result<Outcome, SqlError> {

@@ -115,7 +115,15 @@ impl D1Database {
             conn.sqlite.pragma_update(None, "foreign_keys", "OFF")?;
             let dropped = drop_schema(&conn.sqlite);
             conn.sqlite.pragma_update(None, "foreign_keys", "ON")?;
-            dropped
+            dropped?;
+            // Back to a new database's size, so `size_after` and `changed_db` read as
+            // they would on one. VACUUM works in an attached copy, which D1's limits
+            // forbid to user SQL.
+            use rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED;
+            let attached = conn.sqlite.set_limit(SQLITE_LIMIT_ATTACHED, 1);
+            let vacuumed = conn.sqlite.execute_batch("VACUUM");
+            conn.sqlite.set_limit(SQLITE_LIMIT_ATTACHED, attached);
+            vacuumed
         })?;
         self.shared
             .size

@@ -85,6 +85,17 @@ impl ExpectedChecksum {
         Ok(make(raw))
     }
 
+    /// The algorithm's name as R2's messages write it (`SHA-256`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExpectedChecksum::Md5(_) => "MD5",
+            ExpectedChecksum::Sha1(_) => "SHA-1",
+            ExpectedChecksum::Sha256(_) => "SHA-256",
+            ExpectedChecksum::Sha384(_) => "SHA-384",
+            ExpectedChecksum::Sha512(_) => "SHA-512",
+        }
+    }
+
     fn parts(&self) -> (Option<HashAlgorithm>, &[u8]) {
         match self {
             ExpectedChecksum::Md5(d) => (None, d),
@@ -181,6 +192,11 @@ impl R2Bucket {
         let mut object = record.to_object(key);
         if let Some(cond) = &options.only_if {
             if !cond.passes(Some((&record.etag, record.uploaded))) {
+                // As `head` reports it: the whole object.
+                object.range = Some(super::object::ReturnedRange {
+                    offset: 0,
+                    length: record.size,
+                });
                 return Ok(Some(R2ObjectBody { object, body: None }));
             }
         }
@@ -260,10 +276,18 @@ impl R2Bucket {
                 None => &written.md5,
             };
             if got != want.as_slice() {
+                let name = options
+                    .checksum
+                    .as_ref()
+                    .map_or("MD5", ExpectedChecksum::name);
                 return Err(R2Error::new(
                     OP,
                     R2ErrorKind::BadDigest,
-                    "The provided checksum does not match the data; nothing was stored",
+                    format!(
+                        "The {name} checksum you specified did not match what we received.\nYou provided a {name} checksum with value: {}\nActual {name} was: {}",
+                        hex::encode(&want),
+                        hex::encode(got)
+                    ),
                 ));
             }
         }
@@ -380,14 +404,11 @@ impl R2Bucket {
 
     pub(crate) fn check_key(&self, op: &'static str, key: &str) -> Result<(), R2Error> {
         if key.len() > self.inner.limits.max_key_bytes {
+            // R2's text; the limit (1,024 bytes by default) is in the docs.
             return Err(R2Error::new(
                 op,
                 R2ErrorKind::InvalidObjectName,
-                format!(
-                    "Object key too long: {} bytes, the limit is {}",
-                    key.len(),
-                    self.inner.limits.max_key_bytes
-                ),
+                "The specified object name is not valid.",
             ));
         }
         Ok(())

@@ -260,11 +260,12 @@ impl R2MultipartUpload {
     ) -> Result<Option<R2Object>, R2Error> {
         const OP: &str = "completeMultipartUpload";
         let inner = &self.bucket.inner;
-        let invalid_part = |n: u32| {
+        // R2's text; which part is wrong is not said, as in R2.
+        let invalid_part = || {
             R2Error::new(
                 OP,
                 R2ErrorKind::InvalidPart,
-                format!("Part {n} was not uploaded or its ETag does not match. Upload it again or list the parts."),
+                "One or more of the specified parts could not be found.",
             )
         };
         if parts.is_empty() {
@@ -286,10 +287,10 @@ impl R2MultipartUpload {
                     .or_r2(OP)?
                 {
                     Some(v) => decode(OP, v.value())?,
-                    None => return Err(invalid_part(p.part_number)),
+                    None => return Err(invalid_part()),
                 };
                 if hex::encode(record.md5) != p.etag.trim_matches('"') {
-                    return Err(invalid_part(p.part_number));
+                    return Err(invalid_part());
                 }
                 records.push(record);
             }
