@@ -220,6 +220,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let stop = StopSignal::install()?;
     let plan = match &args.config {
         Some(path) => {
             let config = tristore::provision::WranglerConfig::load(path)?;
@@ -326,7 +327,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     );
     println!();
     println!("Ctrl-C stops the server.");
-    wait_for_stop_signal()?;
+    stop.wait();
     eprintln!("stopping: finishing requests in flight");
     server.shutdown()?;
     Ok(())
@@ -379,18 +380,40 @@ fn vitest_snippet(url: &str, plan: &tristore::provision::Plan) -> Vec<String> {
     lines
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_stop_signal() -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
-        }
-    })
+/// SIGINT and SIGTERM, caught from the moment this exists: a signal sent as soon as the
+/// banner is out (a test harness, a supervisor) stops the server cleanly instead of
+/// killing it, which would leave an `--ephemeral` directory behind.
+struct StopSignal {
+    runtime: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> std::io::Result<StopSignal> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _context = runtime.enter();
+        let interrupt = signal(SignalKind::interrupt())?;
+        let terminate = signal(SignalKind::terminate())?;
+        Ok(StopSignal {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// Blocks until one of the two arrives.
+    fn wait(mut self) {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        });
+    }
 }
 
 fn d1(store: &Store, command: D1Command) -> CliResult {
