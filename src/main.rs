@@ -297,7 +297,12 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     );
     println!("Remote bindings: {bindings_url}  (Workers under Miniflare or the vitest pool)");
     println!();
-    for line in vitest_snippet(&bindings_url, &plan) {
+    let reset = format!(
+        "http://{}{}",
+        server.addr,
+        tristore::server::bindings::RESET_PATH
+    );
+    for line in vitest_snippet(&bindings_url, &reset, &plan) {
         println!("{line}");
     }
     println!();
@@ -334,49 +339,51 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
 }
 
 /// A `vitest.config.ts` excerpt that points the plan's bindings at tristore.
-fn vitest_snippet(url: &str, plan: &tristore::provision::Plan) -> Vec<String> {
+fn vitest_snippet(url: &str, reset: &str, plan: &tristore::provision::Plan) -> Vec<String> {
     let proxy = format!("remoteProxyConnectionString: new URL(\"{url}\")");
     let mut lines = vec![
         "Point a Worker's bindings here (vitest.config.ts, in cloudflareTest({ ... })):".to_owned(),
         "  remoteBindings: false,".to_owned(),
         "  miniflare: {".to_owned(),
     ];
-    if !plan.databases.is_empty() {
-        lines.push("    d1Databases: {".into());
-        for d in &plan.databases {
+    // Miniflare's option, the key naming the resource, and (binding, resource) pairs.
+    let sections: [(&str, &str, Vec<(&str, &str)>); 3] = [
+        (
+            "d1Databases",
+            "id",
+            plan.databases
+                .iter()
+                .map(|d| (d.binding.as_str(), d.name.as_str()))
+                .collect(),
+        ),
+        (
+            "vectorize",
+            "index_name",
+            plan.indexes
+                .iter()
+                .map(|i| (i.binding.as_str(), i.name.as_str()))
+                .collect(),
+        ),
+        (
+            "r2Buckets",
+            "id",
+            plan.buckets
+                .iter()
+                .map(|b| (b.binding.as_str(), b.name.as_str()))
+                .collect(),
+        ),
+    ];
+    for (option, key, bindings) in sections.iter().filter(|s| !s.2.is_empty()) {
+        lines.push(format!("    {option}: {{"));
+        for (binding, name) in bindings {
             lines.push(format!(
-                "      {}: {{ id: \"{}\", {proxy} }},",
-                d.binding, d.name
-            ));
-        }
-        lines.push("    },".into());
-    }
-    if !plan.indexes.is_empty() {
-        lines.push("    vectorize: {".into());
-        for i in &plan.indexes {
-            lines.push(format!(
-                "      {}: {{ index_name: \"{}\", {proxy} }},",
-                i.binding, i.name
-            ));
-        }
-        lines.push("    },".into());
-    }
-    if !plan.buckets.is_empty() {
-        lines.push("    r2Buckets: {".into());
-        for b in &plan.buckets {
-            lines.push(format!(
-                "      {}: {{ id: \"{}\", {proxy} }},",
-                b.binding, b.name
+                "      {binding}: {{ {key}: \"{name}\", {proxy} }},"
             ));
         }
         lines.push("    },".into());
     }
     lines.push("  },".into());
-    lines.push(format!(
-        "  (reset between test files: POST http://{}{})",
-        url.split('/').nth(2).unwrap_or(""),
-        tristore::server::bindings::RESET_PATH
-    ));
+    lines.push(format!("  (reset between test files: POST {reset})"));
     lines
 }
 

@@ -1044,12 +1044,33 @@ function checkDiff(local, remote) {
 
 // ---------------------------------------------------------------------------------------
 
+const suites = ["vectorize", "d1", "r2"];
+
+// The whole conformance run on one Miniflare: every suite, the routing probe and the
+// seed, then a reset and what must hold after it; then the checks, and their self-test.
+async function conformance(Miniflare, options, bindings, mode) {
+  const names = (o) => Object.keys(o);
+  const probe = `probe?vectorize=${names(bindings.vectorize)}&d1=${names(bindings.d1Databases)}&r2=${names(bindings.r2Buckets)}`;
+  R = await runWorker(Miniflare, options, [...suites, probe, "seed"]);
+  await reset();
+  R = { ...R, ...(await runWorker(Miniflare, options, ["after-reset"])) };
+  const checkAll = () => {
+    checkVectorize();
+    checkD1();
+    checkR2();
+    checkSeed();
+    checkProbe(routingExpectations(mode));
+    checkAfterReset();
+  };
+  checkAll();
+  selfTest(checkAll);
+}
+
 async function main() {
   const started = Date.now();
   const dump = {};
   const mf4 = await load("miniflare");
   const mf5 = await load("miniflare5");
-  const suites = ["vectorize", "d1", "r2"];
   const t = (u) => withToken(u);
 
   if (mode === "mf4") {
@@ -1080,22 +1101,8 @@ async function main() {
       BADTOKEN_BUCKET: { id: "wb-bucket", remoteProxyConnectionString: withToken(`${base}/r2/wb-bucket`, "wrong-token") },
       KIND_BUCKET: { id: "wb-db", remoteProxyConnectionString: t(`${base}/d1/wb-db`) },
     };
-    const probe = `probe?vectorize=${Object.keys(vectorize)}&d1=${Object.keys(d1Databases)}&r2=${Object.keys(r2Buckets)}`;
-    R = await runWorker(mf4.Miniflare, v4Options({ vectorize, d1Databases, r2Buckets }), [...suites, probe, "seed"]);
-    await reset();
-    const after = await runWorker(mf4.Miniflare, v4Options({ vectorize, d1Databases, r2Buckets }), ["after-reset"]);
-    R = { ...R, ...after };
+    await conformance(mf4.Miniflare, v4Options({ vectorize, d1Databases, r2Buckets }), { vectorize, d1Databases, r2Buckets }, "mf4");
     dump.tristore = R;
-    const checkAll = () => {
-      checkVectorize();
-      checkD1();
-      checkR2();
-      checkSeed();
-      checkProbe(routingExpectations("mf4"));
-      checkAfterReset();
-    };
-    checkAll();
-    selfTest(checkAll);
   } else if (mode === "mf5") {
     console.log(`Miniflare 5 (${pkgVersion("miniflare5")}), one URL for all bindings, against ${base}`);
     await reset();
@@ -1116,23 +1123,9 @@ async function main() {
     const vectorize = Object.fromEntries(["VECTORIZE", "ALT_INDEX", "OTHER_INDEX", "NOWHERE_INDEX", "GHOST_INDEX"].map((n) => [n, { index_name: n.toLowerCase(), remoteProxyConnectionString: url }]));
     const d1Databases = Object.fromEntries(["DB", "ALT_DB", "OTHER_DB", "NOWHERE_DB", "GHOST_DB"].map((n) => [n, { id: n.toLowerCase(), remoteProxyConnectionString: url }]));
     const r2Buckets = Object.fromEntries(["BUCKET", "ALT_BUCKET", "OTHER_BUCKET", "NOWHERE_BUCKET", "GHOST_BUCKET"].map((n) => [n, { id: n.toLowerCase(), remoteProxyConnectionString: url }]));
-    const probe = `probe?vectorize=${Object.keys(vectorize)}&d1=${Object.keys(d1Databases)}&r2=${Object.keys(r2Buckets)}`;
     const options = mf5.convertV4MiniflareOptions(v4Options({ vectorize, d1Databases, r2Buckets }));
-    R = await runWorker(mf5.Miniflare, options, [...suites, probe, "seed"]);
-    await reset();
-    const after = await runWorker(mf5.Miniflare, options, ["after-reset"]);
-    R = { ...R, ...after };
+    await conformance(mf5.Miniflare, options, { vectorize, d1Databases, r2Buckets }, "mf5");
     dump.tristore = R;
-    const checkAll = () => {
-      checkVectorize();
-      checkD1();
-      checkR2();
-      checkSeed();
-      checkProbe(routingExpectations("mf5"));
-      checkAfterReset();
-    };
-    checkAll();
-    selfTest(checkAll);
   } else {
     console.log(`Differential: Miniflare 4 local D1/R2 vs tristore (${base})`);
     const dir = mkdtempSync(path.join(tmpdir(), "wb-local-"));
