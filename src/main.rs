@@ -75,6 +75,21 @@ struct ServeArgs {
     /// (instead of --data-dir): for test runs.
     #[arg(long)]
     ephemeral: bool,
+    /// Also answer REST requests that name the server by this host name (repeatable);
+    /// without an API token only loopback names are answered.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
+    /// Serve browser requests from this origin, e.g. https://app.example, with CORS
+    /// (repeatable); other origins are refused.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Seconds an upload may send nothing before it fails.
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
+    /// Listen on a non-loopback --host even without --api-token or with the default S3
+    /// keys (anyone who can reach the port can then read and change everything).
+    #[arg(long)]
+    allow_exposed: bool,
 }
 
 impl Default for ServeArgs {
@@ -89,6 +104,10 @@ impl Default for ServeArgs {
             s3_secret_access_key: options.s3_credentials.secret_access_key,
             config: None,
             ephemeral: false,
+            allow_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+            body_timeout: options.body_timeout.as_secs(),
+            allow_exposed: false,
         }
     }
 }
@@ -212,7 +231,33 @@ fn run(cli: Cli) -> CliResult {
     }
 }
 
+/// A non-loopback `--host` exposes every database, index and bucket to the network:
+/// refused without a token and with the published S3 keys, unless asked for.
+fn check_exposure(args: &ServeArgs) -> Result<(), String> {
+    let loopback = args.host == "localhost"
+        || args
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let default_keys = args.s3_access_key_id == tristore::server::s3::DEFAULT_ACCESS_KEY_ID
+        || args.s3_secret_access_key == tristore::server::s3::DEFAULT_SECRET_ACCESS_KEY;
+    if loopback || args.allow_exposed || (args.api_token.is_some() && !default_keys) {
+        return Ok(());
+    }
+    Err(format!(
+        "--host {} makes tristore reachable from other machines, but {}: set --api-token and your own --s3-access-key-id / --s3-secret-access-key, or pass --allow-exposed if this network is yours alone",
+        args.host,
+        match (args.api_token.is_none(), default_keys) {
+            (true, true) => "no --api-token is set and the S3 keys are the published defaults",
+            (true, false) => "no --api-token is set",
+            _ => "the S3 keys are the published defaults",
+        }
+    ))
+}
+
 fn serve(store: Store, args: ServeArgs) -> CliResult {
+    check_exposure(&args)?;
+    raise_open_file_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -248,6 +293,14 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
                 &args.s3_secret_access_key,
             ),
             plan: plan.clone(),
+            browsers: tristore::server::guard::BrowserPolicy {
+                allowed_hosts: args.allow_hosts.clone(),
+                cors_origins: args.cors_origins.clone(),
+                token_required: args.api_token.is_some(),
+            },
+            limits: tristore::server::listen::ConnectionLimits::default(),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
+            ..Default::default()
         },
     )?;
     let base = format!(
@@ -347,7 +400,8 @@ fn vitest_snippet(url: &str, reset: &str, plan: &tristore::provision::Plan) -> V
         "  miniflare: {".to_owned(),
     ];
     // Miniflare's option, the key naming the resource, and (binding, resource) pairs.
-    let sections: [(&str, &str, Vec<(&str, &str)>); 3] = [
+    type Section<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let sections: [Section; 3] = [
         (
             "d1Databases",
             "id",
@@ -385,6 +439,23 @@ fn vitest_snippet(url: &str, reset: &str, plan: &tristore::provision::Plan) -> V
     lines.push("  },".into());
     lines.push(format!("  (reset between test files: POST {reset})"));
     lines
+}
+
+/// Raises the soft limit on open files to the hard one: every connection, database and
+/// blob being written holds descriptors, and 1,024 (a common default) is easily reached.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit / setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// SIGINT and SIGTERM, caught from the moment this exists: a signal sent as soon as the

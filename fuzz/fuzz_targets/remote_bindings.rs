@@ -129,7 +129,11 @@ fuzz_target!(|data: &[u8]| {
         .uri("/cdn-cgi/tristore/remote-bindings")
         .body(Body::from(body))
         .unwrap();
-    let app = router(w.store.clone(), None, w.plan.clone());
+    let options = tristore::server::ServerOptions {
+        plan: w.plan.clone(),
+        ..Default::default()
+    };
+    let app = router(w.store.clone(), &options);
     w.runtime.block_on(async move {
         let response = app.oneshot(request).await.unwrap();
         let status = response.status().as_u16();

@@ -86,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
         )
         .body(Body::from(body.to_vec()))
         .unwrap();
-    let app = router(w.store.clone(), None, tristore::defaults::metacogna_plan());
+    let app = router(w.store.clone(), &tristore::server::ServerOptions::default());
     w.runtime.block_on(async move {
         let response = app.oneshot(request).await.unwrap();
         let status = response.status().as_u16();

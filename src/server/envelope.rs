@@ -140,6 +140,40 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
     serde_json::from_slice(body).map_err(ApiError::bad_body)
 }
 
+/// Rewrites the plain-text errors of axum's extractors (a query string that does not
+/// parse, a body over the limit) into the v4 envelope, so that every REST answer has
+/// Cloudflare's shape.
+pub async fn plain_errors_as_envelope(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let code = if status.is_server_error() {
+        10000
+    } else {
+        10001
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    ApiError::new(status.as_u16(), code, message).into_response()
+}
+
 /// Runs a blocking store call off the async threads.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,

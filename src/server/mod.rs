@@ -10,6 +10,8 @@ pub mod bindings;
 pub mod d1;
 pub mod d1_transfer;
 pub mod envelope;
+pub mod guard;
+pub mod listen;
 pub mod load;
 pub mod r2;
 pub mod s3;
@@ -48,6 +50,15 @@ pub struct ServerOptions {
     pub s3_credentials: crate::r2::presign::Credentials,
     /// What the Worker's bindings name (for [`bindings`]), and what a reset restores.
     pub plan: crate::provision::Plan,
+    /// Host names and browser origins the REST port accepts besides loopback ones.
+    pub browsers: guard::BrowserPolicy,
+    /// Deadlines and connection caps, the same for each port.
+    pub limits: listen::ConnectionLimits,
+    /// An upload that sends nothing for this long fails, and stores nothing.
+    pub body_timeout: std::time::Duration,
+    /// Threads for store calls (tokio's blocking pool); at most
+    /// [`stream::MAX_UPLOADS`] of them receive bodies at once.
+    pub blocking_threads: usize,
 }
 
 impl Default for ServerOptions {
@@ -64,22 +75,27 @@ impl Default for ServerOptions {
                 s3::DEFAULT_SECRET_ACCESS_KEY,
             ),
             plan: crate::defaults::metacogna_plan(),
+            browsers: guard::BrowserPolicy::default(),
+            limits: listen::ConnectionLimits::default(),
+            body_timeout: std::time::Duration::from_secs(30),
+            blocking_threads: 512,
         }
     }
 }
 
 /// The REST API over `store`, with the remote-bindings route for the bindings of
-/// `plan`.
-pub fn router(
-    store: Arc<Store>,
-    api_token: Option<String>,
-    plan: crate::provision::Plan,
-) -> Router {
+/// `options.plan`, guarded as `options.browsers` and `options.api_token` say.
+pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
+    let api_token = options.api_token.clone();
     let account = Router::new()
         .nest("/d1/database", d1::routes())
         .nest("/vectorize/v2/indexes", vectorize::routes())
         .nest("/r2/buckets", r2::routes());
-    let bindings = bindings::routes(store.clone(), plan, api_token.clone());
+    let bindings = bindings::routes(store.clone(), options.plan.clone(), api_token.clone());
+    let policy = Arc::new(guard::BrowserPolicy {
+        token_required: api_token.is_some(),
+        ..options.browsers.clone()
+    });
     let token = Arc::new(api_token);
     let rest = Router::new()
         .nest("/client/v4/accounts/{account}", account)
@@ -98,12 +114,18 @@ pub fn router(
             let token = token.clone();
             async move { authorize(token.as_deref(), request, next).await }
         }))
+        .layer(middleware::from_fn(envelope::plain_errors_as_envelope))
         .layer(middleware::from_fn(log))
         .layer(axum::extract::DefaultBodyLimit::max(REST_BODY_LIMIT))
         .with_state(store);
     // The bindings route checks its own token (`?token=`), logs its own lines and streams
-    // R2 values past the REST body limit, so it sits outside those layers.
-    bindings.merge(rest)
+    // R2 values past the REST body limit, so it sits outside those layers; the browser
+    // guard covers the whole port.
+    bindings
+        .merge(rest)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            guard::check(policy.clone(), request, next)
+        }))
 }
 
 /// Largest REST request body: Cloudflare's API takes up to 100 MB (a Vectorize insert
@@ -174,25 +196,22 @@ impl RunningServer {
 
 /// Binds both ports and starts serving `store` on a runtime of its own.
 pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<RunningServer> {
+    let body_timeout = options.body_timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(options.blocking_threads.max(stream::MAX_UPLOADS + 1))
+        .on_thread_start(move || stream::set_body_timeout(body_timeout))
         .enable_all()
         .build()?;
     let bind =
         |port: u16| runtime.block_on(tokio::net::TcpListener::bind((options.host.as_str(), port)));
     let (rest, s3_listener) = (bind(options.port)?, bind(options.s3_port)?);
     let (addr, s3_addr) = (rest.local_addr()?, s3_listener.local_addr()?);
-    let rest_app = router(store.clone(), options.api_token, options.plan);
+    let rest_app = router(store.clone(), &options);
     let s3_app = s3::router(store, options.s3_credentials);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let limits = options.limits;
     let serve = move |listener: tokio::net::TcpListener, app: Router| {
-        let mut stopped = stopped.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-        }
+        listen::serve(listener, app, limits, stopped.clone())
     };
     let thread = std::thread::Builder::new()
         .name("tristore-http".into())

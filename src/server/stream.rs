@@ -1,12 +1,52 @@
 //! Bridges between async HTTP bodies and the stores' blocking reads and writes, so that
 //! objects of any size cross the server with bounded memory.
+//!
+//! A body being received holds a blocking thread (the store reads it as a `Read`), so
+//! two bounds keep slow or silent uploaders from starving everything else, which shares
+//! tokio's blocking pool: a body that sends nothing for the body timeout fails (the store
+//! then commits nothing), and at most [`MAX_UPLOADS`] bodies are received at once (more
+//! wait, without a thread, for a slot).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io::{self, Read};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+/// Bodies received at once: well under tokio's 512 blocking threads, so store calls
+/// always find one.
+pub const MAX_UPLOADS: usize = 64;
+
+thread_local! {
+    /// How long a body may send nothing before it fails, per server: each server's
+    /// runtime sets it on its threads (several servers can share a process, as tests do).
+    static BODY_TIMEOUT: Cell<Duration> = const { Cell::new(Duration::from_secs(30)) };
+}
+
+/// Sets how long a body may send nothing, for bodies received on this thread; a server
+/// calls it on each of its runtime's threads (`ServerOptions::body_timeout`).
+pub fn set_body_timeout(timeout: Duration) {
+    BODY_TIMEOUT.with(|t| t.set(timeout.max(Duration::from_millis(1))));
+}
+
+/// The error a reader gets when the body stalls; `io::ErrorKind::TimedOut`.
+pub fn is_body_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut
+}
+
+/// A slot to receive a body in; hold it until the store has read the body.
+pub async fn upload_slot() -> OwnedSemaphorePermit {
+    static SLOTS: std::sync::OnceLock<std::sync::Arc<Semaphore>> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| std::sync::Arc::new(Semaphore::new(MAX_UPLOADS)));
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the upload semaphore is never closed")
+}
 
 /// The blocking end of an HTTP body being received (see [`body_reader`]).
 pub struct BodyReader {
@@ -30,12 +70,23 @@ impl Read for BodyReader {
 
 /// A blocking reader over `body`, and the future that feeds it. Read on a blocking
 /// thread while the future runs on the async side; a reader that stops early ends the
-/// future (the rest of the body is not read).
+/// future (the rest of the body is not read). A body that sends nothing for the body
+/// timeout gives the reader a `TimedOut` error. Take an [`upload_slot`] first.
 pub fn body_reader(body: Body) -> (BodyReader, impl Future<Output = ()> + Send) {
     let (tx, rx) = mpsc::channel(8);
+    let timeout = BODY_TIMEOUT.with(Cell::get);
     let pump = async move {
         let mut body = body;
-        while let Some(frame) = body.frame().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(timeout, body.frame()).await else {
+                let stalled = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the body sent nothing for {} s", timeout.as_secs()),
+                );
+                let _ = tx.send(Err(stalled)).await;
+                break;
+            };
+            let Some(frame) = next else { break };
             let item = match frame {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) => Ok(data),

@@ -429,6 +429,7 @@ async fn write(
             )),
         );
     };
+    let _slot = stream::upload_slot().await;
     let (mut reader, pump) = stream::body_reader(body);
     let op = std::sync::Arc::new(std::sync::Mutex::new("-"));
     let seen = op.clone();

@@ -274,11 +274,19 @@ impl Read for CheckedBody {
                     .and_then(|inner| inner.downcast_ref::<S3Error>())
                     .cloned()
                     .unwrap_or_else(|| {
-                        S3Error::new(
-                            400,
-                            "IncompleteBody",
-                            format!("The request body could not be read: {e}"),
-                        )
+                        if stream::is_body_timeout(&e) {
+                            S3Error::new(
+                                400,
+                                "RequestTimeout",
+                                "Your socket connection to the server was not read from or written to within the timeout period.",
+                            )
+                        } else {
+                            S3Error::new(
+                                400,
+                                "IncompleteBody",
+                                format!("The request body could not be read: {e}"),
+                            )
+                        }
                     });
                 return Err(self.fail(s3));
             }
@@ -311,6 +319,7 @@ pub async fn consume<T: Send + 'static>(
     plan: BodyPlan,
     work: impl FnOnce(&mut CheckedBody) -> Result<T, S3Error> + Send + 'static,
 ) -> Result<T, S3Error> {
+    let _slot = stream::upload_slot().await;
     let (source, pump) = stream::body_reader(body);
     let mut reader = plan.reader(Box::new(source))?;
     let failure = reader.failure();
