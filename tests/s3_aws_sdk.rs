@@ -5,7 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::http::HttpRequest;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_s3::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
+use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
@@ -43,9 +48,13 @@ impl Emulator {
     }
 
     fn client_with(&self, secret: &str) -> Client {
+        self.client_in("auto", secret)
+    }
+
+    fn client_in(&self, region: &'static str, secret: &str) -> Client {
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("auto"))
+            .region(Region::new(region))
             .endpoint_url(self.endpoint())
             .credentials_provider(Credentials::new(
                 DEFAULT_ACCESS_KEY_ID,
@@ -92,6 +101,44 @@ async fn read(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
 
 fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("<none>").to_owned()
+}
+
+/// Edits a request after the SDK has signed it, as a proxy or an attacker replaying a
+/// captured request can.
+#[derive(Debug)]
+struct AfterSigning(fn(&mut HttpRequest));
+
+impl Intercept for AfterSigning {
+    fn name(&self) -> &'static str {
+        "AfterSigning"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        (self.0)(context.request_mut());
+        Ok(())
+    }
+}
+
+/// The status and XML body of a plain HTTP request that must fail.
+fn refused(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    match result {
+        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
+        Ok(r) => panic!(
+            "expected an error, got {} {:?}",
+            r.status(),
+            r.into_string()
+        ),
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+fn presigning() -> PresigningConfig {
+    PresigningConfig::expires_in(Duration::from_secs(600)).unwrap()
 }
 
 #[test]
@@ -555,4 +602,146 @@ fn presigned_urls_work_with_a_plain_http_client() {
             .contains("<Code>AccessDenied</Code>")),
         other => panic!("anonymous requests are refused, got {other:?}"),
     }
+}
+
+/// A presigned URL (which signs only `host`) or a header-signed request must not gain
+/// powers from headers added after signing: S3 refuses unsigned `x-amz-*` headers, and
+/// R2's `cf-` extensions change what a request does just as much.
+#[test]
+fn unsigned_headers_cannot_change_what_a_signed_request_does() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        for bucket in ["victim-bucket", "uploads"] {
+            s3.create_bucket().bucket(bucket).send().await.unwrap();
+        }
+        s3.put_object()
+            .bucket("victim-bucket")
+            .key("secret.txt")
+            .body(ByteStream::from_static(b"TOP-SECRET-DATA"))
+            .send()
+            .await
+            .unwrap();
+        // The app hands a user presigned URLs for their own upload key only.
+        let key = "user-7/avatar.png";
+        let put = s3.put_object().bucket("uploads").key(key);
+        let put_url = put.presigned(presigning()).await.unwrap().uri().to_owned();
+        let get = s3.get_object().bucket("uploads").key(key);
+        let get_url = get.presigned(presigning()).await.unwrap().uri().to_owned();
+        let elsewhere = s3.put_object().bucket("not-yet-a-bucket").key(key);
+        let elsewhere_url = elsewhere
+            .presigned(presigning())
+            .await
+            .unwrap()
+            .uri()
+            .to_owned();
+        let upload = s3
+            .create_multipart_upload()
+            .bucket("uploads")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        let upload_id = upload.upload_id().unwrap().to_owned();
+        let part = s3
+            .upload_part()
+            .bucket("uploads")
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(1);
+        let part_url = part.presigned(presigning()).await.unwrap().uri().to_owned();
+
+        tokio::task::spawn_blocking(move || {
+            let copy = ureq::put(&put_url).set("x-amz-copy-source", "/victim-bucket/secret.txt");
+            let (status, xml) = refused(copy.call());
+            assert_eq!(status, 403, "{xml}");
+            assert!(xml.contains("<Code>AccessDenied</Code>"), "{xml}");
+            assert!(
+                xml.contains("There were headers present in the request which were not signed"),
+                "{xml}"
+            );
+            assert!(
+                xml.contains("<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>"),
+                "{xml}"
+            );
+            let (status, xml) = refused(ureq::get(&get_url).call());
+            assert_eq!(status, 404, "nothing was copied: {xml}");
+
+            let copy_part =
+                ureq::put(&part_url).set("x-amz-copy-source", "victim-bucket/secret.txt");
+            assert_eq!(refused(copy_part.call()).0, 403);
+
+            let create = ureq::put(&elsewhere_url).set("cf-create-bucket-if-missing", "true");
+            assert_eq!(refused(create.send_bytes(b"x")).0, 403);
+            let (status, xml) = refused(
+                ureq::put(&put_url)
+                    .set("x-amz-meta-role", "admin")
+                    .set("x-amz-storage-class", "STANDARD_IA")
+                    .send_bytes(b"x"),
+            );
+            assert_eq!(status, 403);
+            assert!(
+                xml.contains(
+                    "<HeadersNotSigned>x-amz-meta-role, x-amz-storage-class</HeadersNotSigned>"
+                ),
+                "{xml}"
+            );
+
+            // What S3 tolerates unsigned: the payload hash, which a presigned URL fixes
+            // to UNSIGNED-PAYLOAD anyway.
+            let plain = ureq::put(&put_url)
+                .set("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+                .send_bytes(b"my avatar");
+            assert_eq!(plain.unwrap().status(), 200);
+        })
+        .await
+        .unwrap();
+
+        let parts = s3
+            .list_parts()
+            .bucket("uploads")
+            .key(key)
+            .upload_id(&upload_id)
+            .send()
+            .await
+            .unwrap();
+        assert!(parts.parts().is_empty(), "no part was copied");
+        let err = s3
+            .head_bucket()
+            .bucket("not-yet-a-bucket")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.raw_response().unwrap().status().as_u16(), 404);
+        let head = s3
+            .head_object()
+            .bucket("uploads")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert!(head.metadata().is_none_or(|m| m.is_empty()));
+        assert_eq!(
+            head.storage_class(),
+            Some(&aws_sdk_s3::types::StorageClass::Standard)
+        );
+
+        // A header-signed request replayed with a header added after signing.
+        let replayed = s3
+            .put_object()
+            .bucket("uploads")
+            .key(key)
+            .body(ByteStream::from_static(b"replayed"))
+            .customize()
+            .interceptor(AfterSigning(|request| {
+                request
+                    .headers_mut()
+                    .insert("x-amz-copy-source", "victim-bucket/secret.txt");
+            }))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(replayed.as_service_error().unwrap()), "AccessDenied");
+        assert_eq!(read(&s3, "uploads", key).await, b"my avatar");
+    });
 }

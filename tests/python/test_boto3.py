@@ -164,6 +164,29 @@ class Boto3(unittest.TestCase):
             urllib.request.urlopen(url.replace("up.txt", "other.txt"))
         self.assertEqual(caught.exception.code, 403)
 
+    def test_unsigned_headers_cannot_turn_a_presigned_put_into_a_copy(self):
+        # The audit's repro: a presigned PUT for one's own key plus an unsigned
+        # x-amz-copy-source must not copy another bucket's object.
+        s3 = self.s3
+        s3.create_bucket(Bucket="victim-bucket")
+        s3.create_bucket(Bucket="uploads")
+        s3.put_object(Bucket="victim-bucket", Key="secret.txt", Body=b"TOP-SECRET-DATA")
+        params = {"Bucket": "uploads", "Key": "user-7/avatar.png"}
+        put = s3.generate_presigned_url("put_object", Params=params)
+        get = s3.generate_presigned_url("get_object", Params=params)
+        copy = urllib.request.Request(
+            put, data=b"", method="PUT", headers={"x-amz-copy-source": "/victim-bucket/secret.txt"}
+        )
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(copy)
+        self.assertEqual(caught.exception.code, 403)
+        body = caught.exception.read()
+        self.assertIn(b"<Code>AccessDenied</Code>", body)
+        self.assertIn(b"<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>", body)
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(get)
+        self.assertEqual(caught.exception.code, 404)
+
     def test_virtual_host_addressing(self):
         # Resolve <bucket>.localhost as browsers and systemd-resolved do.
         real = socket.getaddrinfo
