@@ -745,3 +745,64 @@ fn unsigned_headers_cannot_change_what_a_signed_request_does() {
         assert_eq!(read(&s3, "uploads", key).await, b"my avatar");
     });
 }
+
+/// R2 signs in region `auto` and takes `us-east-1`, an empty region and its location
+/// hints as the same; anything else is refused. A request authenticated twice (header
+/// and presigned query) is refused as S3 refuses it.
+#[test]
+fn only_r2_regions_and_one_authentication_mechanism_are_accepted() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        for region in ["us-east-1", "wnam", "auto"] {
+            let s3 = emu.client_in(region, DEFAULT_SECRET_ACCESS_KEY);
+            s3.list_buckets().send().await.unwrap();
+        }
+        let elsewhere = emu.client_in("eu-west-1", DEFAULT_SECRET_ACCESS_KEY);
+        let err = elsewhere.list_buckets().send().await.unwrap_err();
+        assert_eq!(err.raw_response().unwrap().status().as_u16(), 400);
+        let service = err.as_service_error().unwrap();
+        assert_eq!(code(service), "InvalidRegionName");
+        assert_eq!(
+            aws_sdk_s3::error::ProvideErrorMetadata::message(service),
+            Some("The region name 'eu-west-1' is not valid. Must be one of: wnam, enam, weur, eeur, apac, oc, auto")
+        );
+
+        let s3 = emu.client();
+        s3.create_bucket().bucket("vault").send().await.unwrap();
+        let get = s3.get_object().bucket("vault").key("k");
+        let url = get.presigned(presigning()).await.unwrap().uri().to_owned();
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(refused(ureq::get(&url).call()).0, 404, "the URL alone is fine");
+            let twice = ureq::get(&url).set(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=tristore/20261128/auto/s3/aws4_request, SignedHeaders=host, Signature=00",
+            );
+            let (status, xml) = refused(twice.call());
+            assert_eq!(status, 400, "{xml}");
+            assert!(xml.contains("<Code>InvalidArgument</Code>"), "{xml}");
+            assert!(xml.contains("Only one auth mechanism allowed"), "{xml}");
+        })
+        .await
+        .unwrap();
+    });
+    use tristore::r2::presign::{presign_url, Credentials, PresignRequest};
+    let creds = Credentials::new(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY);
+    let endpoint = emu.endpoint();
+    for region in ["", "us-east-1", "enam"] {
+        let url = presign_url(
+            &PresignRequest {
+                method: "GET",
+                endpoint: &endpoint,
+                bucket: "vault",
+                key: "k",
+                region,
+                expires_in: 60,
+                now: std::time::SystemTime::now(),
+            },
+            &creds,
+        )
+        .unwrap();
+        let (status, xml) = refused(ureq::get(&url).call());
+        assert_eq!(status, 404, "region {region:?}: {xml}");
+    }
+}

@@ -101,6 +101,20 @@ fn fail(code: &'static str, status: u16, message: impl Into<String>) -> SigV4Err
     }
 }
 
+/// The regions R2 accepts in a credential scope: `auto`, its documented aliases
+/// `us-east-1` and empty (spec 6.1), and the location hints, which its refusal lists.
+const R2_REGIONS: &[&str] = &[
+    "auto",
+    "us-east-1",
+    "",
+    "wnam",
+    "enam",
+    "weur",
+    "eeur",
+    "apac",
+    "oc",
+];
+
 /// R2's request headers that extend S3 (spec 6.2). Like S3's `x-amz-*` headers they change
 /// what a request does, so they too must be signed.
 const R2_EXTENSION_HEADERS: &[&str] = &[
@@ -397,6 +411,19 @@ impl SignedRequest<'_> {
                 .map(|(_, v)| v.as_str())
         };
         let presigned = q("X-Amz-Algorithm").is_some() || q("X-Amz-Signature").is_some();
+        if let (true, Some(auth)) = (presigned, self.header("authorization")) {
+            return Err(SigV4Error {
+                details: vec![
+                    ("ArgumentName", "Authorization".to_owned()),
+                    ("ArgumentValue", auth.to_owned()),
+                ],
+                ..fail(
+                    "InvalidArgument",
+                    400,
+                    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+                )
+            });
+        }
         let (credential, signed_headers, signature, date_time, payload_hash) = if presigned {
             if q("X-Amz-Algorithm") != Some("AWS4-HMAC-SHA256") {
                 return Err(fail(
@@ -536,6 +563,13 @@ impl SignedRequest<'_> {
                 "AuthorizationQueryParametersError",
                 400,
                 "Credential scope must be <yyyymmdd of X-Amz-Date>/<region>/s3/aws4_request",
+            ));
+        }
+        if !R2_REGIONS.contains(&region) {
+            return Err(fail(
+                "InvalidRegionName",
+                400,
+                format!("The region name '{region}' is not valid. Must be one of: wnam, enam, weur, eeur, apac, oc, auto"),
             ));
         }
         let secret = secret_of(access_key).ok_or_else(|| fail("Unauthorized", 401, format!("The access key {access_key} is not known here: use the credentials tristore printed at start")))?;
@@ -816,6 +850,68 @@ mod tests {
             verify(&extra).unwrap_err().detail("HeadersNotSigned"),
             Some("x-amz-storage-class")
         );
+    }
+
+    #[test]
+    fn regions_are_r2_s() {
+        let creds = Credentials::new("AKID", "s3cr3t");
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let verify = |region: &str| {
+            let req = PresignRequest {
+                method: "GET",
+                endpoint: "http://h",
+                bucket: "b",
+                key: "k",
+                region,
+                expires_in: 60,
+                now,
+            };
+            let url = presign_url(&req, &creds).unwrap();
+            let (path, query) = url["http://h".len()..].split_once('?').unwrap();
+            SignedRequest {
+                method: "GET",
+                path,
+                query,
+                headers: &[("host", "h")],
+            }
+            .verify(|_| Some("s3cr3t".to_owned()), now)
+        };
+        for region in [
+            "auto",
+            "us-east-1",
+            "",
+            "wnam",
+            "enam",
+            "weur",
+            "eeur",
+            "apac",
+            "oc",
+        ] {
+            assert_eq!(verify(region).unwrap().region, region);
+        }
+        let e = verify("anything-at-all").unwrap_err();
+        assert_eq!((e.status, e.code), (400, "InvalidRegionName"));
+        assert_eq!(e.message, "The region name 'anything-at-all' is not valid. Must be one of: wnam, enam, weur, eeur, apac, oc, auto");
+    }
+
+    #[test]
+    fn one_authentication_mechanism_at_a_time() {
+        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        let req = SignedRequest {
+            method: "GET",
+            path: "/test.txt",
+            query,
+            headers: &[
+                ("Host", "examplebucket.s3.amazonaws.com"),
+                ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,Signature=00"),
+            ],
+        };
+        let e = req
+            .verify(|_| Some(AWS_DOC_SECRET.to_owned()), at("20130524T010000Z"))
+            .unwrap_err();
+        assert_eq!((e.status, e.code), (400, "InvalidArgument"));
+        assert!(e.message.starts_with("Only one auth mechanism allowed"));
+        assert_eq!(e.detail("ArgumentName"), Some("Authorization"));
     }
 
     #[test]
