@@ -8,11 +8,12 @@ use std::time::Duration;
 use aws_sdk_s3::config::http::HttpRequest;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RequestChecksumCalculation,
+    RuntimeComponents,
 };
 use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use tristore::server::s3::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY};
@@ -52,7 +53,11 @@ impl Emulator {
     }
 
     fn client_in(&self, region: &'static str, secret: &str) -> Client {
-        let config = aws_sdk_s3::Config::builder()
+        Client::from_conf(self.config(region, secret).build())
+    }
+
+    fn config(&self, region: &'static str, secret: &str) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
             .endpoint_url(self.endpoint())
@@ -64,8 +69,6 @@ impl Emulator {
                 "test",
             ))
             .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        Client::from_conf(config)
     }
 
     fn client(&self) -> Client {
@@ -805,4 +808,94 @@ fn only_r2_regions_and_one_authentication_mechanism_are_accepted() {
         let (status, xml) = refused(ureq::get(&url).call());
         assert_eq!(status, 404, "region {region:?}: {xml}");
     }
+}
+
+/// Only the `STREAMING-*` payload hashes select aws-chunked decoding: a signed literal
+/// hash is checked against the body whatever `Content-Encoding` says, so a captured
+/// request cannot be replayed with another body.
+#[test]
+fn a_signed_payload_hash_holds_whatever_the_content_encoding_says() {
+    // The SDK signs Content-Length, so the replayed body keeps the signed one's length.
+    const SIGNED: &[u8] = b"the body the client signed.";
+    const EVIL: &[u8] = b"ATTACKER CONTENT";
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        // Without the default CRC32 the payload hash is the body's only check.
+        let config = emu
+            .config("auto", DEFAULT_SECRET_ACCESS_KEY)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        let s3 = Client::from_conf(config.build());
+        s3.create_bucket().bucket("integrity").send().await.unwrap();
+        let replayed = s3
+            .put_object()
+            .bucket("integrity")
+            .key("doc.txt")
+            .body(ByteStream::from_static(SIGNED))
+            .customize()
+            // Signed, so that only the unsigned Content-Encoding makes the difference.
+            .mutate_request(|request| {
+                request
+                    .headers_mut()
+                    .insert("x-amz-decoded-content-length", EVIL.len().to_string());
+            })
+            .interceptor(AfterSigning(|request| {
+                let hash = request.headers().get("x-amz-content-sha256").unwrap();
+                assert_eq!(hash.len(), 64, "the SDK signed a literal hash: {hash}");
+                let mut framed = format!("{:x}\r\n", EVIL.len()).into_bytes();
+                framed.extend_from_slice(EVIL);
+                framed.extend_from_slice(b"\r\n0\r\n\r\n");
+                assert_eq!(framed.len(), SIGNED.len());
+                request
+                    .headers_mut()
+                    .insert("content-encoding", "aws-chunked");
+                *request.body_mut() = SdkBody::from(framed);
+            }))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(replayed.raw_response().unwrap().status().as_u16(), 400);
+        assert_eq!(
+            code(replayed.as_service_error().unwrap()),
+            "XAmzContentSHA256Mismatch"
+        );
+        let nothing = s3
+            .get_object()
+            .bucket("integrity")
+            .key("doc.txt")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(nothing.as_service_error().unwrap().is_no_such_key());
+    });
+}
+
+/// `Content-Encoding: aws-chunked` (alone or after another coding) on a plain body, as
+/// some clients send it: the body is stored as sent, `aws-chunked` left out of its
+/// encoding.
+#[test]
+fn aws_chunked_on_a_plain_body_is_only_a_label() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("integrity").send().await.unwrap();
+        for (sent, stored) in [("gzip, aws-chunked", Some("gzip")), ("aws-chunked", None)] {
+            s3.put_object()
+                .bucket("integrity")
+                .key("plain.txt")
+                .content_encoding(sent)
+                .body(ByteStream::from_static(b"a plain body"))
+                .send()
+                .await
+                .unwrap();
+            let head = s3
+                .head_object()
+                .bucket("integrity")
+                .key("plain.txt")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(head.content_encoding(), stored, "sent {sent:?}");
+            assert_eq!(read(&s3, "integrity", "plain.txt").await, b"a plain body");
+        }
+    });
 }
