@@ -187,6 +187,18 @@ class Boto3(unittest.TestCase):
             urllib.request.urlopen(get)
         self.assertEqual(caught.exception.code, 404)
 
+    def test_header_values_beyond_ascii_are_signed_and_kept_as_sent(self):
+        # botocore signs the text (UTF-8 in the canonical request) and http.client sends
+        # it as ISO-8859-1 bytes, as S3 reads them.
+        s3 = client()
+        s3.meta.events.register(
+            "before-call.s3.PutObject",
+            lambda **kw: kw["params"]["headers"].__setitem__("x-amz-meta-meta1", "Hello World\xe9"),
+        )
+        s3.put_object(Bucket="boto", Key="latin-1", Body=b"x")
+        got = self.s3.get_object(Bucket="boto", Key="latin-1")
+        self.assertEqual(got["Metadata"], {"meta1": "Hello World\xe9"})
+
     def test_virtual_host_addressing(self):
         # Resolve <bucket>.localhost as browsers and systemd-resolved do.
         real = socket.getaddrinfo

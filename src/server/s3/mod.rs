@@ -122,11 +122,13 @@ async fn dispatch(state: Arc<S3State>, request: Request) -> Result<Response, S3E
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let header_pairs: Vec<(&str, &str)> = parts
+    let header_text: Vec<(&str, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
+        .map(|(k, v)| (k.as_str(), headers::text(v)))
         .collect();
+    let header_pairs: Vec<(&str, &str)> =
+        header_text.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let creds = &state.credentials;
     let verified = SignedRequest {
         method: parts.method.as_str(),
