@@ -899,3 +899,112 @@ fn aws_chunked_on_a_plain_body_is_only_a_label() {
         }
     });
 }
+
+/// A 304 carries the `ETag` and `Last-Modified` a 200 would (RFC 9110 15.4.5), which
+/// caches and SDKs read.
+#[test]
+fn not_modified_answers_carry_etag_and_last_modified() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        let (etag, modified) = conditional_object(&s3).await;
+        let http_date = modified
+            .fmt(aws_sdk_s3::primitives::DateTimeFormat::HttpDate)
+            .unwrap();
+        let not_modified = [
+            s3.get_object()
+                .bucket("cond")
+                .key("k")
+                .if_none_match(&etag)
+                .send()
+                .await
+                .unwrap_err(),
+            s3.get_object()
+                .bucket("cond")
+                .key("k")
+                .if_modified_since(modified)
+                .send()
+                .await
+                .unwrap_err(),
+        ];
+        for e in not_modified {
+            let raw = e.raw_response().unwrap();
+            assert_eq!(raw.status().as_u16(), 304);
+            assert_eq!(raw.headers().get("etag"), Some(etag.as_str()));
+            assert_eq!(raw.headers().get("last-modified"), Some(http_date.as_str()));
+        }
+    });
+}
+
+/// Bucket `cond` with the object `k`: its ETag and Last-Modified.
+async fn conditional_object(s3: &Client) -> (String, aws_sdk_s3::primitives::DateTime) {
+    s3.create_bucket().bucket("cond").send().await.unwrap();
+    s3.put_object()
+        .bucket("cond")
+        .key("k")
+        .body(ByteStream::from_static(b"v"))
+        .send()
+        .await
+        .unwrap();
+    let head = s3
+        .head_object()
+        .bucket("cond")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    (
+        head.e_tag().unwrap().to_owned(),
+        *head.last_modified().unwrap(),
+    )
+}
+
+/// Conditional reads follow RFC 9110: the three HTTP-date formats, invalid dates
+/// ignored, and `If-Unmodified-Since` passing when the object was not modified after the
+/// date.
+#[test]
+fn conditional_reads_follow_rfc_9110() {
+    use time::macros::format_description;
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        let (_, modified) = conditional_object(&s3).await;
+        let unmodified = s3
+            .get_object()
+            .bucket("cond")
+            .key("k")
+            .if_unmodified_since(modified)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unmodified.body.collect().await.unwrap().into_bytes().as_ref(), b"v");
+
+        let get = s3.get_object().bucket("cond").key("k");
+        let url = get.presigned(presigning()).await.unwrap().uri().to_owned();
+        let at = time::OffsetDateTime::from_unix_timestamp(modified.secs()).unwrap();
+        let day_before = at - time::Duration::days(1);
+        let rfc850 = format_description!(
+            "[weekday repr:long], [day]-[month repr:short]-[year repr:last_two] [hour]:[minute]:[second] GMT"
+        );
+        let asctime = format_description!(
+            "[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] [year]"
+        );
+        tokio::task::spawn_blocking(move || {
+            let status = |name: &str, value: &str| match ureq::get(&url).set(name, value).call() {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(status, _)) => status,
+                Err(e) => panic!("{e}"),
+            };
+            let ims = "if-modified-since";
+            let ius = "if-unmodified-since";
+            assert_eq!(status(ims, &at.format(rfc850).unwrap()), 304);
+            assert_eq!(status(ims, &at.format(asctime).unwrap()), 304);
+            assert_eq!(status(ims, &day_before.format(asctime).unwrap()), 200);
+            assert_eq!(status(ims, "not a date"), 200, "an invalid date is ignored");
+            assert_eq!(status(ius, "not a date"), 200, "an invalid date is ignored");
+            assert_eq!(status(ius, &day_before.format(rfc850).unwrap()), 412);
+        })
+        .await
+        .unwrap();
+    });
+}

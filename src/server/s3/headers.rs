@@ -38,7 +38,7 @@ pub fn http_metadata(headers: &HeaderMap) -> Result<HttpMetadata, S3Error> {
         (!kept.is_empty()).then(|| kept.join(", "))
     });
     let cache_expiry = match header(headers, "expires") {
-        Some(v) => Some(parse_http_date(v).map_err(|_| {
+        Some(v) => Some(parse_http_date(v).ok_or_else(|| {
             S3Error::invalid_argument(format!("Expires must be an HTTP date, not {v:?}"))
         })?),
         None => None,
@@ -193,16 +193,25 @@ pub fn write_condition(
     Ok(Some(R2Conditional::from_headers(pairs)?))
 }
 
-/// Read preconditions (RFC 7232 as S3 applies them): a failed `If-Match` or
-/// `If-Unmodified-Since` is 412; a failed `If-None-Match` or `If-Modified-Since` is
-/// 304 Not Modified.
+/// What a read's preconditions decide, when they do not fail it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Answer with the object.
+    Pass,
+    /// A failed `If-None-Match` or `If-Modified-Since`: 304 Not Modified.
+    NotModified,
+}
+
+/// Read preconditions (RFC 9110 as S3 applies them): a failed `If-Match` or
+/// `If-Unmodified-Since` is a 412 error; a failed `If-None-Match` or
+/// `If-Modified-Since` is [`Precondition::NotModified`].
 pub fn read_precondition(
     headers: &HeaderMap,
     prefix: &str,
     object: &R2Object,
-) -> Result<(), S3Error> {
+) -> Result<Precondition, S3Error> {
     let Some(all) = write_condition(headers, prefix)? else {
-        return Ok(());
+        return Ok(Precondition::Pass);
     };
     let current = Some((object.etag.as_str(), object.uploaded));
     let must = R2Conditional {
@@ -221,9 +230,9 @@ pub fn read_precondition(
         ..Default::default()
     };
     if !unless.passes(current) {
-        return Err(S3Error::new(304, "NotModified", "Not Modified"));
+        return Ok(Precondition::NotModified);
     }
-    Ok(())
+    Ok(Precondition::Pass)
 }
 
 /// 412 `PreconditionFailed`.

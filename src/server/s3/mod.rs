@@ -58,8 +58,8 @@ async fn handle(State(state): State<Arc<S3State>>, request: Request) -> Response
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if is_head || response.status() == axum::http::StatusCode::NOT_MODIFIED {
-        // These answers carry the status and headers only, errors included.
+    if is_head {
+        // HEAD answers carry the status and headers only, errors included.
         *response.body_mut() = Body::empty();
     }
     response
