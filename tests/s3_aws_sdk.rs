@@ -1008,3 +1008,112 @@ fn conditional_reads_follow_rfc_9110() {
         .unwrap();
     });
 }
+
+/// A range whose last byte lies past the object, up to the largest number a client can
+/// write, returns the rest of the object (RFC 9110 14.1.1), as S3 does.
+#[test]
+fn ranges_past_the_end_return_the_rest() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("ranges").send().await.unwrap();
+        s3.put_object()
+            .bucket("ranges")
+            .key("k")
+            .body(ByteStream::from_static(b"Hello world"))
+            .send()
+            .await
+            .unwrap();
+        for (range, content_range, body) in [
+            (
+                "bytes=0-18446744073709551615",
+                "bytes 0-10/11",
+                &b"Hello world"[..],
+            ),
+            ("bytes=6-99999999999999999999999", "bytes 6-10/11", b"world"),
+        ] {
+            let got = s3
+                .get_object()
+                .bucket("ranges")
+                .key("k")
+                .range(range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.content_range(), Some(content_range), "{range}");
+            assert_eq!(
+                got.body.collect().await.unwrap().into_bytes().as_ref(),
+                body
+            );
+        }
+    });
+}
+
+/// UploadPartCopy's `x-amz-copy-source-range` must be `bytes=first-last` inside the
+/// source: anything else is 400 `InvalidArgument`, as S3 answers, never a clamped copy.
+#[test]
+fn copy_source_ranges_lie_inside_the_source() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("parts").send().await.unwrap();
+        s3.put_object()
+            .bucket("parts")
+            .key("source")
+            .body(ByteStream::from_static(b"12345"))
+            .send()
+            .await
+            .unwrap();
+        let upload = s3
+            .create_multipart_upload()
+            .bucket("parts")
+            .key("dest")
+            .send()
+            .await
+            .unwrap();
+        let id = upload.upload_id().unwrap();
+        let copy = |range: &'static str| {
+            s3.upload_part_copy()
+                .bucket("parts")
+                .key("dest")
+                .upload_id(id)
+                .part_number(1)
+                .copy_source("parts/source")
+                .copy_source_range(range)
+                .send()
+        };
+        for range in [
+            "bytes=0-21",
+            "bytes=5-5",
+            "0-2",
+            "bytes=0",
+            "bytes=hello-world",
+            "bytes=0-bar",
+            "bytes=hello-",
+            "bytes=0-2,3-5",
+            "bytes=2-",
+            "bytes=-2",
+            "bytes=3-1",
+        ] {
+            let e = copy(range).await.unwrap_err();
+            assert_eq!(e.raw_response().unwrap().status().as_u16(), 400, "{range}");
+            assert_eq!(
+                code(e.as_service_error().unwrap()),
+                "InvalidArgument",
+                "{range}"
+            );
+        }
+        for (range, size) in [("bytes=1-3", 3), ("bytes=0-4", 5)] {
+            copy(range).await.unwrap();
+            let parts = s3
+                .list_parts()
+                .bucket("parts")
+                .key("dest")
+                .upload_id(id)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(parts.parts()[0].size(), Some(size), "{range}");
+        }
+    });
+}
