@@ -1117,3 +1117,30 @@ fn copy_source_ranges_lie_inside_the_source() {
         }
     });
 }
+
+/// An empty `continuation-token` asks for the first page, and is echoed, as S3 does.
+#[test]
+fn an_empty_continuation_token_lists_from_the_start() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("listing").send().await.unwrap();
+        s3.put_object()
+            .bucket("listing")
+            .key("bar")
+            .body(ByteStream::from_static(b""))
+            .send()
+            .await
+            .unwrap();
+        let page = s3
+            .list_objects_v2()
+            .bucket("listing")
+            .continuation_token("")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.continuation_token(), Some(""));
+        let keys: Vec<_> = page.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, ["bar"]);
+    });
+}
