@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
             0 => query.push((SUBRESOURCES[tag as usize / 3 % SUBRESOURCES.len()], text)),
             1 => {
                 let pick = tag as usize / 3;
-                let signed = pick / HEADERS.len() % 2 == 0;
+                let signed = (pick / HEADERS.len()).is_multiple_of(2);
                 headers.push((HEADERS[pick % HEADERS.len()], text, signed));
             }
             _ => body.extend_from_slice(rest),
