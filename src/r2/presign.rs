@@ -853,7 +853,7 @@ mod tests {
     }
 
     #[test]
-    fn regions_are_r2_s() {
+    fn only_r2_regions_are_accepted() {
         let creds = Credentials::new("AKID", "s3cr3t");
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let verify = |region: &str| {
