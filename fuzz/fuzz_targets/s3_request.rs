@@ -1,6 +1,8 @@
 //! Whole S3 requests through the real router: fuzzed method, key, subresources, headers
 //! and body, correctly presigned so they get past authentication. Every answer is a
-//! valid status, and every error (but HEAD's) is S3 XML.
+//! valid status, and every error (but HEAD's) is S3 XML. Headers are signed too, except
+//! where the input says not to: an unsigned `x-amz-*` or `cf-` header is refused (403)
+//! before anything happens.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -11,7 +13,7 @@ use axum::http::Request;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
-use tristore::r2::presign::{presign_url_with_query, Credentials, PresignRequest};
+use tristore::r2::presign::{presign_url_with, Credentials, PresignRequest};
 use tristore::server::s3;
 use tristore::Store;
 
@@ -87,7 +89,13 @@ const HEADERS: &[&str] = &[
     "cf-create-bucket-if-missing",
     "x-amz-checksum-mode",
     "content-type",
+    "x-amz-content-sha256",
 ];
+
+/// Whether S3 refuses `name` unsigned (the payload hash is the one `x-amz-*` it tolerates).
+fn must_be_signed(name: &str) -> bool {
+    (name.starts_with("x-amz-") && name != "x-amz-content-sha256") || name.starts_with("cf-")
+}
 
 fuzz_target!(|data: &[u8]| {
     let w = world();
@@ -97,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
         [fields.next().and_then(|f| f.first()).copied().unwrap_or(0) as usize % 4];
     let key = String::from_utf8_lossy(fields.next().unwrap_or(b"k")).into_owned();
     let mut query = Vec::new();
-    let mut headers = Vec::new();
+    let mut headers: Vec<(&str, String, bool)> = Vec::new();
     let mut body = Vec::new();
     for f in fields {
         let Some((&tag, rest)) = f.split_first() else {
@@ -106,13 +114,25 @@ fuzz_target!(|data: &[u8]| {
         let text = String::from_utf8_lossy(rest).into_owned();
         match tag % 3 {
             0 => query.push((SUBRESOURCES[tag as usize / 3 % SUBRESOURCES.len()], text)),
-            1 => headers.push((HEADERS[tag as usize / 3 % HEADERS.len()], text)),
+            1 => {
+                let pick = tag as usize / 3;
+                let signed = (pick / HEADERS.len()).is_multiple_of(2);
+                headers.push((HEADERS[pick % HEADERS.len()], text, signed));
+            }
             _ => body.extend_from_slice(rest),
         }
     }
     let creds = Credentials::new("tristore", "tristore-secret");
     let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let Ok(url) = presign_url_with_query(
+    let signed: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(_, _, signed)| *signed)
+        .map(|(k, v, _)| (*k, v.as_str()))
+        .collect();
+    let unsigned_refused = headers
+        .iter()
+        .any(|(k, _, signed)| !signed && must_be_signed(k));
+    let Ok(url) = presign_url_with(
         &PresignRequest {
             method,
             endpoint: "http://127.0.0.1:8791",
@@ -123,6 +143,7 @@ fuzz_target!(|data: &[u8]| {
             now: SystemTime::now(),
         },
         &pairs,
+        &signed,
         &creds,
     ) else {
         return;
@@ -131,7 +152,7 @@ fuzz_target!(|data: &[u8]| {
         .method(method)
         .uri(&url["http://127.0.0.1:8791".len()..])
         .header("host", "127.0.0.1:8791");
-    for (name, value) in &headers {
+    for (name, value, _) in &headers {
         request = request.header(*name, value.as_str());
     }
     request = request.header("content-length", body.len());
@@ -143,6 +164,9 @@ fuzz_target!(|data: &[u8]| {
         let response = router.oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         assert!((200..600).contains(&status));
+        if unsigned_refused {
+            assert_eq!(status, 403, "an unsigned header was honoured");
+        }
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         if status >= 400 && method != "HEAD" {
             let text = String::from_utf8_lossy(&bytes);

@@ -46,7 +46,8 @@ impl R2Conditional {
     }
 
     /// Reads `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since` from
-    /// header (name, value) pairs. The header form always compares whole seconds.
+    /// header (name, value) pairs, with RFC 9110's meaning. The header form always
+    /// compares whole seconds.
     pub fn from_headers<'a>(
         headers: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, R2Error> {
@@ -58,8 +59,13 @@ impl R2Conditional {
             match name.to_ascii_lowercase().as_str() {
                 "if-match" => c.etag_matches = Some(parse_etag_list(value)?),
                 "if-none-match" => c.etag_does_not_match = Some(parse_etag_list(value)?),
-                "if-modified-since" => c.uploaded_after = Some(parse_http_date(value)?),
-                "if-unmodified-since" => c.uploaded_before = Some(parse_http_date(value)?),
+                // RFC 9110 (13.1.3, 13.1.4): a date that does not parse is ignored.
+                "if-modified-since" => c.uploaded_after = parse_http_date(value),
+                // The header passes when the object was not modified after the date, and
+                // `uploadedBefore` is strict: at whole seconds, the bound is the next one.
+                "if-unmodified-since" => {
+                    c.uploaded_before = parse_http_date(value).map(|ms| ms + 1000)
+                }
                 _ => {}
             }
         }
@@ -165,22 +171,52 @@ pub fn parse_etag_list(value: &str) -> Result<Vec<EtagCondition>, R2Error> {
     Ok(out)
 }
 
-/// RFC 7231's IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`: the format HTTP dates are sent in.
 const HTTP_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
     "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
 );
+/// RFC 850's obsolete format, e.g. `Sunday, 06-Nov-94 08:49:37 GMT`.
+const RFC850_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:long], [day]-[month repr:short]-[year repr:last_two] [hour]:[minute]:[second] GMT"
+);
+/// C's `asctime()` format, e.g. `Sun Nov  6 08:49:37 1994`.
+const ASCTIME_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] [year]"
+);
 
-/// An HTTP date (RFC 7231 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`) in ms.
-pub fn parse_http_date(value: &str) -> Result<i64, R2Error> {
-    time::PrimitiveDateTime::parse(value.trim(), HTTP_DATE)
-        .map(|t| (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| {
-            R2Error::new(
-                "get",
-                R2ErrorKind::InvalidArgument,
-                format!("Invalid HTTP date: {value:?}"),
-            )
-        })
+/// An HTTP date in ms, in any of the three formats RFC 9110 (5.6.7) has recipients
+/// accept; `None` if it is none of them.
+pub fn parse_http_date(value: &str) -> Option<i64> {
+    let value = value.trim();
+    let at = time::PrimitiveDateTime::parse(value, HTTP_DATE)
+        .or_else(|_| time::PrimitiveDateTime::parse(value, ASCTIME_DATE))
+        .ok()
+        .or_else(|| parse_rfc850_date(value))?;
+    Some((at.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn parse_rfc850_date(value: &str) -> Option<time::PrimitiveDateTime> {
+    let mut parsed = time::parsing::Parsed::new();
+    let rest = parsed.parse_items(value.as_bytes(), RFC850_DATE).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let this_year = time::OffsetDateTime::now_utc().year();
+    let year = rfc850_year(parsed.year_last_two()?, this_year);
+    time::PrimitiveDateTime::try_from(parsed.with_year(year)?).ok()
+}
+
+/// The year of an RFC 850 date's two digits: within 50 years of `this_year`, as RFC 9110
+/// has a year "more than 50 years in the future" read as the last such year past.
+fn rfc850_year(last_two: u8, this_year: i32) -> i32 {
+    let year = this_year - this_year.rem_euclid(100) + i32::from(last_two);
+    if year > this_year + 50 {
+        year - 100
+    } else if year <= this_year - 50 {
+        year + 100
+    } else {
+        year
+    }
 }
 
 /// Milliseconds since the epoch as an HTTP date (whole seconds, as HTTP has them).
@@ -233,12 +269,17 @@ mod tests {
         let since = "Thu, 01 Jan 1970 00:00:10 GMT";
         assert!(!cond(&[("If-Modified-Since", since)]).passes(obj));
         assert!(cond(&[("If-Modified-Since", since), ("If-None-Match", "\"other\"")]).passes(obj));
-        assert!(
-            !cond(&[("If-Unmodified-Since", since)]).passes(obj),
-            "strictly before"
-        );
         assert!(cond(&[("If-Unmodified-Since", since), ("If-Match", "\"e1\"")]).passes(obj));
         assert!(cond(&[("If-Unmodified-Since", since)]).passes(None));
+        let before = R2Conditional {
+            uploaded_before: Some(10_000),
+            seconds_granularity: true,
+            ..Default::default()
+        };
+        assert!(
+            !before.passes(obj),
+            "the binding's uploadedBefore is strict"
+        );
         let ms = R2Conditional {
             uploaded_after: Some(10_000),
             ..Default::default()
@@ -247,5 +288,46 @@ mod tests {
             ms.passes(obj),
             "millisecond granularity by default in the binding"
         );
+    }
+
+    #[test]
+    fn http_dates_follow_rfc_9110() {
+        let ms = 784_111_777_000;
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(date), Some(ms), "{date}");
+        }
+        // A two-digit year more than 50 years ahead is the last such year past.
+        assert_eq!(rfc850_year(94, 2026), 1994);
+        assert_eq!(rfc850_year(30, 2026), 2030);
+        assert_eq!(rfc850_year(76, 2026), 2076);
+        assert_eq!(rfc850_year(77, 2026), 1977);
+        for bad in [
+            "not a date",
+            "",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+        assert_eq!(parse_http_date(&format_http_date(ms + 999)), Some(ms));
+    }
+
+    #[test]
+    fn header_conditions_follow_rfc_9110() {
+        let obj = Some(("e1", 10_500));
+        let at = "Thu, 01 Jan 1970 00:00:10 GMT";
+        assert!(
+            cond(&[("If-Unmodified-Since", at)]).passes(obj),
+            "not modified after the date"
+        );
+        assert!(!cond(&[("If-Unmodified-Since", "Thu, 01 Jan 1970 00:00:09 GMT")]).passes(obj));
+        for name in ["If-Modified-Since", "If-Unmodified-Since"] {
+            let c = cond(&[(name, "Sunday, 32-Nov-94 08:49:37 GMT")]);
+            assert_eq!(c, cond(&[]), "an invalid {name} is ignored");
+        }
     }
 }

@@ -77,10 +77,19 @@ pub struct SigV4Error {
     pub status: u16,
     /// What is wrong and what to do.
     pub message: String,
-    /// For `SignatureDoesNotMatch`: the canonical request the server computed.
-    pub canonical_request: Option<String>,
-    /// For `SignatureDoesNotMatch`: the string to sign the server computed.
-    pub string_to_sign: Option<String>,
+    /// The further elements S3 puts in such an error, e.g. the `CanonicalRequest` and
+    /// `StringToSign` the server computed, or the `HeadersNotSigned`.
+    pub details: Vec<(&'static str, String)>,
+}
+
+impl SigV4Error {
+    /// The value of the detail `name`, if the error carries it.
+    pub fn detail(&self, name: &str) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn fail(code: &'static str, status: u16, message: impl Into<String>) -> SigV4Error {
@@ -88,9 +97,46 @@ fn fail(code: &'static str, status: u16, message: impl Into<String>) -> SigV4Err
         code,
         status,
         message: message.into(),
-        canonical_request: None,
-        string_to_sign: None,
+        details: Vec::new(),
     }
+}
+
+/// The regions R2 accepts in a credential scope: `auto`, its documented aliases
+/// `us-east-1` and empty (spec 6.1), and the location hints, which its refusal lists.
+const R2_REGIONS: &[&str] = &[
+    "auto",
+    "us-east-1",
+    "",
+    "wnam",
+    "enam",
+    "weur",
+    "eeur",
+    "apac",
+    "oc",
+];
+
+/// R2's request headers that extend S3 (spec 6.2). Like S3's `x-amz-*` headers they change
+/// what a request does, so they too must be signed.
+const R2_EXTENSION_HEADERS: &[&str] = &[
+    "cf-create-bucket-if-missing",
+    "cf-copy-destination-if-match",
+    "cf-copy-destination-if-none-match",
+    "cf-copy-destination-if-modified-since",
+    "cf-copy-destination-if-unmodified-since",
+    "cf-prefix",
+    "cf-start-after",
+    "cf-continuation-token",
+    "cf-max-keys",
+];
+
+/// Whether a header present in a request must be among its signed headers: AWS requires
+/// it of every `x-amz-*` header, except the payload hash, which S3 accepts unsigned (a
+/// header signature covers it on its own line of the canonical request, and a presigned
+/// URL's payload hash is its query parameter, so the header changes nothing).
+fn must_be_signed(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    (name.starts_with("x-amz-") && name != "x-amz-content-sha256")
+        || R2_EXTENSION_HEADERS.contains(&name.as_str())
 }
 
 /// Characters SigV4 leaves unencoded: `A-Z a-z 0-9 - _ . ~`.
@@ -165,6 +211,28 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The canonical headers block: `name:value\n` for each signed name, in the order given,
+/// values trimmed with inner whitespace collapsed and repeats joined by commas.
+fn canonical_headers(headers: &[(&str, &str)], signed: &[&str]) -> Result<String, SigV4Error> {
+    let mut out = String::new();
+    for name in signed {
+        let values: Vec<String> = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        if values.is_empty() {
+            return Err(fail(
+                "AccessDenied",
+                403,
+                format!("Signed header {name:?} is missing from the request"),
+            ));
+        }
+        out.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    Ok(out)
+}
+
 fn string_to_sign(date_time: &str, scope: &str, canonical_request: &str) -> String {
     format!(
         "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
@@ -174,14 +242,17 @@ fn string_to_sign(date_time: &str, scope: &str, canonical_request: &str) -> Stri
 
 /// A presigned URL (path-style, `host` the only signed header, unsigned payload).
 pub fn presign_url(req: &PresignRequest<'_>, creds: &Credentials) -> Result<String, SigV4Error> {
-    presign_url_with_query(req, &[], creds)
+    presign_url_with(req, &[], &[], creds)
 }
 
-/// [`presign_url`] with further signed query parameters, e.g. `uploadId` and
-/// `partNumber` for a presigned UploadPart, or `response-content-type`.
-pub fn presign_url_with_query(
+/// [`presign_url`] with further signed query parameters (e.g. `uploadId` and
+/// `partNumber` for a presigned UploadPart, or `response-content-type`) and further
+/// signed headers, which whoever uses the URL must then send verbatim (e.g.
+/// `content-type`, or an `x-amz-*` header the server would otherwise refuse unsigned).
+pub fn presign_url_with(
     req: &PresignRequest<'_>,
     query: &[(&str, &str)],
+    headers: &[(&str, &str)],
     creds: &Credentials,
 ) -> Result<String, SigV4Error> {
     if !(1..=MAX_EXPIRES).contains(&req.expires_in) {
@@ -208,6 +279,15 @@ pub fn presign_url_with_query(
     let date = &date_time[..8];
     let scope = format!("{date}/{}/s3/aws4_request", req.region);
     let path = encode_path(&format!("/{}/{}", req.bucket, req.key));
+    let mut all_headers: Vec<(String, &str)> = vec![("host".to_owned(), host)];
+    all_headers.extend(headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)));
+    let mut signed: Vec<&str> = all_headers.iter().map(|(k, _)| k.as_str()).collect();
+    signed.sort_unstable();
+    signed.dedup();
+    let signed_headers = signed.join(";");
+    let header_refs: Vec<(&str, &str)> =
+        all_headers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let canonical_headers = canonical_headers(&header_refs, &signed)?;
     let mut pairs = vec![
         ("X-Amz-Algorithm".to_owned(), "AWS4-HMAC-SHA256".to_owned()),
         (
@@ -216,11 +296,13 @@ pub fn presign_url_with_query(
         ),
         ("X-Amz-Date".to_owned(), date_time.clone()),
         ("X-Amz-Expires".to_owned(), req.expires_in.to_string()),
-        ("X-Amz-SignedHeaders".to_owned(), "host".to_owned()),
+        ("X-Amz-SignedHeaders".to_owned(), signed_headers.clone()),
     ];
     pairs.extend(query.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let query = canonical_query(&pairs);
-    let canonical = format!("{method}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
+    let canonical = format!(
+        "{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD"
+    );
     let sts = string_to_sign(&date_time, &scope, &canonical);
     let signature = hex::encode(hmac(
         &signing_key(&creds.secret_access_key, date, req.region),
@@ -301,25 +383,17 @@ impl SignedRequest<'_> {
             .map(|(_, v)| *v)
     }
 
-    fn canonical_headers(&self, signed: &[&str]) -> Result<String, SigV4Error> {
-        let mut out = String::new();
-        for name in signed {
-            let values: Vec<String> = self
-                .headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-                .collect();
-            if values.is_empty() {
-                return Err(fail(
-                    "AccessDenied",
-                    403,
-                    format!("Signed header {name:?} is missing from the request"),
-                ));
-            }
-            out.push_str(&format!("{name}:{}\n", values.join(",")));
-        }
-        Ok(out)
+    /// The headers present that [`must_be_signed`] but are not among `signed`, sorted.
+    fn unsigned_headers(&self, signed: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .filter(|k| must_be_signed(k) && !signed.iter().any(|s| s.eq_ignore_ascii_case(k)))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Verifies the request's signature (header or presigned), with `secret_of` giving
@@ -337,6 +411,19 @@ impl SignedRequest<'_> {
                 .map(|(_, v)| v.as_str())
         };
         let presigned = q("X-Amz-Algorithm").is_some() || q("X-Amz-Signature").is_some();
+        if let (true, Some(auth)) = (presigned, self.header("authorization")) {
+            return Err(SigV4Error {
+                details: vec![
+                    ("ArgumentName", "Authorization".to_owned()),
+                    ("ArgumentValue", auth.to_owned()),
+                ],
+                ..fail(
+                    "InvalidArgument",
+                    400,
+                    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+                )
+            });
+        }
         let (credential, signed_headers, signature, date_time, payload_hash) = if presigned {
             if q("X-Amz-Algorithm") != Some("AWS4-HMAC-SHA256") {
                 return Err(fail(
@@ -478,6 +565,13 @@ impl SignedRequest<'_> {
                 "Credential scope must be <yyyymmdd of X-Amz-Date>/<region>/s3/aws4_request",
             ));
         }
+        if !R2_REGIONS.contains(&region) {
+            return Err(fail(
+                "InvalidRegionName",
+                400,
+                format!("The region name '{region}' is not valid. Must be one of: wnam, enam, weur, eeur, apac, oc, auto"),
+            ));
+        }
         let secret = secret_of(access_key).ok_or_else(|| fail("Unauthorized", 401, format!("The access key {access_key} is not known here: use the credentials tristore printed at start")))?;
         let signed: Vec<&str> = signed_headers.split(';').collect();
         if !signed.contains(&"host") {
@@ -488,7 +582,7 @@ impl SignedRequest<'_> {
             "{}\n{path}\n{}\n{}\n{signed_headers}\n{payload_hash}",
             self.method.to_ascii_uppercase(),
             canonical_query(&query),
-            self.canonical_headers(&signed)?,
+            canonical_headers(self.headers, &signed)?,
         );
         let scope = format!("{date}/{region}/s3/aws4_request");
         let sts = string_to_sign(&date_time, &scope, &canonical);
@@ -497,12 +591,25 @@ impl SignedRequest<'_> {
         let given = hex::decode(&signature).unwrap_or_default();
         if !constant_time_eq(&expected, &given) {
             return Err(SigV4Error {
-                canonical_request: Some(canonical),
-                string_to_sign: Some(sts),
+                details: vec![("StringToSign", sts), ("CanonicalRequest", canonical)],
                 ..fail(
                     "SignatureDoesNotMatch",
                     403,
                     "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+                )
+            });
+        }
+        let unsigned = self.unsigned_headers(&signed);
+        if !unsigned.is_empty() {
+            return Err(SigV4Error {
+                details: vec![
+                    ("HeadersNotSigned", unsigned.join(", ")),
+                    ("Hint", "sign these headers (list them in SignedHeaders, or in X-Amz-SignedHeaders when presigning) or leave them out".to_owned()),
+                ],
+                ..fail(
+                    "AccessDenied",
+                    403,
+                    "There were headers present in the request which were not signed",
                 )
             });
         }
@@ -558,7 +665,7 @@ mod tests {
         let e = tampered.verify(secret, at("20130524T010000Z")).unwrap_err();
         assert_eq!(e.code, "SignatureDoesNotMatch");
         assert!(e
-            .canonical_request
+            .detail("CanonicalRequest")
             .unwrap()
             .starts_with("GET\n/test2.txt\n"));
     }
@@ -653,6 +760,158 @@ mod tests {
             headers: &[("host", "127.0.0.1:8791")],
         };
         assert_eq!(req.verify(secret, now).unwrap_err().code, "InvalidArgument");
+    }
+
+    #[test]
+    fn headers_that_change_a_request_must_be_signed() {
+        let mut headers = vec![
+            ("Host", "examplebucket.s3.amazonaws.com"),
+            ("Range", "bytes=0-9"),
+            ("x-amz-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("x-amz-date", "20130524T000000Z"),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
+            // Neither S3's nor R2's: a proxy may add these.
+            ("cf-ray", "8c0ffee"),
+            ("x-amzn-trace-id", "Root=1"),
+        ];
+        let secret = |_: &str| Some(AWS_DOC_SECRET.to_owned());
+        let verify = |headers: &[(&str, &str)]| {
+            SignedRequest {
+                method: "GET",
+                path: "/test.txt",
+                query: "",
+                headers,
+            }
+            .verify(secret, at("20130524T000500Z"))
+        };
+        verify(&headers).unwrap();
+        headers.push(("X-Amz-Copy-Source", "other/secret"));
+        headers.push(("cf-create-bucket-if-missing", "true"));
+        let e = verify(&headers).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "AccessDenied"));
+        assert_eq!(
+            e.message,
+            "There were headers present in the request which were not signed"
+        );
+        assert_eq!(
+            e.detail("HeadersNotSigned"),
+            Some("cf-create-bucket-if-missing, x-amz-copy-source")
+        );
+    }
+
+    #[test]
+    fn presigned_urls_can_sign_further_headers() {
+        let creds = Credentials::new("AKID", "s3cr3t");
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let req = PresignRequest {
+            method: "PUT",
+            endpoint: "http://127.0.0.1:8791",
+            bucket: "b",
+            key: "k",
+            region: "auto",
+            expires_in: 60,
+            now,
+        };
+        let signed = [
+            ("X-Amz-Meta-Owner", "user 7"),
+            ("content-type", "image/png"),
+        ];
+        let url = presign_url_with(&req, &[], &signed, &creds).unwrap();
+        let (path, query) = url["http://127.0.0.1:8791".len()..]
+            .split_once('?')
+            .unwrap();
+        assert!(query.contains("X-Amz-SignedHeaders=content-type%3Bhost%3Bx-amz-meta-owner"));
+        let secret = |k: &str| (k == "AKID").then(|| "s3cr3t".to_owned());
+        let verify = |headers: &[(&str, &str)]| {
+            SignedRequest {
+                method: "PUT",
+                path,
+                query,
+                headers,
+            }
+            .verify(secret, now)
+        };
+        let sent = [
+            ("host", "127.0.0.1:8791"),
+            ("content-type", "image/png"),
+            ("x-amz-meta-owner", "user  7 "),
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ];
+        verify(&sent).unwrap();
+        let changed = [sent[0], sent[1], ("x-amz-meta-owner", "admin")];
+        assert_eq!(verify(&changed).unwrap_err().code, "SignatureDoesNotMatch");
+        let extra = [
+            sent[0],
+            sent[1],
+            sent[2],
+            ("x-amz-storage-class", "STANDARD_IA"),
+        ];
+        assert_eq!(
+            verify(&extra).unwrap_err().detail("HeadersNotSigned"),
+            Some("x-amz-storage-class")
+        );
+    }
+
+    #[test]
+    fn only_r2_regions_are_accepted() {
+        let creds = Credentials::new("AKID", "s3cr3t");
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let verify = |region: &str| {
+            let req = PresignRequest {
+                method: "GET",
+                endpoint: "http://h",
+                bucket: "b",
+                key: "k",
+                region,
+                expires_in: 60,
+                now,
+            };
+            let url = presign_url(&req, &creds).unwrap();
+            let (path, query) = url["http://h".len()..].split_once('?').unwrap();
+            SignedRequest {
+                method: "GET",
+                path,
+                query,
+                headers: &[("host", "h")],
+            }
+            .verify(|_| Some("s3cr3t".to_owned()), now)
+        };
+        for region in [
+            "auto",
+            "us-east-1",
+            "",
+            "wnam",
+            "enam",
+            "weur",
+            "eeur",
+            "apac",
+            "oc",
+        ] {
+            assert_eq!(verify(region).unwrap().region, region);
+        }
+        let e = verify("anything-at-all").unwrap_err();
+        assert_eq!((e.status, e.code), (400, "InvalidRegionName"));
+        assert_eq!(e.message, "The region name 'anything-at-all' is not valid. Must be one of: wnam, enam, weur, eeur, apac, oc, auto");
+    }
+
+    #[test]
+    fn one_authentication_mechanism_at_a_time() {
+        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        let req = SignedRequest {
+            method: "GET",
+            path: "/test.txt",
+            query,
+            headers: &[
+                ("Host", "examplebucket.s3.amazonaws.com"),
+                ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,Signature=00"),
+            ],
+        };
+        let e = req
+            .verify(|_| Some(AWS_DOC_SECRET.to_owned()), at("20130524T010000Z"))
+            .unwrap_err();
+        assert_eq!((e.status, e.code), (400, "InvalidArgument"));
+        assert!(e.message.starts_with("Only one auth mechanism allowed"));
+        assert_eq!(e.detail("ArgumentName"), Some("Authorization"));
     }
 
     #[test]

@@ -77,12 +77,7 @@ impl R2Range {
             return Ok(None);
         }
         let (first, last) = spec.trim().split_once('-').ok_or_else(invalid)?;
-        let num = |s: &str| -> Result<u64, R2Error> {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(invalid());
-            }
-            s.parse().map_err(|_| invalid())
-        };
+        let num = |s: &str| byte_pos(s).ok_or_else(invalid);
         match (first.trim(), last.trim()) {
             ("", n) => Ok(Some(R2Range::Suffix(num(n)?))),
             (a, "") => Ok(Some(R2Range::Offset {
@@ -94,13 +89,25 @@ impl R2Range {
                 if b < a {
                     return Err(invalid());
                 }
+                // Only `bytes=0-18446744073709551615` has no length in a u64; it asks for
+                // the whole object, as any last byte past the end asks for the rest.
                 Ok(Some(R2Range::Offset {
                     offset: a,
-                    length: Some(b - a + 1),
+                    length: (b - a).checked_add(1),
                 }))
             }
         }
     }
+}
+
+/// A byte position of a `Range` header: ASCII digits. One past `u64::MAX` saturates,
+/// which resolves as any position past the end does: the rest of the object for a last
+/// byte or a suffix (RFC 9110 14.1.1), unsatisfiable for a first byte.
+pub(crate) fn byte_pos(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -171,6 +178,18 @@ mod tests {
         assert_eq!(R2Range::from_header("bytes=0-1,4-5").unwrap(), None);
         assert_eq!(R2Range::from_header("items=0-1").unwrap(), None);
         assert!(R2Range::from_header("bytes=9-1").is_err());
+        for past_the_end in [
+            "bytes=0-18446744073709551615",
+            "bytes=0-99999999999999999999999",
+        ] {
+            let range = R2Range::from_header(past_the_end).unwrap().unwrap();
+            let r = range.resolve(11).unwrap();
+            assert_eq!((r.offset, r.length), (0, 11), "{past_the_end}");
+        }
+        let huge_suffix = R2Range::from_header("bytes=-99999999999999999999").unwrap();
+        assert_eq!(huge_suffix.unwrap().resolve(11).unwrap().length, 11);
+        let huge_start = R2Range::from_header("bytes=99999999999999999999-").unwrap();
+        assert!(huge_start.unwrap().resolve(11).is_err());
         assert!(R2Range::from_header("bytes=a-").is_err());
         assert!(R2Range::from_header("bytes=-").is_err());
     }

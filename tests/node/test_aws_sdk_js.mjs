@@ -30,6 +30,9 @@ assert.equal(await text(got.Body), data.toString());
 assert.equal(got.ContentType, "text/plain");
 
 await s3.send(new PutObjectCommand({ Bucket: "js-sdk", Key: "small.txt", Body: "hello js" }));
+// The SDK signs the text; Node sends it as ISO-8859-1 bytes (botocore sends UTF-8).
+await s3.send(new PutObjectCommand({ Bucket: "js-sdk", Key: "café.txt", Body: "x", Metadata: { note: "café" } }));
+assert.equal((await s3.send(new HeadObjectCommand({ Bucket: "js-sdk", Key: "café.txt" }))).Metadata.note, "café");
 assert.equal(await text((await s3.send(new GetObjectCommand({ Bucket: "js-sdk", Key: "small.txt" }))).Body), "hello js");
 
 const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "js-sdk", Key: "parts.bin" }));

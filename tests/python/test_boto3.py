@@ -164,6 +164,51 @@ class Boto3(unittest.TestCase):
             urllib.request.urlopen(url.replace("up.txt", "other.txt"))
         self.assertEqual(caught.exception.code, 403)
 
+    def test_unsigned_headers_cannot_turn_a_presigned_put_into_a_copy(self):
+        # The audit's repro: a presigned PUT for one's own key plus an unsigned
+        # x-amz-copy-source must not copy another bucket's object.
+        s3 = self.s3
+        s3.create_bucket(Bucket="victim-bucket")
+        s3.create_bucket(Bucket="uploads")
+        s3.put_object(Bucket="victim-bucket", Key="secret.txt", Body=b"TOP-SECRET-DATA")
+        params = {"Bucket": "uploads", "Key": "user-7/avatar.png"}
+        put = s3.generate_presigned_url("put_object", Params=params)
+        get = s3.generate_presigned_url("get_object", Params=params)
+        copy = urllib.request.Request(
+            put, data=b"", method="PUT", headers={"x-amz-copy-source": "/victim-bucket/secret.txt"}
+        )
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(copy)
+        self.assertEqual(caught.exception.code, 403)
+        body = caught.exception.read()
+        self.assertIn(b"<Code>AccessDenied</Code>", body)
+        self.assertIn(b"<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>", body)
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(get)
+        self.assertEqual(caught.exception.code, 404)
+
+    def test_header_values_beyond_ascii_are_signed_and_kept_as_sent(self):
+        # botocore signs the text (UTF-8 in the canonical request) and http.client sends
+        # it as ISO-8859-1 bytes, as S3 reads them.
+        s3 = client()
+        s3.meta.events.register(
+            "before-call.s3.PutObject",
+            lambda **kw: kw["params"]["headers"].__setitem__("x-amz-meta-meta1", "Hello World\xe9"),
+        )
+        s3.put_object(Bucket="boto", Key="latin-1", Body=b"x")
+        got = self.s3.get_object(Bucket="boto", Key="latin-1")
+        self.assertEqual(got["Metadata"], {"meta1": "Hello World\xe9"})
+
+    def test_keys_with_control_characters_round_trip(self):
+        # Kept, as S3 keeps them; boto3 lists with encoding-type=url, so expat never
+        # sees the character references it refuses.
+        keys = ["ctl/a\x00b", "ctl/bell\x07", "ctl/cr\rlf"]
+        for key in keys:
+            self.s3.put_object(Bucket="boto", Key=key, Body=key.encode())
+            self.assertEqual(self.s3.get_object(Bucket="boto", Key=key)["Body"].read(), key.encode())
+        listed = self.s3.list_objects_v2(Bucket="boto", Prefix="ctl/")
+        self.assertEqual([o["Key"] for o in listed["Contents"]], sorted(keys))
+
     def test_virtual_host_addressing(self):
         # Resolve <bucket>.localhost as browsers and systemd-resolved do.
         real = socket.getaddrinfo

@@ -35,10 +35,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 impl BodyPlan {
     /// Reads the framing and the checks from the request's headers.
     pub fn from_request(headers: &HeaderMap, verified: &Verified) -> Result<Self, S3Error> {
-        let chunked_encoding = header(headers, "content-encoding")
-            .is_some_and(|e| e.split(',').any(|c| c.trim() == "aws-chunked"));
-        let variant = Variant::from_payload_hash(&verified.payload_hash)
-            .or(chunked_encoding.then_some(Variant::UnsignedWithTrailer));
+        // The signed payload hash alone chooses the framing. `Content-Encoding` is not
+        // signed, so it must not turn a literal hash's check off; on a plain body its
+        // `aws-chunked` is a label, left out of the stored encoding.
+        let variant = Variant::from_payload_hash(&verified.payload_hash);
         let payload_sha256 = match verified.payload_hash.as_str() {
             "UNSIGNED-PAYLOAD" => None,
             _ if variant.is_some() => None,

@@ -167,7 +167,10 @@ pub(crate) async fn list_objects(ctx: Ctx, v2: bool) -> Result<Response, S3Error
         .map(str::to_owned);
     let (cursor, start_after) = if v2 {
         (
-            ctx.q("continuation-token").map(str::to_owned),
+            // An empty token asks for the first page, as S3 reads it.
+            ctx.q("continuation-token")
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
             ctx.q("start-after")
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
@@ -210,7 +213,7 @@ pub(crate) async fn list_objects(ctx: Ctx, v2: bool) -> Result<Response, S3Error
         .leaf("Prefix", enc(prefix.as_deref().unwrap_or("")));
     if v2 {
         xml.leaf_opt("StartAfter", start_after.as_deref().map(enc))
-            .leaf_opt("ContinuationToken", cursor.as_deref())
+            .leaf_opt("ContinuationToken", ctx.q("continuation-token"))
             .leaf_opt("NextContinuationToken", page.cursor.as_deref())
             .leaf(
                 "KeyCount",

@@ -83,14 +83,10 @@ impl From<R2Error> for S3Error {
 
 impl From<SigV4Error> for S3Error {
     fn from(e: SigV4Error) -> Self {
-        let mut out = S3Error::new(e.status, e.code, e.message);
-        if let Some(sts) = e.string_to_sign {
-            out = out.with("StringToSign", sts);
+        S3Error {
+            extra: e.details,
+            ..S3Error::new(e.status, e.code, e.message)
         }
-        if let Some(canonical) = e.canonical_request {
-            out = out.with("CanonicalRequest", canonical);
-        }
-        out
     }
 }
 

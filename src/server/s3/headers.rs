@@ -2,6 +2,7 @@
 //! `x-amz-meta-*` ↔ `customMetadata`, storage classes, dates and preconditions.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine;
 
 use super::error::S3Error;
 use super::Ctx;
@@ -14,9 +15,19 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header's value as text: UTF-8 when the bytes are UTF-8 (what botocore sends, and
+/// signs), else ISO-8859-1, HTTP's historical charset for obs-text (what Node sends for
+/// the same text). Either way the text is the one the client signed.
+pub fn text(value: &HeaderValue) -> String {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(utf8) => utf8.to_owned(),
+        Err(_) => value.as_bytes().iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
 /// `Content-Type`, `Cache-Control`, ... and `Expires` from a request.
 pub fn http_metadata(headers: &HeaderMap) -> Result<HttpMetadata, S3Error> {
-    let get = |name| header(headers, name).map(str::to_owned);
+    let get = |name| headers.get(name).map(text);
     // aws-chunked is the transfer framing, not the object's encoding.
     let content_encoding = header(headers, "content-encoding").and_then(|v| {
         let kept: Vec<&str> = v
@@ -27,7 +38,7 @@ pub fn http_metadata(headers: &HeaderMap) -> Result<HttpMetadata, S3Error> {
         (!kept.is_empty()).then(|| kept.join(", "))
     });
     let cache_expiry = match header(headers, "expires") {
-        Some(v) => Some(parse_http_date(v).map_err(|_| {
+        Some(v) => Some(parse_http_date(v).ok_or_else(|| {
             S3Error::invalid_argument(format!("Expires must be an HTTP date, not {v:?}"))
         })?),
         None => None,
@@ -48,10 +59,7 @@ pub fn custom_metadata(headers: &HeaderMap) -> Vec<(String, String)> {
         .iter()
         .filter_map(|(k, v)| {
             let name = k.as_str().strip_prefix(META_PREFIX)?;
-            Some((
-                name.to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            ))
+            Some((name.to_owned(), text(v)))
         })
         .collect()
 }
@@ -79,11 +87,23 @@ pub fn s3_storage_class(r2: &str) -> &'static str {
     }
 }
 
+/// The header value for `text`: ISO-8859-1 bytes when every character fits, as HTTP
+/// clients (botocore, fetch) decode response headers, so what they stored comes back;
+/// otherwise (text written through the binding) RFC 2047-encoded, as R2 answers
+/// non-ASCII metadata, rather than dropped.
+fn header_value(text: &str) -> Option<HeaderValue> {
+    let latin1: Option<Vec<u8>> = text.chars().map(|c| u8::try_from(c).ok()).collect();
+    match latin1 {
+        Some(bytes) => HeaderValue::from_bytes(&bytes).ok(),
+        None => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            HeaderValue::from_str(&format!("=?UTF-8?B?{encoded}?=")).ok()
+        }
+    }
+}
+
 fn set(out: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
+    if let (Ok(n), Some(v)) = (HeaderName::from_bytes(name.as_bytes()), header_value(value)) {
         out.insert(n, v);
     }
 }
@@ -173,16 +193,25 @@ pub fn write_condition(
     Ok(Some(R2Conditional::from_headers(pairs)?))
 }
 
-/// Read preconditions (RFC 7232 as S3 applies them): a failed `If-Match` or
-/// `If-Unmodified-Since` is 412; a failed `If-None-Match` or `If-Modified-Since` is
-/// 304 Not Modified.
+/// What a read's preconditions decide, when they do not fail it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Answer with the object.
+    Pass,
+    /// A failed `If-None-Match` or `If-Modified-Since`: 304 Not Modified.
+    NotModified,
+}
+
+/// Read preconditions (RFC 9110 as S3 applies them): a failed `If-Match` or
+/// `If-Unmodified-Since` is a 412 error; a failed `If-None-Match` or
+/// `If-Modified-Since` is [`Precondition::NotModified`].
 pub fn read_precondition(
     headers: &HeaderMap,
     prefix: &str,
     object: &R2Object,
-) -> Result<(), S3Error> {
+) -> Result<Precondition, S3Error> {
     let Some(all) = write_condition(headers, prefix)? else {
-        return Ok(());
+        return Ok(Precondition::Pass);
     };
     let current = Some((object.etag.as_str(), object.uploaded));
     let must = R2Conditional {
@@ -201,9 +230,9 @@ pub fn read_precondition(
         ..Default::default()
     };
     if !unless.passes(current) {
-        return Err(S3Error::new(304, "NotModified", "Not Modified"));
+        return Ok(Precondition::NotModified);
     }
-    Ok(())
+    Ok(Precondition::Pass)
 }
 
 /// 412 `PreconditionFailed`.
@@ -229,5 +258,21 @@ pub fn copy_source(ctx: &Ctx) -> Result<(String, String), S3Error> {
         _ => Err(S3Error::invalid_argument(
             "x-amz-copy-source must be <bucket>/<key>, URL-encoded",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_beyond_ascii_in_and_out() {
+        let utf8 = HeaderValue::from_bytes("café".as_bytes()).unwrap();
+        let latin1 = HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(text(&utf8), "café");
+        assert_eq!(text(&latin1), "café");
+        assert_eq!(header_value("café").unwrap().as_bytes(), b"caf\xe9");
+        assert_eq!(header_value("日本").unwrap(), "=?UTF-8?B?5pel5pys?=");
+        assert_eq!(header_value("plain").unwrap(), "plain");
     }
 }

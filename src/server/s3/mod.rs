@@ -58,8 +58,8 @@ async fn handle(State(state): State<Arc<S3State>>, request: Request) -> Response
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if is_head || response.status() == axum::http::StatusCode::NOT_MODIFIED {
-        // These answers carry the status and headers only, errors included.
+    if is_head {
+        // HEAD answers carry the status and headers only, errors included.
         *response.body_mut() = Body::empty();
     }
     response
@@ -122,11 +122,13 @@ async fn dispatch(state: Arc<S3State>, request: Request) -> Result<Response, S3E
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let header_pairs: Vec<(&str, &str)> = parts
+    let header_text: Vec<(&str, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
+        .map(|(k, v)| (k.as_str(), headers::text(v)))
         .collect();
+    let header_pairs: Vec<(&str, &str)> =
+        header_text.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let creds = &state.credentials;
     let verified = SignedRequest {
         method: parts.method.as_str(),

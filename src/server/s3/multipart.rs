@@ -11,8 +11,10 @@ use super::headers::{self, copy_source, precondition_failed, write_condition};
 use super::objects::{quoted, xml_response};
 use super::xml::{self, Xml};
 use super::{blocking, Ctx};
+use crate::r2::range::byte_pos;
 use crate::r2::{
-    iso8601_millis, R2GetOptions, R2MultipartOptions, R2MultipartUpload, R2Range, R2UploadedPart,
+    iso8601_millis, R2ErrorKind, R2GetOptions, R2MultipartOptions, R2MultipartUpload, R2Range,
+    R2UploadedPart,
 };
 
 fn upload_id(ctx: &Ctx) -> String {
@@ -86,31 +88,61 @@ pub(crate) async fn upload_part(ctx: Ctx, body: Body) -> Result<Response, S3Erro
     Ok(part_response(&part.etag))
 }
 
+/// `x-amz-copy-source-range`, which S3 takes only as `bytes=first-last`: the first and
+/// last byte to copy.
+fn copy_source_range(value: &str) -> Result<(u64, u64), S3Error> {
+    let malformed = || {
+        S3Error::invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+    };
+    let (first, last) = value
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(malformed)?;
+    match (byte_pos(first.trim()), byte_pos(last.trim())) {
+        (Some(first), Some(last)) if first <= last => Ok((first, last)),
+        _ => Err(malformed()),
+    }
+}
+
 pub(crate) async fn upload_part_copy(ctx: Ctx) -> Result<Response, S3Error> {
     let number = part_number(&ctx)?;
     let (source_bucket, source_key) = copy_source(&ctx)?;
-    let range = match ctx.header("x-amz-copy-source-range") {
-        Some(v) => Some(R2Range::from_header(v)?.ok_or_else(|| {
-            S3Error::invalid_argument("x-amz-copy-source-range must be bytes=first-last")
-        })?),
-        None => None,
-    };
+    let range = ctx
+        .header("x-amz-copy-source-range")
+        .map(copy_source_range)
+        .transpose()?;
     let open = resume(&ctx);
     let store = ctx.store.clone();
     let part = blocking(move || {
         let source = Ctx::open_bucket(&store, &source_bucket)?;
-        let found = source
-            .get(
-                &source_key,
-                &R2GetOptions {
-                    only_if: None,
-                    range,
-                },
-            )?
-            .ok_or_else(|| {
-                S3Error::new(404, "NoSuchKey", "The specified key does not exist.")
-                    .with("Key", source_key.as_str())
-            })?;
+        // Unlike a GET's, a copy range must lie inside the source: never clamped.
+        let outside = |size: u64| {
+            S3Error::invalid_argument(format!(
+                "Range specified is not valid for source object of size: {size}"
+            ))
+        };
+        let options = R2GetOptions {
+            only_if: None,
+            range: range.map(|(first, last)| R2Range::Offset {
+                offset: first,
+                length: (last - first).checked_add(1),
+            }),
+        };
+        let found = match source.get(&source_key, &options) {
+            Err(e) if e.kind == R2ErrorKind::InvalidRange => {
+                let size = source.head(&source_key)?.map_or(0, |o| o.size);
+                return Err(outside(size));
+            }
+            found => found?,
+        };
+        let found = found.ok_or_else(|| {
+            S3Error::new(404, "NoSuchKey", "The specified key does not exist.")
+                .with("Key", source_key.as_str())
+        })?;
+        if range.is_some_and(|(_, last)| last >= found.object.size) {
+            return Err(outside(found.object.size));
+        }
         let length = found.object.range.map_or(found.object.size, |r| r.length);
         let mut reader = found
             .body

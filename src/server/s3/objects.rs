@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::body::{self, BodyPlan};
 use super::error::S3Error;
-use super::headers::{self, copy_source, precondition_failed, read_precondition, write_condition};
+use super::headers::{
+    self, copy_source, precondition_failed, read_precondition, write_condition, Precondition,
+};
 use super::xml::{self, Xml};
 use super::{blocking, Ctx};
 use crate::r2::{iso8601_millis, R2GetOptions, R2Object, R2PutOptions, R2Range};
@@ -109,7 +111,9 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
     let (object, reader) = found.ok_or_else(|| {
         S3Error::new(404, "NoSuchKey", "The specified key does not exist.").with("Key", ctx.key())
     })?;
-    read_precondition(&ctx.headers, "", &object)?;
+    if read_precondition(&ctx.headers, "", &object)? == Precondition::NotModified {
+        return Ok(not_modified(&ctx, &object));
+    }
     let returned = object.range.unwrap_or(crate::r2::ReturnedRange {
         offset: 0,
         length: object.size,
@@ -139,6 +143,18 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
     let mut response = (status, body).into_response();
     response.headers_mut().extend(out);
     Ok(response)
+}
+
+/// 304 Not Modified, with the headers RFC 9110 (15.4.5) has it repeat from the 200.
+fn not_modified(ctx: &Ctx, object: &R2Object) -> Response {
+    let all = headers::object_headers(ctx, object, false);
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    for name in ["etag", "last-modified", "cache-control", "expires"] {
+        if let Some(value) = all.get(name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
 }
 
 pub(crate) async fn delete_object(ctx: Ctx) -> Result<Response, S3Error> {
@@ -232,13 +248,12 @@ pub(crate) async fn copy_object(ctx: Ctx) -> Result<Response, S3Error> {
                 S3Error::new(404, "NoSuchKey", "The specified key does not exist.")
                     .with("Key", source_key.as_str())
             })?;
-        read_precondition(&source_headers, "x-amz-copy-source-", &found.object).map_err(|e| {
-            if e.status == 304 {
-                precondition_failed()
-            } else {
-                e
-            }
-        })?;
+        // A copy has no 304: every failed copy-source condition is 412.
+        if read_precondition(&source_headers, "x-amz-copy-source-", &found.object)?
+            == Precondition::NotModified
+        {
+            return Err(precondition_failed());
+        }
         let from = found.object;
         let (http_metadata, custom_metadata) = match directive.as_str() {
             "REPLACE" => (request_http, request_custom),

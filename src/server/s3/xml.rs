@@ -90,8 +90,9 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Characters XML 1.0 cannot carry literally (keys may hold them).
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {
+            // Characters XML 1.0 cannot carry literally (keys may hold them), and CR,
+            // which a parser would turn into LF.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n') => {
                 out.push_str(&format!("&#x{:X};", c as u32))
             }
             c => out.push(c),
