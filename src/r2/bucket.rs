@@ -218,6 +218,46 @@ impl R2Bucket {
         }))
     }
 
+    /// Part `number` (from 1) of the object as it was uploaded, for S3's `partNumber`
+    /// reads: the object with `range` set to the part's bytes, and how many parts a
+    /// multipart object has (`None` for an object stored whole, whose only part is
+    /// itself). Parts are numbered in the order the upload was completed with. `Ok(None)`
+    /// if there is no such key; a part past the last is `InvalidRange`.
+    pub fn get_part(
+        &self,
+        key: &str,
+        number: u32,
+    ) -> Result<Option<(R2ObjectBody, Option<usize>)>, R2Error> {
+        const OP: &str = "get";
+        self.check_key(OP, key)?;
+        let Some(record) = self.record(OP, key)? else {
+            return Ok(None);
+        };
+        let index = usize::try_from(number).unwrap_or(usize::MAX);
+        if index == 0 || index > record.parts.len().max(1) {
+            return Err(R2Error::new(
+                OP,
+                R2ErrorKind::InvalidRange,
+                format!(
+                    "The object has {} part(s), not {number}",
+                    record.parts.len().max(1)
+                ),
+            ));
+        }
+        let offset: u64 = record.parts[..index - 1].iter().map(|p| p.size).sum();
+        let length = record.parts.get(index - 1).map_or(0, |p| p.size);
+        let mut object = record.to_object(key);
+        object.range = Some(super::object::ReturnedRange { offset, length });
+        let body = self.inner.blobs.reader(&record.parts, offset, length);
+        // Only completed uploads have the `-<parts>` ETag.
+        let count = record.etag.contains('-').then_some(record.parts.len());
+        let body = R2ObjectBody {
+            object,
+            body: Some(body),
+        };
+        Ok(Some((body, count)))
+    }
+
     /// Stores `value` under `key`. `Ok(None)` when `only_if` failed: nothing was stored.
     pub fn put(
         &self,
@@ -372,9 +412,11 @@ impl R2Bucket {
         txn.commit().or_r2(OP)
     }
 
-    /// Deletes every object and abandons every unfinished multipart upload (what
-    /// resetting a test run needs). The space is reclaimed by GC, as for `delete`.
+    /// Deletes every object, abandons every unfinished multipart upload and returns the
+    /// CORS and lifecycle rules to a new bucket's (what resetting a test run needs). The
+    /// space is reclaimed by GC, as for `delete`.
     pub fn clear(&self) -> Result<(), R2Error> {
+        self.clear_config("clear")?;
         loop {
             let page = self.list(&super::R2ListOptions::default())?;
             let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();

@@ -5,9 +5,11 @@
 //! objects/<bucket>   object key         -> ObjectRecord   (one table per bucket: keys sort as R2 lists them)
 //! uploads            upload id          -> UploadRecord
 //! parts              (upload id, part)  -> PartRecord
+//! bucket_config      (bucket, kind)     -> JSON           (CORS rules, lifecycle rules)
 //! ```
-//! Values are postcard-encoded. Every blob an object or part names was durable before
-//! the transaction that wrote the row committed.
+//! Values are postcard-encoded, except bucket configuration, which is JSON so that a
+//! rule can gain a field without a migration. Every blob an object or part names was
+//! durable before the transaction that wrote the row committed.
 
 use redb::TableDefinition;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -19,6 +21,8 @@ use super::object::HttpMetadata;
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 pub(crate) const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
+pub(crate) const BUCKET_CONFIG: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("bucket_config");
 
 /// The objects table named `name` (see [`objects_table_name`]); keys are the object
 /// keys' UTF-8 bytes, so that a list can seek past every key under a prefix.

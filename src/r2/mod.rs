@@ -22,9 +22,12 @@
 
 mod blobs;
 mod bucket;
+mod bucket_config;
 mod catalog;
 pub mod conditional;
+pub mod cors;
 mod error;
+pub mod lifecycle;
 mod limits;
 pub mod list;
 mod multipart;
@@ -36,7 +39,9 @@ mod store;
 pub use blobs::{BlobReader, HashAlgorithm};
 pub use bucket::{ExpectedChecksum, R2Bucket, R2GetOptions, R2ObjectBody, R2PutOptions};
 pub use conditional::{EtagCondition, R2Conditional};
+pub use cors::CorsRule;
 pub use error::{R2Error, R2ErrorKind};
+pub use lifecycle::{LifecycleAge, LifecycleReport, LifecycleRule};
 pub use limits::R2Limits;
 pub use list::{R2ListOptions, R2Objects};
 pub use multipart::{PartInfo, R2MultipartOptions, R2MultipartUpload, R2UploadedPart};

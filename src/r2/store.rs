@@ -195,6 +195,7 @@ impl R2Store {
             }
         }
         txn.delete_table(objects_table(&table_name)).or_r2(OP)?;
+        super::bucket_config::forget(&txn, name)?;
         txn.commit().or_r2(OP)
     }
 
@@ -340,7 +341,7 @@ fn for_each_object(
     Ok(())
 }
 
-fn no_such_bucket(op: &'static str, name: &str) -> R2Error {
+pub(super) fn no_such_bucket(op: &'static str, name: &str) -> R2Error {
     R2Error::new(
         op,
         R2ErrorKind::NoSuchBucket,

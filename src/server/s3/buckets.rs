@@ -1,5 +1,6 @@
 //! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
-//! GetBucketLocation, GetBucketVersioning, ListObjects and ListObjectsV2.
+//! GetBucketLocation, GetBucketVersioning, GetBucketEncryption, ListObjects and
+//! ListObjectsV2.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
@@ -122,6 +123,20 @@ pub(crate) async fn location(ctx: Ctx) -> Result<Response, S3Error> {
 pub(crate) async fn versioning(ctx: Ctx) -> Result<Response, S3Error> {
     head_bucket_exists(&ctx).await?;
     Ok(xml_response(Xml::new("VersioningConfiguration").finish()))
+}
+
+/// R2 encrypts every object at rest with AES-256 and has no per-bucket setting, so every
+/// bucket has R2's answer (tristore's own data directory is not encrypted).
+pub(crate) async fn encryption(ctx: Ctx) -> Result<Response, S3Error> {
+    head_bucket_exists(&ctx).await?;
+    let mut xml = Xml::new("ServerSideEncryptionConfiguration");
+    xml.open("Rule")
+        .open("ApplyServerSideEncryptionByDefault")
+        .leaf("SSEAlgorithm", "AES256")
+        .close()
+        .leaf("BucketKeyEnabled", true)
+        .close();
+    Ok(xml_response(xml.finish()))
 }
 
 async fn head_bucket_exists(ctx: &Ctx) -> Result<(), S3Error> {

@@ -4,16 +4,20 @@
 //! refused), addressed path-style (`/<bucket>/<key>`) or virtual-host style
 //! (`<bucket>.localhost`, `<bucket>.<account>.r2.cloudflarestorage.com`, or any host
 //! whose first label names an existing bucket), then dispatched to the R2 store.
-//! Operations R2 does not offer answer 501 `NotImplemented`, as R2 does.
+//! Operations R2 does not offer answer 501 `NotImplemented`, as R2 does. CORS
+//! preflights are the exception to signing: browsers send them without credentials.
 
 pub mod body;
 mod buckets;
 pub mod checksum;
 pub mod chunked;
+mod cors;
 pub mod error;
 mod headers;
+mod lifecycle;
 mod multipart;
 mod objects;
+mod screen;
 pub mod xml;
 
 use std::net::IpAddr;
@@ -22,6 +26,8 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::header::ORIGIN;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -53,12 +59,25 @@ pub fn router(store: Arc<Store>, credentials: Credentials) -> Router {
 }
 
 async fn handle(State(state): State<Arc<S3State>>, request: Request) -> Response {
-    let is_head = request.method() == Method::HEAD;
-    let mut response = match dispatch(state, request).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let method = request.method().clone();
+    let origin = request.headers().get(ORIGIN).cloned();
+    let (parts, body) = request.into_parts();
+    let target = address(&state.store, &host(&parts), parts.uri.path()).await;
+    let bucket = target.as_ref().ok().and_then(|(b, _)| b.clone());
+    let outcome = match target {
+        Ok((bucket, _)) if method == Method::OPTIONS => {
+            cors::preflight(&state.store, bucket.as_deref(), &parts.headers).await
+        }
+        Ok((bucket, key)) => dispatch(&state, parts, body, bucket, key).await,
+        Err(e) => Err(e),
     };
-    if is_head {
+    let mut response = outcome.unwrap_or_else(IntoResponse::into_response);
+    if let (Some(origin), Some(bucket)) = (&origin, &bucket) {
+        if method != Method::OPTIONS {
+            cors::decorate(&state.store, bucket, origin, &method, &mut response).await;
+        }
+    }
+    if method == Method::HEAD {
         // HEAD answers carry the status and headers only, errors included.
         *response.body_mut() = Body::empty();
     }
@@ -118,10 +137,24 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| S3Error::internal(format!("the request task failed: {e}")))?
 }
 
-async fn dispatch(state: Arc<S3State>, request: Request) -> Result<Response, S3Error> {
-    let (parts, body) = request.into_parts();
-    let raw_path = parts.uri.path().to_owned();
-    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+fn host(parts: &Parts) -> String {
+    parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(parts.uri.host())
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn dispatch(
+    state: &S3State,
+    parts: Parts,
+    body: Body,
+    bucket: Option<String>,
+    key: Option<String>,
+) -> Result<Response, S3Error> {
+    let raw_query = parts.uri.query().unwrap_or("");
     let header_text: Vec<(&str, String)> = parts
         .headers
         .iter()
@@ -132,28 +165,21 @@ async fn dispatch(state: Arc<S3State>, request: Request) -> Result<Response, S3E
     let creds = &state.credentials;
     let verified = SignedRequest {
         method: parts.method.as_str(),
-        path: &raw_path,
-        query: &raw_query,
+        path: parts.uri.path(),
+        query: raw_query,
         headers: &header_pairs,
     }
     .verify(
         |id| (id == creds.access_key_id).then(|| creds.secret_access_key.clone()),
         SystemTime::now(),
     )?;
-    let host = parts
-        .headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or(parts.uri.host())
-        .unwrap_or("")
-        .to_owned();
-    let (bucket, key) = address(&state.store, &host, &raw_path).await?;
+    let query = parse_query(raw_query);
     let ctx = Ctx {
         store: state.store.clone(),
         method: parts.method,
         bucket,
         key,
-        query: parse_query(&raw_query),
+        query,
         headers: parts.headers,
         verified,
     };
@@ -214,9 +240,6 @@ fn unsupported(ctx: &Ctx) -> Option<String> {
         ("logging", "Logging"),
         ("replication", "Replication"),
         ("object-lock", "ObjectLockConfiguration"),
-        ("cors", "Cors"),
-        ("lifecycle", "LifecycleConfiguration"),
-        ("encryption", "Encryption"),
         ("notification", "NotificationConfiguration"),
         ("accelerate", "AccelerateConfiguration"),
         ("requestPayment", "RequestPayment"),
@@ -246,9 +269,12 @@ fn unsupported(ctx: &Ctx) -> Option<String> {
     if ctx.key.is_none() && ctx.has("versions") {
         return Some("ListObjectVersions".into());
     }
-    // GetBucketVersioning has a fixed answer; changing it is not offered.
-    if ctx.key.is_none() && ctx.has("versioning") && ctx.method != Method::GET {
-        return Some(format!("{verb}BucketVersioning"));
+    // GetBucketVersioning and GetBucketEncryption have fixed answers; changing them is
+    // not offered.
+    for (q, name) in [("versioning", "Versioning"), ("encryption", "Encryption")] {
+        if ctx.key.is_none() && ctx.has(q) && ctx.method != Method::GET {
+            return Some(format!("{verb}Bucket{name}"));
+        }
     }
     let (table, level) = if ctx.key.is_some() {
         (OBJECT, "Object")
@@ -270,6 +296,13 @@ async fn route(ctx: Ctx, body: Body) -> Result<Response, S3Error> {
         return Err(S3Error::not_implemented(&operation));
     }
     let method = ctx.method.clone();
+    let stores_object = ctx.key.is_some()
+        && match method {
+            Method::PUT => !ctx.has("uploadId"),
+            Method::POST => ctx.has("uploads"),
+            _ => false,
+        };
+    screen::screen(&ctx, stores_object)?;
     match (ctx.bucket.is_some(), ctx.key.is_some(), method) {
         (false, _, Method::GET) => buckets::list_buckets(ctx).await,
         (false, _, _) => Err(S3Error::new(
@@ -277,6 +310,9 @@ async fn route(ctx: Ctx, body: Body) -> Result<Response, S3Error> {
             "MethodNotAllowed",
             "The specified method is not allowed against this resource. Name a bucket in the path or the host.",
         )),
+        (true, false, _) if ctx.has("cors") => cors::configure(ctx, body).await,
+        (true, false, _) if ctx.has("lifecycle") => lifecycle::configure(ctx, body).await,
+        (true, false, Method::GET) if ctx.has("encryption") => buckets::encryption(ctx).await,
         (true, false, Method::PUT) => buckets::create_bucket(ctx, body).await,
         (true, false, Method::DELETE) => buckets::delete_bucket(ctx).await,
         (true, false, Method::HEAD) => buckets::head_bucket(ctx).await,

@@ -21,11 +21,13 @@ fn upload_id(ctx: &Ctx) -> String {
     ctx.q("uploadId").unwrap_or_default().to_owned()
 }
 
-fn part_number(ctx: &Ctx) -> Result<u32, S3Error> {
+/// `partNumber`, which S3 takes from 1 to 10,000.
+pub(crate) fn part_number(ctx: &Ctx) -> Result<u32, S3Error> {
     ctx.q("partNumber")
         .and_then(|n| n.parse().ok())
+        .filter(|n| (1..=10_000).contains(n))
         .ok_or_else(|| {
-            S3Error::invalid_argument("partNumber must be a whole number from 1 to 10000")
+            S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
         })
 }
 

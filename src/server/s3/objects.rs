@@ -12,9 +12,10 @@ use super::error::S3Error;
 use super::headers::{
     self, copy_source, precondition_failed, read_precondition, write_condition, Precondition,
 };
+use super::multipart::part_number;
 use super::xml::{self, Xml};
 use super::{blocking, Ctx};
-use crate::r2::{iso8601_millis, R2GetOptions, R2Object, R2PutOptions, R2Range};
+use crate::r2::{iso8601_millis, R2ErrorKind, R2GetOptions, R2Object, R2PutOptions, R2Range};
 
 /// A 200 with an XML body.
 pub(crate) fn xml_response(xml: String) -> Response {
@@ -84,13 +85,19 @@ fn without_metadata(object: R2Object) -> R2Object {
 }
 
 pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error> {
-    if ctx.has("partNumber") {
-        return Err(S3Error::not_implemented("GetObject with partNumber"));
-    }
+    let part = ctx
+        .has("partNumber")
+        .then(|| part_number(&ctx))
+        .transpose()?;
     let range = match ctx.header("range") {
         Some(v) if !head => R2Range::from_header(v)?,
         _ => None,
     };
+    if part.is_some() && range.is_some() {
+        return Err(S3Error::invalid_request(
+            "Cannot specify both Range header and partNumber query parameter",
+        ));
+    }
     let (store, bucket, key) = (
         ctx.store.clone(),
         ctx.bucket_name().to_owned(),
@@ -98,17 +105,27 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
     );
     let found = blocking(move || {
         let bucket = Ctx::open_bucket(&store, &bucket)?;
+        if let Some(number) = part {
+            return match bucket.get_part(&key, number) {
+                Err(e) if e.kind == R2ErrorKind::InvalidRange => Err(S3Error::new(
+                    416,
+                    "InvalidPartNumber",
+                    "The requested partnumber is not satisfiable",
+                )),
+                found => Ok(found?.map(|(b, count)| (b.object, b.body.filter(|_| !head), count))),
+            };
+        }
         if head {
-            return Ok(bucket.head(&key)?.map(|o| (o, None)));
+            return Ok(bucket.head(&key)?.map(|o| (o, None, None)));
         }
         let options = R2GetOptions {
             only_if: None,
             range,
         };
-        Ok(bucket.get(&key, &options)?.map(|b| (b.object, b.body)))
+        Ok(bucket.get(&key, &options)?.map(|b| (b.object, b.body, None)))
     })
     .await?;
-    let (object, reader) = found.ok_or_else(|| {
+    let (object, reader, parts_count) = found.ok_or_else(|| {
         S3Error::new(404, "NoSuchKey", "The specified key does not exist.").with("Key", ctx.key())
     })?;
     if read_precondition(&ctx.headers, "", &object)? == Precondition::NotModified {
@@ -118,13 +135,16 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
         offset: 0,
         length: object.size,
     });
-    let partial = range.is_some();
+    let partial = range.is_some() || part.is_some();
     let checksums = !partial
         && ctx
             .header("x-amz-checksum-mode")
             .is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
     let mut out: HeaderMap = headers::object_headers(&ctx, &object, checksums);
     out.insert("content-length", HeaderValue::from(returned.length));
+    if let Some(count) = parts_count {
+        out.insert("x-amz-mp-parts-count", HeaderValue::from(count));
+    }
     let status = if partial {
         let end = (returned.offset + returned.length).saturating_sub(1);
         let value = format!("bytes {}-{end}/{}", returned.offset, object.size);

@@ -1,5 +1,6 @@
 //! S3's XML: a small writer for responses, and the request bodies tristore reads
-//! (DeleteObjects, CompleteMultipartUpload, CreateBucket).
+//! (DeleteObjects, CompleteMultipartUpload, CreateBucket; the CORS and lifecycle
+//! configurations are read in their own modules).
 
 use std::fmt::Display;
 
@@ -153,7 +154,8 @@ pub fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, S3Error> {
     quick_xml::de::from_str(text).map_err(|_| malformed())
 }
 
-fn malformed() -> S3Error {
+/// 400 `MalformedXML`: a body that does not fit the operation's schema.
+pub fn malformed() -> S3Error {
     S3Error::new(
         400,
         "MalformedXML",
