@@ -27,6 +27,7 @@
 //! and S3 APIs; [`provision`] creates what a wrangler configuration binds, and
 //! [`defaults`] what Metacogna's does.
 
+mod catalog_file;
 pub mod d1;
 pub mod defaults;
 mod error;

@@ -46,7 +46,7 @@ pub struct StoreOptions {
 /// A data directory: the catalog and the files of every store in it.
 pub struct Store {
     dir: PathBuf,
-    catalog: redb::Database,
+    catalog: crate::catalog_file::CatalogFile,
     options: StoreOptions,
     r2: R2Store,
     vectorize: VectorizeStore,
@@ -97,7 +97,8 @@ impl Store {
         fsutil::create_dir_durable(&dir.join("d1"))?;
         fsutil::create_dir_durable(&dir.join("r2"))?;
         let path = dir.join("catalog.redb");
-        let catalog = redb::Database::create(&path).map_err(|e| catalog_error(&path, e))?;
+        let catalog =
+            crate::catalog_file::CatalogFile::open(&path).map_err(|e| catalog_error(&path, e))?;
         let r2 = R2Store::open(
             &dir.join("r2"),
             options.r2_limits.clone(),

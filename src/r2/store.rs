@@ -20,7 +20,7 @@ use super::object::ObjectRecord;
 
 pub(crate) struct Inner {
     pub dir: PathBuf,
-    pub catalog: redb::Database,
+    pub catalog: crate::catalog_file::CatalogFile,
     pub blobs: BlobStore,
     /// Held shared from the moment a blob is placed until the row naming it commits,
     /// and exclusively by garbage collection: a collection never sees a blob that is
@@ -107,7 +107,7 @@ impl R2Store {
         let blobs = BlobStore::open(dir.to_path_buf(), durable)
             .map_err(|e| R2Error::internal(OP, format!("{}: {e}", dir.display())))?;
         let path = dir.join("catalog.redb");
-        let catalog = redb::Database::create(&path)
+        let catalog = crate::catalog_file::CatalogFile::open(&path)
             .map_err(|e| R2Error::internal(OP, format!("{}: {e}", path.display())))?;
         let txn = catalog.begin_write().or_r2(OP)?;
         txn.open_table(BUCKETS).or_r2(OP)?;
