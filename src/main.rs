@@ -590,3 +590,43 @@ fn print_json(value: &impl serde::Serialize) -> CliResult {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposed_hosts_need_a_token_and_own_keys_or_an_explicit_yes() {
+        let args = |host: &str, token: bool, own_keys: bool, yes: bool| ServeArgs {
+            host: host.into(),
+            api_token: token.then(|| "t".into()),
+            s3_access_key_id: if own_keys {
+                "mine".into()
+            } else {
+                ServeArgs::default().s3_access_key_id
+            },
+            s3_secret_access_key: if own_keys {
+                "secret".into()
+            } else {
+                ServeArgs::default().s3_secret_access_key
+            },
+            allow_exposed: yes,
+            ..ServeArgs::default()
+        };
+        for host in ["127.0.0.1", "localhost", "::1"] {
+            assert!(
+                check_exposure(&args(host, false, false, false)).is_ok(),
+                "{host}"
+            );
+        }
+        let refused = check_exposure(&args("0.0.0.0", false, false, false)).unwrap_err();
+        assert!(
+            refused.contains("--api-token") && refused.contains("--allow-exposed"),
+            "{refused}"
+        );
+        assert!(check_exposure(&args("0.0.0.0", true, false, false)).is_err());
+        assert!(check_exposure(&args("0.0.0.0", false, true, false)).is_err());
+        assert!(check_exposure(&args("0.0.0.0", true, true, false)).is_ok());
+        assert!(check_exposure(&args("192.168.1.5", false, false, true)).is_ok());
+    }
+}
