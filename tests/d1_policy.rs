@@ -28,6 +28,80 @@ fn transactions_are_refused_with_a_pointer_to_batch() {
     }
 }
 
+/// tristore runs BEGIN, COMMIT and ROLLBACK itself around every write; a user statement
+/// with the same text must still meet the policy, not reuse tristore's statement.
+#[test]
+fn transaction_statements_are_refused_after_tristore_ran_the_same_text() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE t (x)").unwrap();
+    // A failed write makes tristore run its ROLLBACK too.
+    assert!(db.prepare("INSERT INTO nosuch VALUES (1)").run().is_err());
+    for sql in [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+        "ROLLBACK",
+        "commit",
+        "END",
+        "COMMIT TRANSACTION",
+    ] {
+        // A batch and a script go straight to the writer, where tristore's own run.
+        for e in [
+            err(db.batch(&[db.prepare(sql)])),
+            err(db.execute_script(sql, &[])),
+            err(db.prepare(sql).run()),
+        ] {
+            assert!(e.contains("use the batch() method"), "{sql}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_batch_stays_atomic_when_it_holds_a_commit_or_rollback() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE t (x)").unwrap();
+    let e = err(db.batch(&[
+        db.prepare("INSERT INTO t VALUES (1)"),
+        db.prepare("COMMIT"),
+        db.prepare("INSERT INTO nosuch VALUES (1)"),
+    ]));
+    assert!(e.contains("use the batch() method"), "{e}");
+    assert!(db.prepare("INSERT INTO nosuch VALUES (1)").run().is_err());
+    assert!(db
+        .batch(&[
+            db.prepare("INSERT INTO t VALUES (1)"),
+            db.prepare("ROLLBACK"),
+            db.prepare("INSERT INTO t VALUES (2)"),
+        ])
+        .is_err());
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM t")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0)),
+        "nothing of a failed batch is kept"
+    );
+}
+
+#[test]
+fn foreign_keys_stay_enforced_when_a_batch_tries_to_commit_early() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE parent (id INTEGER PRIMARY KEY)\nCREATE TABLE child (id INTEGER PRIMARY KEY, p INTEGER NOT NULL REFERENCES parent(id))").unwrap();
+    assert!(db
+        .batch(&[
+            db.prepare("COMMIT"),
+            db.prepare("PRAGMA foreign_keys = OFF"),
+            db.prepare("INSERT INTO child VALUES (1, 999)"),
+        ])
+        .is_err());
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM child")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0)),
+        "no orphan row"
+    );
+}
+
 #[test]
 fn pragma_allowlist() {
     let (_d, db) = db();

@@ -132,11 +132,11 @@ impl Conn {
     }
 
     /// Runs tristore's own SQL, which the D1 policy would refuse (BEGIN, COMMIT, ...).
+    ///
+    /// Never through the statement cache: the authorizer only judges a statement when it
+    /// is prepared, so a cached trusted `COMMIT` would let a user's `COMMIT` through.
     pub fn trusted_batch(&self, sql: &str) -> rusqlite::Result<()> {
-        self.policy.trusted(|| {
-            self.sqlite.prepare_cached(sql)?.execute([])?;
-            Ok(())
-        })
+        self.policy.trusted(|| self.sqlite.execute_batch(sql))
     }
 
     /// Bytes in use by the database: page count times page size.
