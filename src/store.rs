@@ -343,15 +343,22 @@ impl D1Databases<'_> {
         Ok(out)
     }
 
+    /// Ids win over names: a text that reads as a uuid is only ever looked up as one,
+    /// so no name (one from an older catalog included) can stand in for a database id.
     fn record(&self, name_or_uuid: &str) -> Result<DatabaseRecord> {
         let store = self.store;
         let txn = store
             .catalog
             .begin_read()
             .map_err(|e| store.catalog_err(e))?;
-        let names = txn.open_table(D1_NAMES).map_err(|e| store.catalog_err(e))?;
-        let by_name = names.get(name_or_uuid).map_err(|e| store.catalog_err(e))?;
-        let uuid = by_name.map_or_else(|| name_or_uuid.to_owned(), |u| u.value().to_owned());
+        let uuid = match uuid::Uuid::parse_str(name_or_uuid) {
+            Ok(id) => id.hyphenated().to_string(),
+            Err(_) => {
+                let names = txn.open_table(D1_NAMES).map_err(|e| store.catalog_err(e))?;
+                let by_name = names.get(name_or_uuid).map_err(|e| store.catalog_err(e))?;
+                by_name.map_or_else(|| name_or_uuid.to_owned(), |u| u.value().to_owned())
+            }
+        };
         let dbs = txn
             .open_table(D1_DATABASES)
             .map_err(|e| store.catalog_err(e))?;
@@ -366,22 +373,26 @@ impl D1Databases<'_> {
     }
 }
 
-/// D1 names: what wrangler accepts (letters, digits, `-` and `_`), at most 64 bytes.
+/// D1 names: what wrangler accepts (letters, digits, `-` and `_`), at most 64 bytes,
+/// and not a uuid, which lookups would take for a database id.
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
+    let rule = if !ok {
+        "use 1 to 64 characters from a-z, A-Z, 0-9, '-' and '_'"
+    } else if uuid::Uuid::parse_str(name).is_ok() {
+        "it looks like a database id, and ids are looked up before names; choose a name that is not a uuid"
     } else {
-        Err(Error::InvalidName {
-            kind: D1_KIND,
-            name: name.to_owned(),
-            rule: "use 1 to 64 characters from a-z, A-Z, 0-9, '-' and '_'",
-        })
-    }
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        kind: D1_KIND,
+        name: name.to_owned(),
+        rule,
+    })
 }
 
 pub(crate) fn now_iso8601() -> String {

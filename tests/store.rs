@@ -73,6 +73,37 @@ fn create_list_get_delete_and_reopen() {
         .exists());
 }
 
+/// A catalog written before UUID-shaped names were refused may hold one; a lookup by
+/// an id still finds the database that has it.
+#[test]
+fn ids_win_over_names_in_an_older_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let real = store.d1().create("real").unwrap();
+    let impostor = store.d1().create("impostor").unwrap();
+    drop(store);
+    {
+        let names: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("d1_names");
+        let catalog = redb::Database::create(dir.path().join("catalog.redb")).unwrap();
+        let txn = catalog.begin_write().unwrap();
+        txn.open_table(names)
+            .unwrap()
+            .insert(real.uuid.as_str(), impostor.uuid.as_str())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.d1().get(&real.uuid).unwrap().name, "real");
+    assert_eq!(
+        store.d1().get(&real.uuid.to_uppercase()).unwrap().name,
+        "real"
+    );
+    assert!(matches!(
+        store.d1().create(&impostor.uuid),
+        Err(Error::InvalidName { .. })
+    ));
+}
+
 #[test]
 fn orphan_files_are_swept_on_open() {
     let dir = tempfile::tempdir().unwrap();
