@@ -292,6 +292,65 @@ fn queries_past_the_time_limit_are_interrupted() {
     );
 }
 
+/// The limit covers a whole request, not each statement: a script or an import of
+/// many quick statements stops at it too, and keeps nothing.
+#[test]
+fn scripts_and_imports_stop_at_the_time_limit_however_quick_each_statement_is() {
+    let limits = D1Limits {
+        query_timeout: Duration::from_millis(100),
+        ..D1Limits::default()
+    };
+    let (_d, db) = fresh_db(limits);
+    db.exec("CREATE TABLE t (x)").unwrap();
+    // About a second of work without the limit.
+    let script = "INSERT INTO t VALUES (1);\n".repeat(400_000);
+    for e in [
+        err(db.execute_script(&script, &[])),
+        err(db.import(&script)),
+    ] {
+        // An import's error also names the statement it stopped at.
+        assert!(
+            e.starts_with("D1_ERROR: D1 DB storage operation exceeded timeout which caused object to be reset.")
+                && e.ends_with(": SQLITE_INTERRUPT"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM t")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0))
+    );
+}
+
+#[test]
+fn an_interrupted_request_stops_and_keeps_nothing() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE t (x)").unwrap();
+    let interrupt = tristore::d1::Interrupt::new();
+    let handle = db.interruptible(&interrupt);
+    let stopper = {
+        let interrupt = interrupt.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            interrupt.interrupt();
+        })
+    };
+    let forever =
+        "INSERT INTO t WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT n FROM c";
+    let e = err(handle.prepare(forever).run());
+    stopper.join().unwrap();
+    assert_eq!(e, "D1_ERROR: The request was interrupted before it finished (its client went away); nothing it wrote was kept: SQLITE_INTERRUPT");
+    assert!(err(handle.prepare("SELECT 1").all()).contains("interrupted"));
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM t")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0)),
+        "other handles are not interrupted, and nothing was kept"
+    );
+}
+
 #[test]
 fn database_size_limit() {
     let limits = D1Limits {

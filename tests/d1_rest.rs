@@ -98,3 +98,43 @@ fn a_database_cannot_be_named_with_an_id_so_ids_always_reach_their_own() {
     assert_eq!(list["result"].as_array().unwrap().len(), 1, "{list}");
     assert!(server.store.d1().get(&uuid.to_uppercase()).is_ok());
 }
+
+/// A request whose client goes away stops: the database's writer is free again at
+/// once, not when the abandoned query reaches the time limit.
+#[test]
+fn a_query_whose_client_leaves_stops_and_frees_the_database() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let server = Server::start(StoreOptions {
+        d1_limits: tristore::d1::D1Limits {
+            query_timeout: Duration::from_secs(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let uuid = server.create("app");
+    let forever = json!({"sql": "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c"}).to_string();
+    let addr = server.running.as_ref().unwrap().addr;
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        client,
+        "POST /client/v4/accounts/a/d1/database/{uuid}/query HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{forever}",
+        forever.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(client);
+
+    let start = Instant::now();
+    let (status, envelope) = server.post(
+        &format!("/{uuid}/query"),
+        json!({"sql": "CREATE TABLE t (x)"}),
+    );
+    assert_eq!(status, 200, "{envelope}");
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "waited {waited:?} for the writer"
+    );
+}

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{ffi, Connection, OpenFlags, Statement, StatementStatus};
 
 use super::error::SqlError;
+use super::interrupt::Interrupt;
 use super::limits::D1Limits;
 use super::policy::{Policy, TOGGLE_PRAGMAS};
 use super::sql_text::{self, Shape};
@@ -36,16 +37,45 @@ impl Outcome {
 }
 
 /// Text of the error a query gets when it runs past the time limit.
-pub(crate) const TIMEOUT_MESSAGE: &str =
+const TIMEOUT_MESSAGE: &str =
     "D1 DB storage operation exceeded timeout which caused object to be reset.";
+
+/// Text of the error a query gets when its request is interrupted (its client left).
+const INTERRUPTED_MESSAGE: &str =
+    "The request was interrupted before it finished (its client went away); nothing it wrote was kept";
+
+/// What stops the request running on a connection: its deadline or its [`Interrupt`].
+/// Read by SQLite's progress handler while a statement runs and before each statement.
+#[derive(Default)]
+struct Watch {
+    /// Nanoseconds after [`epoch`] past which the request is stopped; 0 = none.
+    deadline: AtomicU64,
+    interrupt: Mutex<Option<Interrupt>>,
+}
+
+impl Watch {
+    /// Why the request must stop now, if it must.
+    fn stop_reason(&self) -> Option<&'static str> {
+        let interrupted = self
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(Interrupt::is_interrupted);
+        if interrupted {
+            return Some(INTERRUPTED_MESSAGE);
+        }
+        let d = self.deadline.load(Ordering::Relaxed);
+        (d != 0 && nanos_since_epoch(Instant::now()) > d).then_some(TIMEOUT_MESSAGE)
+    }
+}
 
 pub(crate) struct Conn {
     /// Declared before `sqlite` so that it is finalized before the connection closes.
     page_count: PageCount,
     pub sqlite: Connection,
     policy: Arc<Policy>,
-    /// Nanoseconds after [`epoch`] past which the running query is interrupted; 0 = none.
-    deadline: Arc<AtomicU64>,
+    watch: Arc<Watch>,
     pub page_size: u64,
     /// Which statement texts are simple counts (see [`Conn::simple_count`]).
     counts: std::cell::RefCell<std::collections::HashMap<String, bool>>,
@@ -87,35 +117,39 @@ impl Conn {
             judge.authorize(ctx)
         }));
 
-        let deadline = Arc::new(AtomicU64::new(0));
-        let watch = Arc::clone(&deadline);
-        sqlite.progress_handler(
-            1000,
-            Some(move || {
-                let d = watch.load(Ordering::Relaxed);
-                d != 0 && nanos_since_epoch(Instant::now()) > d
-            }),
-        );
+        let watch = Arc::new(Watch::default());
+        let stopper = Arc::clone(&watch);
+        sqlite.progress_handler(1000, Some(move || stopper.stop_reason().is_some()));
         Ok(Conn {
             page_count,
             sqlite,
             policy,
-            deadline,
+            watch,
             page_size,
             counts: Default::default(),
         })
     }
 
-    /// Starts the time limit of one request.
-    pub fn arm(&self, timeout: Duration) {
+    /// Starts one request: its time limit, and the interrupt that may stop it early.
+    pub fn arm(&self, timeout: Duration, interrupt: Option<&Interrupt>) {
         let d = nanos_since_epoch(Instant::now() + timeout).max(1);
-        self.deadline.store(d, Ordering::Relaxed);
+        self.watch.deadline.store(d, Ordering::Relaxed);
+        *self
+            .watch
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = interrupt.cloned();
     }
 
-    /// Ends the request: clears the time limit and undoes PRAGMA toggles, which D1
-    /// scopes to the request's transaction.
+    /// Ends the request: clears its time limit and interrupt, and undoes PRAGMA
+    /// toggles, which D1 scopes to the request's transaction.
     pub fn disarm(&self) {
-        self.deadline.store(0, Ordering::Relaxed);
+        self.watch.deadline.store(0, Ordering::Relaxed);
+        *self
+            .watch
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         if self.policy.take_toggled() {
             self.policy.trusted(|| {
                 for (name, default) in TOGGLE_PRAGMAS {
@@ -140,9 +174,10 @@ impl Conn {
     }
 
     /// Bytes in use by the database: page count times page size.
-    pub fn size(&self) -> rusqlite::Result<u64> {
+    pub fn size(&self) -> Result<u64, SqlError> {
         // Trusted: a schema change re-prepares the statement, which runs the authorizer.
-        Ok(self.policy.trusted(|| self.page_count.read(&self.sqlite))? * self.page_size)
+        let pages = self.policy.trusted(|| self.page_count.read(&self.sqlite));
+        Ok(pages.map_err(|e| self.explain(e))? * self.page_size)
     }
 
     pub fn total_changes(&self) -> u64 {
@@ -255,6 +290,14 @@ impl Conn {
     }
 
     fn execute(&self, stmt: &mut Statement<'_>, params: &[D1Value]) -> Result<Outcome, SqlError> {
+        // The progress handler only counts within one statement: a script of many
+        // quick ones would never reach it.
+        if let Some(reason) = self.watch.stop_reason() {
+            return Err(SqlError {
+                message: reason.into(),
+                code: "SQLITE_INTERRUPT",
+            });
+        }
         // Counters accumulate across runs of a cached statement: start from zero.
         stmt.reset_status(StatementStatus::RowsRead);
         stmt.reset_status(StatementStatus::RowsWritten);
@@ -290,8 +333,10 @@ impl Conn {
                 sql_error.message = reason;
             }
         }
-        if sql_error.code == "SQLITE_INTERRUPT" && self.deadline.load(Ordering::Relaxed) != 0 {
-            sql_error.message = TIMEOUT_MESSAGE.into();
+        if sql_error.code == "SQLITE_INTERRUPT" {
+            if let Some(reason) = self.watch.stop_reason() {
+                sql_error.message = reason.into();
+            }
         }
         sql_error
     }

@@ -21,6 +21,7 @@ mod connection;
 mod database;
 pub mod dump;
 mod error;
+mod interrupt;
 mod limits;
 pub mod migrations;
 mod policy;
@@ -31,6 +32,7 @@ mod value;
 
 pub use database::D1Database;
 pub use error::{D1Error, SqlError};
+pub use interrupt::{Interrupt, InterruptOnDrop};
 pub use limits::D1Limits;
 pub use result::{D1ExecResult, D1Meta, D1Result, D1Row, D1Timings};
 pub use statement::D1PreparedStatement;

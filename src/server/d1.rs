@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::envelope::{blocking, json_body, ok, ok_page, ApiError, Paging};
-use crate::d1::{D1Result, D1Value};
+use crate::d1::{D1Result, D1Value, Interrupt};
 use crate::Store;
 
 /// Routes under `/client/v4/accounts/{account}/d1/database`.
@@ -77,11 +77,14 @@ struct Statement {
 }
 
 /// Runs a body: a single statement or script through `execute_script` (one result per
-/// statement), a batch as one transaction.
+/// statement), a batch as one transaction. Stops if the client goes away.
 async fn run(store: Arc<Store>, db: String, body: Bytes) -> Result<Vec<D1Result>, ApiError> {
     let body: QueryBody = json_body(&body)?;
+    let interrupt = Interrupt::new();
+    // Hyper drops this future when the client goes away; the work stops with it.
+    let _abandoned = interrupt.on_drop();
     blocking(move || {
-        let db = store.d1().database(&db)?;
+        let db = store.d1().database(&db)?.interruptible(&interrupt);
         match body {
             QueryBody::One(s) => {
                 let params = s
