@@ -70,12 +70,19 @@ impl Watch {
     }
 }
 
+/// JSON bytes charged per statement for what surrounds its rows (`meta` and the rest).
+const STATEMENT_JSON: u64 = 300;
+
 pub(crate) struct Conn {
     /// Declared before `sqlite` so that it is finalized before the connection closes.
     page_count: PageCount,
     pub sqlite: Connection,
     policy: Arc<Policy>,
     watch: Arc<Watch>,
+    /// [`D1Limits::max_result_size`].
+    max_result_size: u64,
+    /// JSON bytes the running request may still return.
+    result_budget: std::cell::Cell<u64>,
     pub page_size: u64,
     /// Which statement texts are simple counts (see [`Conn::simple_count`]).
     counts: std::cell::RefCell<std::collections::HashMap<String, bool>>,
@@ -125,13 +132,17 @@ impl Conn {
             sqlite,
             policy,
             watch,
+            max_result_size: limits.max_result_size,
+            result_budget: std::cell::Cell::new(limits.max_result_size),
             page_size,
             counts: Default::default(),
         })
     }
 
-    /// Starts one request: its time limit, and the interrupt that may stop it early.
+    /// Starts one request: its time limit, the interrupt that may stop it early, and
+    /// its budget of result bytes.
     pub fn arm(&self, timeout: Duration, interrupt: Option<&Interrupt>) {
+        self.result_budget.set(self.max_result_size);
         let d = nanos_since_epoch(Instant::now() + timeout).max(1);
         self.watch.deadline.store(d, Ordering::Relaxed);
         *self
@@ -303,25 +314,47 @@ impl Conn {
         stmt.reset_status(StatementStatus::RowsWritten);
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         let width = columns.len();
+        // `"name":` and a comma for each value of a row object.
+        let names: u64 = columns.iter().map(|c| c.len() as u64 + 4).sum();
+        self.charge(STATEMENT_JSON + names)?;
         let mut rows = Vec::new();
-        let stepped = (|| {
-            let mut cursor = stmt.query(rusqlite::params_from_iter(params))?;
-            while let Some(row) = cursor.next()? {
-                rows.push(
-                    (0..width)
-                        .map(|i| D1Value::from_ref(row.get_ref_unwrap(i)))
-                        .collect(),
-                );
-            }
-            Ok(())
-        })();
-        stepped.map_err(|e| self.explain(e))?;
+        let mut cursor = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| self.explain(e))?;
+        while let Some(row) = cursor.next().map_err(|e| self.explain(e))? {
+            let values: Vec<D1Value> = (0..width)
+                .map(|i| D1Value::from_ref(row.get_ref_unwrap(i)))
+                .collect();
+            // Checked row by row, so an oversized result fails before it is all in memory.
+            self.charge(2 + names + values.iter().map(D1Value::json_len).sum::<u64>())?;
+            rows.push(values);
+        }
+        drop(cursor);
         Ok(Outcome {
             columns,
             rows,
             rows_read: stmt.reset_status(StatementStatus::RowsRead) as u32 as u64,
             rows_written: stmt.reset_status(StatementStatus::RowsWritten) as u32 as u64,
         })
+    }
+
+    /// Takes `bytes` of JSON from the request's result budget.
+    fn charge(&self, bytes: u64) -> Result<(), SqlError> {
+        match self.result_budget.get().checked_sub(bytes) {
+            Some(left) => {
+                self.result_budget.set(left);
+                Ok(())
+            }
+            None => Err(SqlError {
+                message: format!(
+                    "The results of this request would exceed {} bytes of JSON (tristore's \
+                     result size limit, D1Limits::max_result_size); ask for fewer rows or \
+                     smaller values, for example a page at a time with LIMIT and OFFSET",
+                    self.max_result_size
+                ),
+                code: "SQLITE_TOOBIG",
+            }),
+        }
     }
 
     /// Turns a SQLite error into D1's text, with the policy's or the time limit's reason

@@ -11,9 +11,38 @@ use crate::d1::D1Error;
 use crate::r2::R2Error;
 use crate::vectorize::VectorizeError;
 
+/// The envelope of a success, serialised straight from `result`: going through
+/// `json!` would build a `serde_json::Value` per item (per byte, for a BLOB).
+#[derive(Serialize)]
+struct Success<T> {
+    success: bool,
+    errors: [(); 0],
+    messages: [(); 0],
+    result: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_info: Option<ResultInfo>,
+}
+
+/// `result_info` of a list.
+#[derive(Serialize)]
+struct ResultInfo {
+    page: usize,
+    per_page: usize,
+    count: usize,
+    total_count: usize,
+    total_pages: usize,
+}
+
 /// A successful response wrapping `result`.
 pub fn ok(result: impl Serialize) -> Response {
-    Json(json!({"success": true, "errors": [], "messages": [], "result": result})).into_response()
+    Json(Success {
+        success: true,
+        errors: [],
+        messages: [],
+        result,
+        result_info: None,
+    })
+    .into_response()
 }
 
 /// Paging of a list call: `?page=` (from 1) and `?per_page=`.
@@ -46,14 +75,21 @@ pub fn ok_page<T: Serialize>(items: Vec<T>, paging: Paging) -> Response {
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
         .collect();
-    let info = json!({
-        "page": page,
-        "per_page": per_page,
-        "count": result.len(),
-        "total_count": total,
-        "total_pages": total.div_ceil(per_page),
-    });
-    Json(json!({"success": true, "errors": [], "messages": [], "result": result, "result_info": info})).into_response()
+    let result_info = ResultInfo {
+        page,
+        per_page,
+        count: result.len(),
+        total_count: total,
+        total_pages: total.div_ceil(per_page),
+    };
+    Json(Success {
+        success: true,
+        errors: [],
+        messages: [],
+        result,
+        result_info: Some(result_info),
+    })
+    .into_response()
 }
 
 /// A failed call.
