@@ -74,6 +74,18 @@ impl D1Database {
         })
     }
 
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Shared> {
+        Arc::downgrade(&self.shared)
+    }
+
+    /// A handle to the database `weak` points to, if a handle to it is still alive.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Shared>) -> Option<D1Database> {
+        Some(D1Database {
+            shared: weak.upgrade()?,
+            interrupt: None,
+        })
+    }
+
     /// This database, with calls made through the returned handle (and the statements
     /// it prepares) stopped as soon as `interrupt` is set: the running statement fails
     /// with `SQLITE_INTERRUPT` and a write rolls back, as at the time limit.

@@ -11,7 +11,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::envelope::{blocking, json_body, ok, ok_page, ApiError, Paging};
+use super::envelope::{blocking, json_body, ok, ok_page_of, ApiError, Paging};
 use crate::d1::{D1Result, D1Value, Interrupt};
 use crate::Store;
 
@@ -30,8 +30,10 @@ async fn list(
     State(store): State<Arc<Store>>,
     Query(paging): Query<Paging>,
 ) -> Result<Response, ApiError> {
-    let dbs = blocking(move || Ok(store.d1().list()?)).await?;
-    Ok(ok_page(dbs, paging))
+    // Only the page's databases are read: a list of thousands opens none of the rest.
+    let (dbs, total) =
+        blocking(move || Ok(store.d1().list_page(paging.skip(), paging.take())?)).await?;
+    Ok(ok_page_of(dbs, total, paging))
 }
 
 #[derive(Deserialize)]

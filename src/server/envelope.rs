@@ -64,21 +64,46 @@ fn default_per_page() -> usize {
     100
 }
 
+impl Paging {
+    fn per_page(self) -> usize {
+        self.per_page.clamp(1, 10_000)
+    }
+
+    fn page(self) -> usize {
+        self.page.max(1)
+    }
+
+    /// How many items come before this page.
+    pub fn skip(self) -> usize {
+        (self.page() - 1).saturating_mul(self.per_page())
+    }
+
+    /// How many items this page holds at most.
+    pub fn take(self) -> usize {
+        self.per_page()
+    }
+}
+
 /// One page of `items` with `result_info`. A page past the end is empty, which is how
 /// the SDKs' auto-paging knows to stop.
 pub fn ok_page<T: Serialize>(items: Vec<T>, paging: Paging) -> Response {
     let total = items.len();
-    let per_page = paging.per_page.clamp(1, 10_000);
-    let page = paging.page.max(1);
-    let result: Vec<T> = items
+    let page = items
         .into_iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
+        .skip(paging.skip())
+        .take(paging.take())
         .collect();
+    ok_page_of(page, total, paging)
+}
+
+/// `page`, the items [`Paging::skip`] and [`Paging::take`] chose out of `total`, with
+/// `result_info`: for lists that read only the page they answer with.
+pub fn ok_page_of<T: Serialize>(page: Vec<T>, total: usize, paging: Paging) -> Response {
+    let per_page = paging.per_page();
     let result_info = ResultInfo {
-        page,
+        page: paging.page(),
         per_page,
-        count: result.len(),
+        count: page.len(),
         total_count: total,
         total_pages: total.div_ceil(per_page),
     };
@@ -86,7 +111,7 @@ pub fn ok_page<T: Serialize>(items: Vec<T>, paging: Paging) -> Response {
         success: true,
         errors: [],
         messages: [],
-        result,
+        result: page,
         result_info: Some(result_info),
     })
     .into_response()
