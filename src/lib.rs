@@ -39,4 +39,4 @@ pub mod store;
 pub mod vectorize;
 
 pub use error::{Error, Result};
-pub use store::{DatabaseInfo, Store, StoreOptions};
+pub use store::{DatabaseInfo, Store, StoreOptions, DEFAULT_OPEN_D1_DATABASES};

@@ -26,6 +26,16 @@ struct Cli {
         env = "TRISTORE_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// D1 databases kept open when no request is using them; the least recently used
+    /// beyond it are closed (each holds about three file descriptors).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = tristore::DEFAULT_OPEN_D1_DATABASES,
+        value_parser = clap::value_parser!(usize),
+        env = "TRISTORE_MAX_OPEN_DATABASES"
+    )]
+    max_open_databases: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -214,12 +224,17 @@ fn main() -> ExitCode {
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> CliResult {
-    let open = || Store::open(&cli.data_dir);
+    let options = tristore::StoreOptions {
+        max_open_d1_databases: Some(cli.max_open_databases.max(1)),
+        ..Default::default()
+    };
+    let open_at = |dir: &Path| Store::open_with(dir, options.clone());
+    let open = || open_at(&cli.data_dir);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) if args.ephemeral => {
             // Removed when dropped, after the server has stopped.
             let dir = tempfile::Builder::new().prefix("tristore-").tempdir()?;
-            serve(Store::open(dir.path())?, args)
+            serve(open_at(dir.path())?, args)
         }
         Command::Serve(args) => serve(open()?, args),
         Command::D1 { command } => d1(&open()?, command),
@@ -277,7 +292,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     let done = plan.apply(&store)?;
     let provisioned = plan.describe(&store, &done)?;
     // The examples use the first database, index and bucket there are.
-    let first_db = store.d1().list()?.into_iter().next();
+    let first_db = store.d1().list_page(0, 1)?.0.into_iter().next();
     let first_index = store.vectorize().list()?.into_iter().next();
     let first_bucket = store.r2().list_buckets()?.into_iter().next();
     let store = std::sync::Arc::new(store);
