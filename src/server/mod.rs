@@ -116,6 +116,9 @@ pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
         }))
         .layer(middleware::from_fn(envelope::plain_errors_as_envelope))
         .layer(middleware::from_fn(log))
+        .layer(axum::Extension(d1_transfer::UrlSigner::new(
+            options.api_token.as_deref(),
+        )))
         .layer(axum::extract::DefaultBodyLimit::max(REST_BODY_LIMIT))
         .with_state(store);
     // The bindings route checks its own token (`?token=`), logs its own lines and streams
@@ -134,7 +137,7 @@ pub const REST_BODY_LIMIT: usize = 100 * 1024 * 1024;
 
 /// Cloudflare's answers: no credentials is 400 (9106), a wrong token 403 (10000).
 async fn authorize(token: Option<&str>, request: Request, next: Next) -> Response {
-    // Transfer files are reached by unguessable names, as signed URLs are.
+    // Transfer URLs carry their own capability, as presigned URLs do (`d1_transfer`).
     let Some(token) = token.filter(|_| !request.uri().path().starts_with(d1_transfer::FILES_PATH))
     else {
         return next.run(request).await;
