@@ -55,6 +55,19 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Reclaim R2's space now: abort multipart uploads past their expiry, then remove
+    /// blobs no object or upload references (a running `serve` does this itself, every
+    /// 10 minutes, with the default settings below).
+    Gc {
+        /// Keep unreferenced blobs younger than this many seconds (a reader may still be
+        /// about to open one).
+        #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().grace.as_secs())]
+        grace: u64,
+        /// Abort multipart uploads started at least this many seconds ago (R2's
+        /// default lifecycle rule: 7 days).
+        #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().upload_expiry.unwrap_or_default().as_secs())]
+        upload_expiry: u64,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -238,6 +251,10 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Serve(args) => serve(open()?, args),
         Command::D1 { command } => d1(&open()?, command),
+        Command::Gc {
+            grace,
+            upload_expiry,
+        } => gc(&open()?, grace, upload_expiry),
         // Benchmarks work in a temporary directory, not the data directory.
         Command::Bench { command } => match command {
             BenchCommand::Vectors(args) => bench::vectors(args),
@@ -507,6 +524,15 @@ impl StopSignal {
             }
         });
     }
+}
+
+fn gc(store: &Store, grace: u64, upload_expiry: u64) -> CliResult {
+    let report = store.r2().housekeep(&tristore::r2::Housekeeping {
+        grace: std::time::Duration::from_secs(grace),
+        upload_expiry: Some(std::time::Duration::from_secs(upload_expiry)),
+        ..Default::default()
+    })?;
+    print_json(&report)
 }
 
 fn d1(store: &Store, command: D1Command) -> CliResult {

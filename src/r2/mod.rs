@@ -23,6 +23,7 @@
 mod blobs;
 mod bucket;
 mod catalog;
+mod collector;
 pub mod conditional;
 mod error;
 mod limits;
@@ -35,6 +36,7 @@ mod store;
 
 pub use blobs::{BlobReader, HashAlgorithm};
 pub use bucket::{ExpectedChecksum, R2Bucket, R2GetOptions, R2ObjectBody, R2PutOptions};
+pub use collector::{Collector, Housekeeping, HousekeepingReport};
 pub use conditional::{EtagCondition, R2Conditional};
 pub use error::{R2Error, R2ErrorKind};
 pub use limits::R2Limits;

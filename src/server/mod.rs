@@ -59,6 +59,8 @@ pub struct ServerOptions {
     /// Threads for store calls (tokio's blocking pool); at most
     /// [`stream::MAX_UPLOADS`] of them receive bodies at once.
     pub blocking_threads: usize,
+    /// R2's background housekeeping: upload expiry and garbage collection.
+    pub r2_housekeeping: crate::r2::Housekeeping,
 }
 
 impl Default for ServerOptions {
@@ -79,6 +81,7 @@ impl Default for ServerOptions {
             limits: listen::ConnectionLimits::default(),
             body_timeout: std::time::Duration::from_secs(30),
             blocking_threads: 512,
+            r2_housekeeping: crate::r2::Housekeeping::default(),
         }
     }
 }
@@ -209,6 +212,8 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
         |port: u16| runtime.block_on(tokio::net::TcpListener::bind((options.host.as_str(), port)));
     let (rest, s3_listener) = (bind(options.port)?, bind(options.s3_port)?);
     let (addr, s3_addr) = (rest.local_addr()?, s3_listener.local_addr()?);
+    let collector =
+        crate::r2::Collector::start(store.r2().clone(), options.r2_housekeeping.clone())?;
     let rest_app = router(store.clone(), &options);
     let s3_app = s3::router(store, options.s3_credentials);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -219,6 +224,8 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
     let thread = std::thread::Builder::new()
         .name("tristore-http".into())
         .spawn(move || {
+            // Stops when the server does, after a run in progress.
+            let _collector = collector;
             runtime.block_on(async move {
                 let (a, b) = tokio::join!(serve(rest, rest_app), serve(s3_listener, s3_app));
                 a.and(b)
