@@ -147,6 +147,7 @@ async fn dispatch(state: Arc<S3State>, request: Request) -> Result<Response, S3E
         .or(parts.uri.host())
         .unwrap_or("")
         .to_owned();
+    headers::refuse_sse_c(&parts.headers)?;
     let (bucket, key) = address(&state.store, &host, &raw_path).await?;
     let ctx = Ctx {
         store: state.store.clone(),
