@@ -261,22 +261,6 @@ pub fn copy_source(ctx: &Ctx) -> Result<(String, String), S3Error> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_beyond_ascii_in_and_out() {
-        let utf8 = HeaderValue::from_bytes("café".as_bytes()).unwrap();
-        let latin1 = HeaderValue::from_bytes(b"caf\xe9").unwrap();
-        assert_eq!(text(&utf8), "café");
-        assert_eq!(text(&latin1), "café");
-        assert_eq!(header_value("café").unwrap().as_bytes(), b"caf\xe9");
-        assert_eq!(header_value("日本").unwrap(), "=?UTF-8?B?5pel5pys?=");
-        assert_eq!(header_value("plain").unwrap(), "plain");
-    }
-}
-
 /// Refuses server-side encryption with customer-provided keys (SSE-C), on every
 /// request, reads included. R2 offers it and tristore does not yet; storing or serving
 /// an object as if the key had been applied would tell the client something false.
@@ -297,5 +281,21 @@ pub fn refuse_sse_c(headers: &HeaderMap) -> Result<(), S3Error> {
             ),
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_beyond_ascii_in_and_out() {
+        let utf8 = HeaderValue::from_bytes("café".as_bytes()).unwrap();
+        let latin1 = HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(text(&utf8), "café");
+        assert_eq!(text(&latin1), "café");
+        assert_eq!(header_value("café").unwrap().as_bytes(), b"caf\xe9");
+        assert_eq!(header_value("日本").unwrap(), "=?UTF-8?B?5pel5pys?=");
+        assert_eq!(header_value("plain").unwrap(), "plain");
     }
 }
