@@ -77,12 +77,7 @@ fn r2_crash_child_writer() {
 
 #[test]
 fn acknowledged_r2_writes_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    Store::open_with(dir.path(), options())
-        .unwrap()
-        .r2()
-        .create_bucket("crash")
-        .unwrap();
+    let dir = dir_with_bucket();
     let mut expected: BTreeMap<u64, bool> = BTreeMap::new(); // id -> present
     let mut next = 0u64;
     let mut clock = common::KillClock::new();
@@ -128,28 +123,7 @@ fn acknowledged_r2_writes_survive_kill_9() {
         next += 1;
 
         let store = Store::open_with(dir.path(), options()).unwrap();
-        let bucket = store.r2().bucket("crash").unwrap();
-        assert!(
-            store.r2().fsck().unwrap().is_empty(),
-            "round {round}: an object names a missing blob"
-        );
-        for (&i, &present) in &expected {
-            let got = bucket
-                .get(&format!("k{i}"), &R2GetOptions::default())
-                .unwrap();
-            if present {
-                let bytes = got
-                    .unwrap_or_else(|| panic!("round {round}: acknowledged put k{i} lost"))
-                    .bytes()
-                    .unwrap();
-                assert!(bytes == content(i), "round {round}: k{i} differs");
-            } else {
-                assert!(
-                    got.is_none(),
-                    "round {round}: acknowledged delete of k{i} undone"
-                );
-            }
-        }
+        check_acknowledged(&store, &expected, round);
         let report = store.r2().gc(Duration::ZERO).unwrap();
         assert!(store.r2().fsck().unwrap().is_empty());
         assert_eq!(
@@ -256,12 +230,7 @@ fn r2_housekeeping_crash_child() {
 
 #[test]
 fn collection_and_upload_expiry_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    Store::open_with(dir.path(), options())
-        .unwrap()
-        .r2()
-        .create_bucket("crash")
-        .unwrap();
+    let dir = dir_with_bucket();
     let mut expected: BTreeMap<u64, bool> = BTreeMap::new(); // id -> present
     let (mut next, mut collected, mut expired) = (0u64, 0usize, 0usize);
     let mut clock = common::KillClock::new();
@@ -297,24 +266,7 @@ fn collection_and_upload_expiry_survive_kill_9() {
         next += 1;
 
         let store = Store::open_with(dir.path(), options()).unwrap();
-        let problems = store.r2().fsck().unwrap();
-        assert!(problems.is_empty(), "round {round}: {problems:?}");
-        let bucket = store.r2().bucket("crash").unwrap();
-        for (&i, &present) in &expected {
-            let got = bucket
-                .get(&format!("k{i}"), &R2GetOptions::default())
-                .unwrap();
-            match got {
-                Some(o) => {
-                    assert!(present, "round {round}: acknowledged delete of k{i} undone");
-                    assert!(
-                        o.bytes().unwrap() == content(i),
-                        "round {round}: k{i} differs"
-                    );
-                }
-                None => assert!(!present, "round {round}: acknowledged put k{i} lost"),
-            }
-        }
+        check_acknowledged(&store, &expected, round);
     }
     assert!(
         expected.values().filter(|p| **p).count() > 0,
@@ -345,6 +297,40 @@ fn collection_and_upload_expiry_survive_kill_9() {
         0
     );
     assert!(store.r2().fsck().unwrap().is_empty());
+}
+
+/// A data directory with the bucket the children write to.
+fn dir_with_bucket() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open_with(dir.path(), options())
+        .unwrap()
+        .r2()
+        .create_bucket("crash")
+        .unwrap();
+    dir
+}
+
+/// After a crash: no object or part names a missing blob, every acknowledged put
+/// (`expected[i]` true) reads back byte for byte and every acknowledged delete stays.
+fn check_acknowledged(store: &Store, expected: &BTreeMap<u64, bool>, round: usize) {
+    let problems = store.r2().fsck().unwrap();
+    assert!(problems.is_empty(), "round {round}: {problems:?}");
+    let bucket = store.r2().bucket("crash").unwrap();
+    for (&i, &present) in expected {
+        let got = bucket
+            .get(&format!("k{i}"), &R2GetOptions::default())
+            .unwrap();
+        match got {
+            Some(o) => {
+                assert!(present, "round {round}: acknowledged delete of k{i} undone");
+                assert!(
+                    o.bytes().unwrap() == content(i),
+                    "round {round}: k{i} differs"
+                );
+            }
+            None => assert!(!present, "round {round}: acknowledged put k{i} lost"),
+        }
+    }
 }
 
 fn count_files(dir: &std::path::Path) -> usize {
