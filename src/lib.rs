@@ -27,6 +27,7 @@
 //! and S3 APIs; [`provision`] creates what a wrangler configuration binds, and
 //! [`defaults`] what Metacogna's does.
 
+mod catalog_file;
 pub mod d1;
 pub mod defaults;
 mod error;
@@ -38,4 +39,4 @@ pub mod store;
 pub mod vectorize;
 
 pub use error::{Error, Result};
-pub use store::{DatabaseInfo, Store, StoreOptions};
+pub use store::{DatabaseInfo, Store, StoreOptions, DEFAULT_OPEN_D1_DATABASES};

@@ -26,6 +26,16 @@ struct Cli {
         env = "TRISTORE_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// D1 databases kept open when no request is using them; the least recently used
+    /// beyond it are closed (each holds about three file descriptors).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = tristore::DEFAULT_OPEN_D1_DATABASES,
+        value_parser = clap::value_parser!(usize),
+        env = "TRISTORE_MAX_OPEN_DATABASES"
+    )]
+    max_open_databases: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,6 +54,19 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// Reclaim R2's space now: abort multipart uploads past their expiry, then remove
+    /// blobs no object or upload references (a running `serve` does this itself, every
+    /// 10 minutes, with the default settings below).
+    Gc {
+        /// Keep unreferenced blobs younger than this many seconds (a reader may still be
+        /// about to open one).
+        #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().grace.as_secs())]
+        grace: u64,
+        /// Abort multipart uploads started at least this many seconds ago (R2's
+        /// default lifecycle rule: 7 days).
+        #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().upload_expiry.unwrap_or_default().as_secs())]
+        upload_expiry: u64,
     },
 }
 
@@ -214,15 +237,24 @@ fn main() -> ExitCode {
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> CliResult {
-    let open = || Store::open(&cli.data_dir);
+    let options = tristore::StoreOptions {
+        max_open_d1_databases: Some(cli.max_open_databases.max(1)),
+        ..Default::default()
+    };
+    let open_at = |dir: &Path| Store::open_with(dir, options.clone());
+    let open = || open_at(&cli.data_dir);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) if args.ephemeral => {
             // Removed when dropped, after the server has stopped.
             let dir = tempfile::Builder::new().prefix("tristore-").tempdir()?;
-            serve(Store::open(dir.path())?, args)
+            serve(open_at(dir.path())?, args)
         }
         Command::Serve(args) => serve(open()?, args),
         Command::D1 { command } => d1(&open()?, command),
+        Command::Gc {
+            grace,
+            upload_expiry,
+        } => gc(&open()?, grace, upload_expiry),
         // Benchmarks work in a temporary directory, not the data directory.
         Command::Bench { command } => match command {
             BenchCommand::Vectors(args) => bench::vectors(args),
@@ -277,7 +309,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     let done = plan.apply(&store)?;
     let provisioned = plan.describe(&store, &done)?;
     // The examples use the first database, index and bucket there are.
-    let first_db = store.d1().list()?.into_iter().next();
+    let first_db = store.d1().list_page(0, 1)?.0.into_iter().next();
     let first_index = store.vectorize().list()?.into_iter().next();
     let first_bucket = store.r2().list_buckets()?.into_iter().next();
     let store = std::sync::Arc::new(store);
@@ -494,6 +526,15 @@ impl StopSignal {
     }
 }
 
+fn gc(store: &Store, grace: u64, upload_expiry: u64) -> CliResult {
+    let report = store.r2().housekeep(&tristore::r2::Housekeeping {
+        grace: std::time::Duration::from_secs(grace),
+        upload_expiry: Some(std::time::Duration::from_secs(upload_expiry)),
+        ..Default::default()
+    })?;
+    print_json(&report)
+}
+
 fn d1(store: &Store, command: D1Command) -> CliResult {
     let dbs = store.d1();
     match command {
@@ -589,4 +630,44 @@ fn read(path: &Path) -> Result<String, String> {
 fn print_json(value: &impl serde::Serialize) -> CliResult {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposed_hosts_need_a_token_and_own_keys_or_an_explicit_yes() {
+        let args = |host: &str, token: bool, own_keys: bool, yes: bool| ServeArgs {
+            host: host.into(),
+            api_token: token.then(|| "t".into()),
+            s3_access_key_id: if own_keys {
+                "mine".into()
+            } else {
+                ServeArgs::default().s3_access_key_id
+            },
+            s3_secret_access_key: if own_keys {
+                "secret".into()
+            } else {
+                ServeArgs::default().s3_secret_access_key
+            },
+            allow_exposed: yes,
+            ..ServeArgs::default()
+        };
+        for host in ["127.0.0.1", "localhost", "::1"] {
+            assert!(
+                check_exposure(&args(host, false, false, false)).is_ok(),
+                "{host}"
+            );
+        }
+        let refused = check_exposure(&args("0.0.0.0", false, false, false)).unwrap_err();
+        assert!(
+            refused.contains("--api-token") && refused.contains("--allow-exposed"),
+            "{refused}"
+        );
+        assert!(check_exposure(&args("0.0.0.0", true, false, false)).is_err());
+        assert!(check_exposure(&args("0.0.0.0", false, true, false)).is_err());
+        assert!(check_exposure(&args("0.0.0.0", true, true, false)).is_ok());
+        assert!(check_exposure(&args("192.168.1.5", false, false, true)).is_ok());
+    }
 }

@@ -9,14 +9,14 @@
 //! <data>/vectorize/<index>/           index.json, wal-<gen>.log, segment-<gen>.seg
 //! ```
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::d1::{D1Database, D1Limits};
+use crate::d1::{D1Database, D1Limits, OpenDatabases};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::r2::{R2Limits, R2Store};
@@ -41,17 +41,27 @@ pub struct StoreOptions {
     pub vectorize_limits: crate::vectorize::Limits,
     /// Vectorize engine settings (search breadth, checkpoint size).
     pub vectorize_options: crate::vectorize::VectorizeOptions,
+    /// How many D1 databases to keep open when no handle to them is held (`None`:
+    /// [`DEFAULT_OPEN_D1_DATABASES`]). Beyond it the least recently used are closed,
+    /// and opened again on their next use. An open database holds three file
+    /// descriptors, plus two per idle reader connection (at most eight).
+    pub max_open_d1_databases: Option<usize>,
 }
+
+/// D1 databases kept open by default: 64 hold about 200 file descriptors, a fifth of
+/// Linux's usual limit of 1,024 (macOS: 256, which leaves room for about 40 more
+/// connections of other kinds).
+pub const DEFAULT_OPEN_D1_DATABASES: usize = 64;
 
 /// A data directory: the catalog and the files of every store in it.
 pub struct Store {
     dir: PathBuf,
-    catalog: redb::Database,
+    catalog: crate::catalog_file::CatalogFile,
     options: StoreOptions,
     r2: R2Store,
     vectorize: VectorizeStore,
-    /// Open D1 handles by uuid, so that every caller shares one writer per database.
-    open_d1: Mutex<HashMap<String, D1Database>>,
+    /// Open D1 databases by uuid, so that every caller shares one writer per database.
+    open_d1: Mutex<OpenDatabases>,
 }
 
 impl std::fmt::Debug for Store {
@@ -97,7 +107,8 @@ impl Store {
         fsutil::create_dir_durable(&dir.join("d1"))?;
         fsutil::create_dir_durable(&dir.join("r2"))?;
         let path = dir.join("catalog.redb");
-        let catalog = redb::Database::create(&path).map_err(|e| catalog_error(&path, e))?;
+        let catalog =
+            crate::catalog_file::CatalogFile::open(&path).map_err(|e| catalog_error(&path, e))?;
         let r2 = R2Store::open(
             &dir.join("r2"),
             options.r2_limits.clone(),
@@ -108,13 +119,18 @@ impl Store {
             options.vectorize_limits.clone(),
             options.vectorize_options.clone(),
         )?;
+        let open_d1 = OpenDatabases::new(
+            options
+                .max_open_d1_databases
+                .unwrap_or(DEFAULT_OPEN_D1_DATABASES),
+        );
         let store = Store {
             vectorize,
             dir,
             catalog,
             options,
             r2,
-            open_d1: Mutex::new(HashMap::new()),
+            open_d1: Mutex::new(open_d1),
         };
         store.init_tables()?;
         store.sweep_orphan_d1_files()?;
@@ -155,7 +171,7 @@ impl Store {
     /// Removes database files no catalog row names: left by a crash between creating a
     /// file and committing its row, or between deleting a row and its file.
     fn sweep_orphan_d1_files(&self) -> Result<()> {
-        let known: Vec<String> = self.d1().records()?.into_iter().map(|r| r.uuid).collect();
+        let known: HashSet<String> = self.d1().records()?.into_iter().map(|r| r.uuid).collect();
         let d1_dir = self.dir.join("d1");
         let entries = std::fs::read_dir(&d1_dir).map_err(Error::io("listing", &d1_dir))?;
         for entry in entries.flatten() {
@@ -163,7 +179,7 @@ impl Store {
             let Some(uuid) = name.split('.').next() else {
                 continue;
             };
-            if uuid::Uuid::parse_str(uuid).is_ok() && !known.iter().any(|k| k == uuid) {
+            if uuid::Uuid::parse_str(uuid).is_ok() && !known.contains(uuid) {
                 std::fs::remove_file(entry.path())
                     .map_err(Error::io("removing orphan", entry.path()))?;
             }
@@ -173,6 +189,11 @@ impl Store {
 
     fn catalog_err(&self, e: impl std::fmt::Display) -> Error {
         catalog_error(&self.dir.join("catalog.redb"), e)
+    }
+
+    fn open_d1(&self) -> MutexGuard<'_, OpenDatabases> {
+        // The set holds no invariant a panic could break halfway.
+        self.open_d1.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -232,28 +253,35 @@ impl D1Databases<'_> {
                 .map_err(|e| store.catalog_err(e))?;
         }
         txn.commit().map_err(|e| store.catalog_err(e))?;
-        store.open_d1.lock().unwrap().insert(uuid, db.clone());
-        self.describe(record, &db)
+        let evicted = store.open_d1().keep(&uuid, db);
+        drop(evicted);
+        self.describe(record)
     }
 
     /// Every database, ordered by creation time.
     pub fn list(&self) -> Result<Vec<DatabaseInfo>> {
+        Ok(self.list_page(0, usize::MAX)?.0)
+    }
+
+    /// `take` databases after the first `skip`, ordered by creation time, and how many
+    /// there are in all. Only the page's databases are read, each opened for a moment
+    /// if it is not open already.
+    pub fn list_page(&self, skip: usize, take: usize) -> Result<(Vec<DatabaseInfo>, usize)> {
         let mut records = self.records()?;
+        let total = records.len();
         records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)));
-        records
+        let page = records
             .into_iter()
-            .map(|r| {
-                let db = self.open_uuid(&r.uuid)?;
-                self.describe(r, &db)
-            })
-            .collect()
+            .skip(skip)
+            .take(take)
+            .map(|r| self.describe(r))
+            .collect::<Result<_>>()?;
+        Ok((page, total))
     }
 
     /// The database named `name_or_uuid` (a name or a uuid).
     pub fn get(&self, name_or_uuid: &str) -> Result<DatabaseInfo> {
-        let record = self.record(name_or_uuid)?;
-        let db = self.open_uuid(&record.uuid)?;
-        self.describe(record, &db)
+        self.describe(self.record(name_or_uuid)?)
     }
 
     /// A handle to the database named `name_or_uuid`, shared with every other caller.
@@ -283,7 +311,8 @@ impl D1Databases<'_> {
                 .map_err(|e| store.catalog_err(e))?;
         }
         txn.commit().map_err(|e| store.catalog_err(e))?;
-        store.open_d1.lock().unwrap().remove(&record.uuid);
+        let forgotten = store.open_d1().remove(&record.uuid);
+        drop(forgotten);
         self.remove_files(&record.uuid)
     }
 
@@ -305,17 +334,46 @@ impl D1Databases<'_> {
         self.store.dir.join("d1").join(format!("{uuid}.sqlite"))
     }
 
+    /// The database `uuid`, opened if needed and kept open as the most recently used.
     fn open_uuid(&self, uuid: &str) -> Result<D1Database> {
-        let mut open = self.store.open_d1.lock().unwrap();
-        if let Some(db) = open.get(uuid) {
-            return Ok(db.clone());
-        }
-        let db = D1Database::open(self.path_of(uuid), self.store.options.d1_limits.clone())?;
-        open.insert(uuid.to_owned(), db.clone());
+        let mut open = self.store.open_d1();
+        let (found, evicted) = open.get(uuid);
+        let (db, evicted) = match found {
+            Some(db) => (db, evicted),
+            None => {
+                // Opened under the lock, so that two callers never open it twice.
+                let db = self.open_file(uuid)?;
+                let evicted = open.keep(uuid, db.clone());
+                (db, evicted)
+            }
+        };
+        drop(open);
+        drop(evicted);
         Ok(db)
     }
 
-    fn describe(&self, record: DatabaseRecord, db: &D1Database) -> Result<DatabaseInfo> {
+    fn open_file(&self, uuid: &str) -> Result<D1Database> {
+        Ok(D1Database::open(
+            self.path_of(uuid),
+            self.store.options.d1_limits.clone(),
+        )?)
+    }
+
+    /// Describes a database, reading its size and tables from its file: through the
+    /// open database if there is one, else opened just for this and closed after, so
+    /// that listing many databases keeps none of them open.
+    fn describe(&self, record: DatabaseRecord) -> Result<DatabaseInfo> {
+        let db = {
+            let mut open = self.store.open_d1();
+            match open.peek(&record.uuid) {
+                Some(db) => db,
+                None => {
+                    let db = self.open_file(&record.uuid)?;
+                    open.track(&record.uuid, &db);
+                    db
+                }
+            }
+        };
         Ok(DatabaseInfo {
             uuid: record.uuid,
             name: record.name,
@@ -343,15 +401,22 @@ impl D1Databases<'_> {
         Ok(out)
     }
 
+    /// Ids win over names: a text that reads as a uuid is only ever looked up as one,
+    /// so no name (one from an older catalog included) can stand in for a database id.
     fn record(&self, name_or_uuid: &str) -> Result<DatabaseRecord> {
         let store = self.store;
         let txn = store
             .catalog
             .begin_read()
             .map_err(|e| store.catalog_err(e))?;
-        let names = txn.open_table(D1_NAMES).map_err(|e| store.catalog_err(e))?;
-        let by_name = names.get(name_or_uuid).map_err(|e| store.catalog_err(e))?;
-        let uuid = by_name.map_or_else(|| name_or_uuid.to_owned(), |u| u.value().to_owned());
+        let uuid = match uuid::Uuid::parse_str(name_or_uuid) {
+            Ok(id) => id.hyphenated().to_string(),
+            Err(_) => {
+                let names = txn.open_table(D1_NAMES).map_err(|e| store.catalog_err(e))?;
+                let by_name = names.get(name_or_uuid).map_err(|e| store.catalog_err(e))?;
+                by_name.map_or_else(|| name_or_uuid.to_owned(), |u| u.value().to_owned())
+            }
+        };
         let dbs = txn
             .open_table(D1_DATABASES)
             .map_err(|e| store.catalog_err(e))?;
@@ -366,22 +431,26 @@ impl D1Databases<'_> {
     }
 }
 
-/// D1 names: what wrangler accepts (letters, digits, `-` and `_`), at most 64 bytes.
+/// D1 names: what wrangler accepts (letters, digits, `-` and `_`), at most 64 bytes,
+/// and not a uuid, which lookups would take for a database id.
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
+    let rule = if !ok {
+        "use 1 to 64 characters from a-z, A-Z, 0-9, '-' and '_'"
+    } else if uuid::Uuid::parse_str(name).is_ok() {
+        "it looks like a database id, and ids are looked up before names; choose a name that is not a uuid"
     } else {
-        Err(Error::InvalidName {
-            kind: D1_KIND,
-            name: name.to_owned(),
-            rule: "use 1 to 64 characters from a-z, A-Z, 0-9, '-' and '_'",
-        })
-    }
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        kind: D1_KIND,
+        name: name.to_owned(),
+        rule,
+    })
 }
 
 pub(crate) fn now_iso8601() -> String {

@@ -28,6 +28,80 @@ fn transactions_are_refused_with_a_pointer_to_batch() {
     }
 }
 
+/// tristore runs BEGIN, COMMIT and ROLLBACK itself around every write; a user statement
+/// with the same text must still meet the policy, not reuse tristore's statement.
+#[test]
+fn transaction_statements_are_refused_after_tristore_ran_the_same_text() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE t (x)").unwrap();
+    // A failed write makes tristore run its ROLLBACK too.
+    assert!(db.prepare("INSERT INTO nosuch VALUES (1)").run().is_err());
+    for sql in [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+        "ROLLBACK",
+        "commit",
+        "END",
+        "COMMIT TRANSACTION",
+    ] {
+        // A batch and a script go straight to the writer, where tristore's own run.
+        for e in [
+            err(db.batch(&[db.prepare(sql)])),
+            err(db.execute_script(sql, &[])),
+            err(db.prepare(sql).run()),
+        ] {
+            assert!(e.contains("use the batch() method"), "{sql}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_batch_stays_atomic_when_it_holds_a_commit_or_rollback() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE t (x)").unwrap();
+    let e = err(db.batch(&[
+        db.prepare("INSERT INTO t VALUES (1)"),
+        db.prepare("COMMIT"),
+        db.prepare("INSERT INTO nosuch VALUES (1)"),
+    ]));
+    assert!(e.contains("use the batch() method"), "{e}");
+    assert!(db.prepare("INSERT INTO nosuch VALUES (1)").run().is_err());
+    assert!(db
+        .batch(&[
+            db.prepare("INSERT INTO t VALUES (1)"),
+            db.prepare("ROLLBACK"),
+            db.prepare("INSERT INTO t VALUES (2)"),
+        ])
+        .is_err());
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM t")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0)),
+        "nothing of a failed batch is kept"
+    );
+}
+
+#[test]
+fn foreign_keys_stay_enforced_when_a_batch_tries_to_commit_early() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE parent (id INTEGER PRIMARY KEY)\nCREATE TABLE child (id INTEGER PRIMARY KEY, p INTEGER NOT NULL REFERENCES parent(id))").unwrap();
+    assert!(db
+        .batch(&[
+            db.prepare("COMMIT"),
+            db.prepare("PRAGMA foreign_keys = OFF"),
+            db.prepare("INSERT INTO child VALUES (1, 999)"),
+        ])
+        .is_err());
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM child")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0)),
+        "no orphan row"
+    );
+}
+
 #[test]
 fn pragma_allowlist() {
     let (_d, db) = db();
@@ -215,6 +289,65 @@ fn queries_past_the_time_limit_are_interrupted() {
             .first_column("n")
             .unwrap(),
         Some(json!(0))
+    );
+}
+
+/// The limit covers a whole request, not each statement: a script or an import of
+/// many quick statements stops at it too, and keeps nothing.
+#[test]
+fn scripts_and_imports_stop_at_the_time_limit_however_quick_each_statement_is() {
+    let limits = D1Limits {
+        query_timeout: Duration::from_millis(100),
+        ..D1Limits::default()
+    };
+    let (_d, db) = fresh_db(limits);
+    db.exec("CREATE TABLE t (x)").unwrap();
+    // About a second of work without the limit.
+    let script = "INSERT INTO t VALUES (1);\n".repeat(400_000);
+    for e in [
+        err(db.execute_script(&script, &[])),
+        err(db.import(&script)),
+    ] {
+        // An import's error also names the statement it stopped at.
+        assert!(
+            e.starts_with("D1_ERROR: D1 DB storage operation exceeded timeout which caused object to be reset.")
+                && e.ends_with(": SQLITE_INTERRUPT"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM t")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0))
+    );
+}
+
+#[test]
+fn an_interrupted_request_stops_and_keeps_nothing() {
+    let (_d, db) = db();
+    db.exec("CREATE TABLE t (x)").unwrap();
+    let interrupt = tristore::d1::Interrupt::new();
+    let handle = db.interruptible(&interrupt);
+    let stopper = {
+        let interrupt = interrupt.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            interrupt.interrupt();
+        })
+    };
+    let forever =
+        "INSERT INTO t WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT n FROM c";
+    let e = err(handle.prepare(forever).run());
+    stopper.join().unwrap();
+    assert_eq!(e, "D1_ERROR: The request was interrupted before it finished (its client went away); nothing it wrote was kept: SQLITE_INTERRUPT");
+    assert!(err(handle.prepare("SELECT 1").all()).contains("interrupted"));
+    assert_eq!(
+        db.prepare("SELECT count(*) AS n FROM t")
+            .first_column("n")
+            .unwrap(),
+        Some(json!(0)),
+        "other handles are not interrupted, and nothing was kept"
     );
 }
 

@@ -431,6 +431,50 @@ fn multipart_upload_complete_abort_resume() {
     assert_eq!(uneven.complete(&parts).unwrap_err().kind.code(), 10048);
 }
 
+/// S3 and R2 refuse a part list that is not strictly ascending (a part listed twice
+/// would otherwise be stored twice: one 5 MiB part listed 20,000 times made a 97.7 GiB
+/// object) or longer than an upload can be; nothing is stored and the upload stays open.
+#[test]
+fn complete_takes_each_part_once_in_ascending_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = tristore::StoreOptions::default();
+    options.r2_limits.min_part_bytes = 4;
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.r2().create_bucket("vault").unwrap();
+    let b = store.r2().bucket("vault").unwrap();
+    let up = b
+        .create_multipart_upload("amplified", &R2MultipartOptions::default())
+        .unwrap();
+    let p1 = up.upload_part(1, "AAAA").unwrap();
+    let p2 = up.upload_part(2, "AAAA").unwrap();
+    let p3 = up.upload_part(3, "tail").unwrap();
+    let order_error = |parts: &[R2UploadedPart]| {
+        let e = up.complete(parts).unwrap_err();
+        assert_eq!(
+            (e.kind, e.kind.s3_name(), e.kind.http_status()),
+            (R2ErrorKind::InvalidPartOrder, "InvalidPartOrder", 400),
+            "{parts:?}"
+        );
+        assert_eq!(e.message, "The list of parts was not in ascending order. The parts list must be specified in order of part number.");
+    };
+    order_error(&[p1.clone(), p1.clone(), p3.clone()]);
+    order_error(&[p2.clone(), p1.clone(), p3.clone()]);
+    order_error(&[p1.clone(), p3.clone(), p2.clone()]);
+    let too_many = vec![p1.clone(); 10_001];
+    let e = up.complete(&too_many).unwrap_err();
+    assert_eq!(e.kind, R2ErrorKind::InvalidArgument);
+    assert!(e.message.contains("at most 10000 parts"), "{}", e.message);
+    assert!(b.head("amplified").unwrap().is_none(), "nothing stored");
+
+    // Gaps are fine, as in S3.
+    let o = up.complete(&[p1, p3]).unwrap();
+    assert_eq!((o.size, o.etag.ends_with("-2")), (8, true));
+    assert_eq!(
+        get_bytes(&b, "amplified", &R2GetOptions::default()),
+        b"AAAAtail"
+    );
+}
+
 #[test]
 fn buckets_follow_r2_rules() {
     let (_d, store, b) = bucket();

@@ -1,13 +1,16 @@
 //! Crash safety of R2: a child process that writes continuously is killed with SIGKILL at
 //! random moments; after reopening, every acknowledged put is intact byte for byte, no
 //! object names a missing blob, and garbage collection removes what the crash orphaned.
+//! The same holds when the child is the emulator, killed while its background
+//! collector expires uploads and collects garbage.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tristore::r2::{R2GetOptions, R2MultipartOptions, R2PutOptions};
+use tristore::r2::{Housekeeping, R2ErrorKind, R2GetOptions, R2MultipartOptions, R2PutOptions};
 use tristore::{Store, StoreOptions};
 
 const CHILD_ENV: &str = "TRISTORE_R2_CRASH_CHILD_DIR";
@@ -74,12 +77,7 @@ fn r2_crash_child_writer() {
 
 #[test]
 fn acknowledged_r2_writes_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    Store::open_with(dir.path(), options())
-        .unwrap()
-        .r2()
-        .create_bucket("crash")
-        .unwrap();
+    let dir = dir_with_bucket();
     let mut expected: BTreeMap<u64, bool> = BTreeMap::new(); // id -> present
     let mut next = 0u64;
     let mut clock = common::KillClock::new();
@@ -125,28 +123,7 @@ fn acknowledged_r2_writes_survive_kill_9() {
         next += 1;
 
         let store = Store::open_with(dir.path(), options()).unwrap();
-        let bucket = store.r2().bucket("crash").unwrap();
-        assert!(
-            store.r2().fsck().unwrap().is_empty(),
-            "round {round}: an object names a missing blob"
-        );
-        for (&i, &present) in &expected {
-            let got = bucket
-                .get(&format!("k{i}"), &R2GetOptions::default())
-                .unwrap();
-            if present {
-                let bytes = got
-                    .unwrap_or_else(|| panic!("round {round}: acknowledged put k{i} lost"))
-                    .bytes()
-                    .unwrap();
-                assert!(bytes == content(i), "round {round}: k{i} differs");
-            } else {
-                assert!(
-                    got.is_none(),
-                    "round {round}: acknowledged delete of k{i} undone"
-                );
-            }
-        }
+        check_acknowledged(&store, &expected, round);
         let report = store.r2().gc(Duration::ZERO).unwrap();
         assert!(store.r2().fsck().unwrap().is_empty());
         assert_eq!(
@@ -166,6 +143,194 @@ fn acknowledged_r2_writes_survive_kill_9() {
         expected.values().filter(|p| **p).count() > 0,
         "the children acknowledged nothing"
     );
+}
+
+#[test]
+#[ignore = "run by collection_and_upload_expiry_survive_kill_9 as a child process"]
+fn r2_housekeeping_crash_child() {
+    let dir = std::env::var(CHILD_ENV).expect("run by the parent test");
+    let start: u64 = std::env::var("TRISTORE_R2_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The collector's lines go to standard output, for the parent to see it at work.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_ansi(false)
+        .init();
+    let store = Arc::new(Store::open_with(&dir, options()).unwrap());
+    let _server = tristore::server::start(
+        store.clone(),
+        tristore::server::ServerOptions {
+            port: 0,
+            s3_port: 0,
+            r2_housekeeping: Housekeeping {
+                interval: Duration::from_millis(5),
+                grace: Duration::ZERO,
+                upload_expiry: Some(Duration::from_millis(300)),
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let bucket = store.r2().bucket("crash").unwrap();
+    // Each step touches only its own key k{i}, so the step in flight at the kill is the
+    // only one whose outcome is unknown.
+    for i in start.. {
+        let key = format!("k{i}");
+        // An upload left unfinished, for the collector to expire.
+        let abandoned = bucket
+            .create_multipart_upload(&format!("a{i}"), &R2MultipartOptions::default())
+            .unwrap();
+        abandoned.upload_part(1, content(i + 7)).unwrap();
+        match i % 3 {
+            0 => {
+                // Overwritten: the first content becomes garbage.
+                for c in [content(i + 1_000_000), content(i)] {
+                    bucket.put(&key, c, &R2PutOptions::default()).unwrap();
+                }
+                println!("put {i}");
+            }
+            1 => {
+                let body = content(i);
+                let up = bucket
+                    .create_multipart_upload(&key, &R2MultipartOptions::default())
+                    .unwrap();
+                // Two parts, the first the larger, when the body is over the minimum.
+                let cut = (body.len() - body.len() / 2).max(1024).min(body.len());
+                let pieces = [&body[..cut], &body[cut..]];
+                let pieces = if cut == body.len() {
+                    &pieces[..1]
+                } else {
+                    &pieces[..]
+                };
+                // The collector may expire the upload while it is being written.
+                let done = pieces
+                    .iter()
+                    .zip(1..)
+                    .map(|(piece, n)| up.upload_part(n, piece))
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|parts| up.complete(&parts));
+                match done {
+                    Ok(_) => println!("put {i}"),
+                    Err(e) if e.kind == R2ErrorKind::NoSuchUpload => println!("expired {i}"),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            _ => {
+                bucket
+                    .put(&key, content(i), &R2PutOptions::default())
+                    .unwrap();
+                bucket.delete(&[&key]).unwrap();
+                println!("del {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn collection_and_upload_expiry_survive_kill_9() {
+    let dir = dir_with_bucket();
+    let mut expected: BTreeMap<u64, bool> = BTreeMap::new(); // id -> present
+    let (mut next, mut collected, mut expired) = (0u64, 0usize, 0usize);
+    let mut clock = common::KillClock::new();
+    for round in 0..5 {
+        let lines = common::run_and_kill_child(
+            "r2_housekeeping_crash_child",
+            &[
+                (CHILD_ENV, dir.path().display().to_string()),
+                ("TRISTORE_R2_CRASH_START", next.to_string()),
+            ],
+            clock.next(400, 800),
+        );
+        for line in &lines {
+            if line.contains("housekeeping") {
+                collected += usize::from(!line.contains("deleted_blobs=0"));
+                expired += usize::from(!line.contains("expired_uploads=0"));
+            }
+            // The writer's acknowledgements are `put N`, `del N` or `expired N`; the
+            // collector's thread writes to the same stream, so they are looked for
+            // anywhere in a line.
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for pair in words.windows(2) {
+                let (what, Ok(i)) = (pair[0], pair[1].parse::<u64>()) else {
+                    continue;
+                };
+                if ["put", "del", "expired"].contains(&what) {
+                    expected.insert(i, what == "put");
+                    next = next.max(i + 1);
+                }
+            }
+        }
+        // The step after the last one acknowledged may or may not have happened.
+        next += 1;
+
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        check_acknowledged(&store, &expected, round);
+    }
+    assert!(
+        expected.values().filter(|p| **p).count() > 0,
+        "the children acknowledged nothing"
+    );
+    assert!(
+        collected > 0 && expired > 0,
+        "the collector never removed anything ({collected} collections, {expired} expiries)"
+    );
+    // What is left besides the live objects goes in one more run.
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let report = store
+        .r2()
+        .housekeep(&Housekeeping {
+            grace: Duration::ZERO,
+            upload_expiry: Some(Duration::ZERO),
+            ..Housekeeping::default()
+        })
+        .unwrap();
+    assert_eq!(
+        count_files(&dir.path().join("r2/blobs")),
+        report.gc.live_blobs
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("r2/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(store.r2().fsck().unwrap().is_empty());
+}
+
+/// A data directory with the bucket the children write to.
+fn dir_with_bucket() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open_with(dir.path(), options())
+        .unwrap()
+        .r2()
+        .create_bucket("crash")
+        .unwrap();
+    dir
+}
+
+/// After a crash: no object or part names a missing blob, every acknowledged put
+/// (`expected[i]` true) reads back byte for byte and every acknowledged delete stays.
+fn check_acknowledged(store: &Store, expected: &BTreeMap<u64, bool>, round: usize) {
+    let problems = store.r2().fsck().unwrap();
+    assert!(problems.is_empty(), "round {round}: {problems:?}");
+    let bucket = store.r2().bucket("crash").unwrap();
+    for (&i, &present) in expected {
+        let got = bucket
+            .get(&format!("k{i}"), &R2GetOptions::default())
+            .unwrap();
+        match got {
+            Some(o) => {
+                assert!(present, "round {round}: acknowledged delete of k{i} undone");
+                assert!(
+                    o.bytes().unwrap() == content(i),
+                    "round {round}: k{i} differs"
+                );
+            }
+            None => assert!(!present, "round {round}: acknowledged put k{i} lost"),
+        }
+    }
 }
 
 fn count_files(dir: &std::path::Path) -> usize {

@@ -1193,3 +1193,52 @@ fn keys_with_control_characters_are_kept() {
         assert!(xml.contains(&format!("<Key>{encoded}</Key>")), "{xml}");
     }
 }
+
+/// SSE-C is refused, never ignored: a client that sent its own key must not be told its
+/// object was stored (or read) encrypted with it.
+#[test]
+fn customer_encryption_keys_are_refused_not_ignored() {
+    use base64::Engine;
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("docs").send().await.unwrap();
+        let key = [7u8; 32];
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key_md5 = b64.encode(<md5::Md5 as md5::Digest>::digest(key));
+        let put = s3
+            .put_object()
+            .bucket("docs")
+            .key("secret")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(b64.encode(key))
+            .sse_customer_key_md5(&key_md5)
+            .body(ByteStream::from_static(b"v"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(put.raw_response().unwrap().status().as_u16(), 501);
+        assert_eq!(code(put.as_service_error().unwrap()), "NotImplemented");
+        let absent = s3.head_object().bucket("docs").key("secret").send().await;
+        assert!(absent.is_err(), "the refused put stored the object");
+
+        s3.put_object()
+            .bucket("docs")
+            .key("plain")
+            .body(ByteStream::from_static(b"v"))
+            .send()
+            .await
+            .unwrap();
+        let get = s3
+            .get_object()
+            .bucket("docs")
+            .key("plain")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(b64.encode(key))
+            .sse_customer_key_md5(&key_md5)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(get.as_service_error().unwrap()), "NotImplemented");
+    });
+}

@@ -73,6 +73,37 @@ fn create_list_get_delete_and_reopen() {
         .exists());
 }
 
+/// A catalog written before UUID-shaped names were refused may hold one; a lookup by
+/// an id still finds the database that has it.
+#[test]
+fn ids_win_over_names_in_an_older_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let real = store.d1().create("real").unwrap();
+    let impostor = store.d1().create("impostor").unwrap();
+    drop(store);
+    {
+        let names: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("d1_names");
+        let catalog = redb::Database::create(dir.path().join("catalog.redb")).unwrap();
+        let txn = catalog.begin_write().unwrap();
+        txn.open_table(names)
+            .unwrap()
+            .insert(real.uuid.as_str(), impostor.uuid.as_str())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.d1().get(&real.uuid).unwrap().name, "real");
+    assert_eq!(
+        store.d1().get(&real.uuid.to_uppercase()).unwrap().name,
+        "real"
+    );
+    assert!(matches!(
+        store.d1().create(&impostor.uuid),
+        Err(Error::InvalidName { .. })
+    ));
+}
+
 #[test]
 fn orphan_files_are_swept_on_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -422,4 +453,108 @@ fn a_failed_import_changes_nothing() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("batch()"), "{e}");
+}
+
+/// A temporary directory on tmpfs where there is one: these tests create thousands of
+/// databases, and each creation syncs files and the catalog (~30 ms on a disk).
+fn tmpfs_tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+/// File descriptors this process holds.
+#[cfg(target_os = "linux")]
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Run by `ten_thousand_databases_work_under_a_1024_file_limit` in a child process
+/// whose file limit is 1,024; the audit saw create #332 fail there.
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run in a child process with a lowered file limit"]
+fn child_ten_thousand_databases_under_a_file_limit() {
+    const N: usize = 10_000;
+    let dir = tmpfs_tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    let mut most_fds = 0;
+    for i in 0..N {
+        if let Err(e) = store.d1().create(&format!("db{i}")) {
+            panic!("creating database {i} with {} files open: {e}", open_fds());
+        }
+        if i % 500 == 0 {
+            most_fds = most_fds.max(open_fds());
+        }
+    }
+    for i in (0..N).step_by(97) {
+        let db = store.d1().database(&format!("db{i}")).unwrap();
+        db.exec(&format!("CREATE TABLE t (x)\nINSERT INTO t VALUES ({i})"))
+            .unwrap();
+        db.prepare("SELECT x FROM t").all().unwrap();
+        most_fds = most_fds.max(open_fds());
+    }
+    let listed = store.d1().list().unwrap();
+    most_fds = most_fds.max(open_fds());
+    assert_eq!(listed.len(), N);
+    assert_eq!(listed[97].num_tables, 1);
+    drop(store);
+
+    // As a restart would: open the store again and read back what was written.
+    let store = Store::open(dir.path()).unwrap();
+    for i in (0..N).step_by(97) {
+        let x = store
+            .d1()
+            .database(&format!("db{i}"))
+            .unwrap()
+            .prepare("SELECT x FROM t")
+            .first_column("x")
+            .unwrap();
+        assert_eq!(x, Some(json!(i)));
+    }
+    most_fds = most_fds.max(open_fds());
+    println!("at most {most_fds} files open");
+    assert!(most_fds < 400, "{most_fds} files open");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ten_thousand_databases_work_under_a_1024_file_limit() {
+    use std::os::unix::process::CommandExt;
+
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        "child_ten_thousand_databases_under_a_file_limit",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = limit.rlim_max.min(1024);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
 }

@@ -1,6 +1,8 @@
 //! The WAL and segment loaders: an index directory whose log holds fuzzed records (with
-//! correct checksums, so the decoder meets them) or whose segment has fuzzed edits (with
-//! checksums recomputed) opens or fails with an error naming the file; never a panic.
+//! correct checksums, so the decoder meets them) or whose segment (of the current format
+//! or of format 1) has fuzzed edits (with checksums recomputed) opens or fails with an
+//! error naming the file; never a panic. An index that opens answers a query and takes
+//! a write (which measures lifted dot-product distances from the loaded norms).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -12,6 +14,14 @@ use tristore::Store;
 
 const SEGMENT: &str = "segment-0000000000000001.seg";
 const WAL: &str = "wal-0000000000000001.log";
+
+/// A format-1 dot-product segment of index `dots` and its description, written by the
+/// code of that format.
+const V1_SEGMENT: &[u8] = include_bytes!(
+    "../../tests/fixtures/vectorize-segment-v1/vectorize/dots/segment-0000000000000001.seg"
+);
+const V1_DESCRIPTION: &[u8] =
+    include_bytes!("../../tests/fixtures/vectorize-segment-v1/vectorize/dots/index.json");
 
 /// A real segment of a small index to start the edits from.
 fn seed() -> &'static (Vec<u8>, Vec<u8>) {
@@ -56,18 +66,22 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (segment, description) = seed();
+    let (name, segment, description) = match mode % 3 {
+        2 => ("dots", V1_SEGMENT, V1_DESCRIPTION),
+        _ => ("z", segment.as_slice(), description.as_slice()),
+    };
     let dir = tempfile::tempdir().unwrap();
-    let idx_dir = dir.path().join("vectorize/z");
+    let idx_dir = dir.path().join("vectorize").join(name);
     std::fs::create_dir_all(&idx_dir).unwrap();
     std::fs::write(idx_dir.join("index.json"), description).unwrap();
-    if mode % 2 == 0 {
+    if mode % 3 == 0 {
         // Log records: the input split on 0xff bytes, each framed as one record.
         std::fs::write(idx_dir.join(SEGMENT), segment).unwrap();
         let payloads: Vec<&[u8]> = rest.split(|&b| b == 0xff).collect();
         std::fs::write(idx_dir.join(WAL), frame_wal(&payloads)).unwrap();
     } else {
         // Segment edits: (u16 position, xor byte) triples.
-        let mut bytes = segment.clone();
+        let mut bytes = segment.to_vec();
         for edit in rest.chunks_exact(3) {
             let at = u16::from_le_bytes([edit[0], edit[1]]) as usize % bytes.len();
             bytes[at] ^= edit[2];
@@ -76,11 +90,16 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(idx_dir.join(SEGMENT), bytes).unwrap();
         std::fs::write(idx_dir.join(WAL), frame_wal(&[])).unwrap();
     }
-    match open_index(&dir.path().join("vectorize"), "z") {
+    match open_index(&dir.path().join("vectorize"), name) {
         Ok(idx) => {
-            let _ = idx.query(&[1.0, 0.0, 0.0], &Default::default());
+            let mut q = vec![0.0; idx.describe().dimensions];
+            if let Some(first) = q.first_mut() {
+                *first = 1.0;
+            }
+            let _ = idx.query(&q, &Default::default());
             let _ = idx.list(None, None);
+            let _ = idx.upsert(&[VectorizeVector::new("fuzz", q)]);
         }
-        Err(e) => assert!(e.to_string().contains("vectorize/z"), "{e}"),
+        Err(e) => assert!(e.to_string().contains(&format!("vectorize/{name}")), "{e}"),
     }
 });

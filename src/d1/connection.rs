@@ -3,12 +3,13 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{ffi, Connection, OpenFlags, Statement, StatementStatus};
 
 use super::error::SqlError;
+use super::interrupt::Interrupt;
 use super::limits::D1Limits;
 use super::policy::{Policy, TOGGLE_PRAGMAS};
 use super::sql_text::{self, Shape};
@@ -36,16 +37,52 @@ impl Outcome {
 }
 
 /// Text of the error a query gets when it runs past the time limit.
-pub(crate) const TIMEOUT_MESSAGE: &str =
+const TIMEOUT_MESSAGE: &str =
     "D1 DB storage operation exceeded timeout which caused object to be reset.";
+
+/// Text of the error a query gets when its request is interrupted (its client left).
+const INTERRUPTED_MESSAGE: &str =
+    "The request was interrupted before it finished (its client went away); nothing it wrote was kept";
+
+/// What stops the request running on a connection: its deadline or its [`Interrupt`].
+/// Read by SQLite's progress handler while a statement runs and before each statement.
+#[derive(Default)]
+struct Watch {
+    /// Nanoseconds after [`epoch`] past which the request is stopped; 0 = none.
+    deadline: AtomicU64,
+    interrupt: Mutex<Option<Interrupt>>,
+}
+
+impl Watch {
+    /// Why the request must stop now, if it must.
+    fn stop_reason(&self) -> Option<&'static str> {
+        let interrupted = self
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(Interrupt::is_interrupted);
+        if interrupted {
+            return Some(INTERRUPTED_MESSAGE);
+        }
+        let d = self.deadline.load(Ordering::Relaxed);
+        (d != 0 && nanos_since_epoch(Instant::now()) > d).then_some(TIMEOUT_MESSAGE)
+    }
+}
+
+/// JSON bytes charged per statement for what surrounds its rows (`meta` and the rest).
+const STATEMENT_JSON: u64 = 300;
 
 pub(crate) struct Conn {
     /// Declared before `sqlite` so that it is finalized before the connection closes.
     page_count: PageCount,
     pub sqlite: Connection,
     policy: Arc<Policy>,
-    /// Nanoseconds after [`epoch`] past which the running query is interrupted; 0 = none.
-    deadline: Arc<AtomicU64>,
+    watch: Arc<Watch>,
+    /// [`D1Limits::max_result_size`].
+    max_result_size: u64,
+    /// JSON bytes the running request may still return.
+    result_budget: std::cell::Cell<u64>,
     pub page_size: u64,
     /// Which statement texts are simple counts (see [`Conn::simple_count`]).
     counts: std::cell::RefCell<std::collections::HashMap<String, bool>>,
@@ -87,35 +124,43 @@ impl Conn {
             judge.authorize(ctx)
         }));
 
-        let deadline = Arc::new(AtomicU64::new(0));
-        let watch = Arc::clone(&deadline);
-        sqlite.progress_handler(
-            1000,
-            Some(move || {
-                let d = watch.load(Ordering::Relaxed);
-                d != 0 && nanos_since_epoch(Instant::now()) > d
-            }),
-        );
+        let watch = Arc::new(Watch::default());
+        let stopper = Arc::clone(&watch);
+        sqlite.progress_handler(1000, Some(move || stopper.stop_reason().is_some()));
         Ok(Conn {
             page_count,
             sqlite,
             policy,
-            deadline,
+            watch,
+            max_result_size: limits.max_result_size,
+            result_budget: std::cell::Cell::new(limits.max_result_size),
             page_size,
             counts: Default::default(),
         })
     }
 
-    /// Starts the time limit of one request.
-    pub fn arm(&self, timeout: Duration) {
+    /// Starts one request: its time limit, the interrupt that may stop it early, and
+    /// its budget of result bytes.
+    pub fn arm(&self, timeout: Duration, interrupt: Option<&Interrupt>) {
+        self.result_budget.set(self.max_result_size);
         let d = nanos_since_epoch(Instant::now() + timeout).max(1);
-        self.deadline.store(d, Ordering::Relaxed);
+        self.watch.deadline.store(d, Ordering::Relaxed);
+        *self
+            .watch
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = interrupt.cloned();
     }
 
-    /// Ends the request: clears the time limit and undoes PRAGMA toggles, which D1
-    /// scopes to the request's transaction.
+    /// Ends the request: clears its time limit and interrupt, and undoes PRAGMA
+    /// toggles, which D1 scopes to the request's transaction.
     pub fn disarm(&self) {
-        self.deadline.store(0, Ordering::Relaxed);
+        self.watch.deadline.store(0, Ordering::Relaxed);
+        *self
+            .watch
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         if self.policy.take_toggled() {
             self.policy.trusted(|| {
                 for (name, default) in TOGGLE_PRAGMAS {
@@ -132,17 +177,18 @@ impl Conn {
     }
 
     /// Runs tristore's own SQL, which the D1 policy would refuse (BEGIN, COMMIT, ...).
+    ///
+    /// Never through the statement cache: the authorizer only judges a statement when it
+    /// is prepared, so a cached trusted `COMMIT` would let a user's `COMMIT` through.
     pub fn trusted_batch(&self, sql: &str) -> rusqlite::Result<()> {
-        self.policy.trusted(|| {
-            self.sqlite.prepare_cached(sql)?.execute([])?;
-            Ok(())
-        })
+        self.policy.trusted(|| self.sqlite.execute_batch(sql))
     }
 
     /// Bytes in use by the database: page count times page size.
-    pub fn size(&self) -> rusqlite::Result<u64> {
+    pub fn size(&self) -> Result<u64, SqlError> {
         // Trusted: a schema change re-prepares the statement, which runs the authorizer.
-        Ok(self.policy.trusted(|| self.page_count.read(&self.sqlite))? * self.page_size)
+        let pages = self.policy.trusted(|| self.page_count.read(&self.sqlite));
+        Ok(pages.map_err(|e| self.explain(e))? * self.page_size)
     }
 
     pub fn total_changes(&self) -> u64 {
@@ -255,30 +301,60 @@ impl Conn {
     }
 
     fn execute(&self, stmt: &mut Statement<'_>, params: &[D1Value]) -> Result<Outcome, SqlError> {
+        // The progress handler only counts within one statement: a script of many
+        // quick ones would never reach it.
+        if let Some(reason) = self.watch.stop_reason() {
+            return Err(SqlError {
+                message: reason.into(),
+                code: "SQLITE_INTERRUPT",
+            });
+        }
         // Counters accumulate across runs of a cached statement: start from zero.
         stmt.reset_status(StatementStatus::RowsRead);
         stmt.reset_status(StatementStatus::RowsWritten);
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         let width = columns.len();
+        // `"name":` and a comma for each value of a row object.
+        let names: u64 = columns.iter().map(|c| c.len() as u64 + 4).sum();
+        self.charge(STATEMENT_JSON + names)?;
         let mut rows = Vec::new();
-        let stepped = (|| {
-            let mut cursor = stmt.query(rusqlite::params_from_iter(params))?;
-            while let Some(row) = cursor.next()? {
-                rows.push(
-                    (0..width)
-                        .map(|i| D1Value::from_ref(row.get_ref_unwrap(i)))
-                        .collect(),
-                );
-            }
-            Ok(())
-        })();
-        stepped.map_err(|e| self.explain(e))?;
+        let mut cursor = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| self.explain(e))?;
+        while let Some(row) = cursor.next().map_err(|e| self.explain(e))? {
+            let values: Vec<D1Value> = (0..width)
+                .map(|i| D1Value::from_ref(row.get_ref_unwrap(i)))
+                .collect();
+            // Checked row by row, so an oversized result fails before it is all in memory.
+            self.charge(2 + names + values.iter().map(D1Value::json_len).sum::<u64>())?;
+            rows.push(values);
+        }
+        drop(cursor);
         Ok(Outcome {
             columns,
             rows,
             rows_read: stmt.reset_status(StatementStatus::RowsRead) as u32 as u64,
             rows_written: stmt.reset_status(StatementStatus::RowsWritten) as u32 as u64,
         })
+    }
+
+    /// Takes `bytes` of JSON from the request's result budget.
+    fn charge(&self, bytes: u64) -> Result<(), SqlError> {
+        match self.result_budget.get().checked_sub(bytes) {
+            Some(left) => {
+                self.result_budget.set(left);
+                Ok(())
+            }
+            None => Err(SqlError {
+                message: format!(
+                    "The results of this request would exceed {} bytes of JSON (tristore's \
+                     result size limit, D1Limits::max_result_size); ask for fewer rows or \
+                     smaller values, for example a page at a time with LIMIT and OFFSET",
+                    self.max_result_size
+                ),
+                code: "SQLITE_TOOBIG",
+            }),
+        }
     }
 
     /// Turns a SQLite error into D1's text, with the policy's or the time limit's reason
@@ -290,8 +366,10 @@ impl Conn {
                 sql_error.message = reason;
             }
         }
-        if sql_error.code == "SQLITE_INTERRUPT" && self.deadline.load(Ordering::Relaxed) != 0 {
-            sql_error.message = TIMEOUT_MESSAGE.into();
+        if sql_error.code == "SQLITE_INTERRUPT" {
+            if let Some(reason) = self.watch.stop_reason() {
+                sql_error.message = reason.into();
+            }
         }
         sql_error
     }

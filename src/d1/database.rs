@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::connection::{Conn, Outcome};
 use super::error::{D1Error, SqlError};
+use super::interrupt::Interrupt;
 use super::limits::D1Limits;
 use super::result::{D1ExecResult, D1Meta, D1Result, D1Timings};
 use super::sql_text;
@@ -23,6 +24,8 @@ const IDLE_READERS: usize = 8;
 #[derive(Clone)]
 pub struct D1Database {
     pub(crate) shared: Arc<Shared>,
+    /// Stops this handle's calls early (see [`D1Database::interruptible`]).
+    interrupt: Option<Interrupt>,
 }
 
 pub(crate) struct Shared {
@@ -54,7 +57,7 @@ impl D1Database {
     pub fn open(path: impl AsRef<Path>, limits: D1Limits) -> Result<Self, D1Error> {
         let path = path.as_ref().to_path_buf();
         let writer = Conn::open(&path, &limits, true)?;
-        let size = writer.size()?;
+        let size = writer.size().map_err(D1Error::Query)?;
         let tag = blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex()[..32].to_owned();
         Ok(D1Database {
             shared: Arc::new(Shared {
@@ -67,7 +70,30 @@ impl D1Database {
                 commit: AtomicU64::new(now_micros()),
                 tag,
             }),
+            interrupt: None,
         })
+    }
+
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Shared> {
+        Arc::downgrade(&self.shared)
+    }
+
+    /// A handle to the database `weak` points to, if a handle to it is still alive.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Shared>) -> Option<D1Database> {
+        Some(D1Database {
+            shared: weak.upgrade()?,
+            interrupt: None,
+        })
+    }
+
+    /// This database, with calls made through the returned handle (and the statements
+    /// it prepares) stopped as soon as `interrupt` is set: the running statement fails
+    /// with `SQLITE_INTERRUPT` and a write rolls back, as at the time limit.
+    pub fn interruptible(&self, interrupt: &Interrupt) -> D1Database {
+        D1Database {
+            shared: Arc::clone(&self.shared),
+            interrupt: Some(interrupt.clone()),
+        }
     }
 
     /// The SQLite file behind this database.
@@ -127,7 +153,7 @@ impl D1Database {
         })?;
         self.shared
             .size
-            .store(conn.size().map_err(D1Error::from)?, Ordering::Relaxed);
+            .store(conn.size().map_err(D1Error::Query)?, Ordering::Relaxed);
         self.shared.last_row_id.store(0, Ordering::Relaxed);
         self.committed();
         Ok(())
@@ -223,7 +249,7 @@ impl D1Database {
     ) -> Result<D1Result, D1Error> {
         let start = Instant::now();
         let reader = self.checkout_reader()?;
-        reader.arm(self.shared.limits.query_timeout);
+        reader.arm(self.shared.limits.query_timeout, self.interrupt.as_ref());
         let outcome = reader.run_if_readonly(sql, params);
         reader.disarm();
         self.checkin_reader(reader);
@@ -250,7 +276,7 @@ impl D1Database {
         work: impl FnOnce(&Writer<'_>) -> Result<T, D1Error>,
     ) -> Result<T, D1Error> {
         let conn = self.lock_writer();
-        conn.arm(self.shared.limits.query_timeout);
+        conn.arm(self.shared.limits.query_timeout, self.interrupt.as_ref());
         let result = (|| {
             conn.trusted_batch("BEGIN IMMEDIATE")?;
             let writer = Writer {
@@ -331,7 +357,7 @@ impl D1Database {
 
     /// Size of the database in bytes (pages in use times page size).
     pub fn file_size(&self) -> Result<u64, D1Error> {
-        Ok(self.lock_writer().size()?)
+        self.lock_writer().size().map_err(D1Error::Query)
     }
 
     /// Number of tables, not counting SQLite's and D1's internal ones.
@@ -396,7 +422,7 @@ impl Writer<'_> {
         let out = self.conn.run(sql, params)?;
         let changes = self.conn.total_changes() - changes_before;
         let last_row_id = self.conn.sqlite.last_insert_rowid();
-        let size = self.conn.size().map_err(SqlError::from)?;
+        let size = self.conn.size()?;
         self.state.set((Some(last_row_id), Some(size)));
         let changed = changes != 0 || last_row_id != prev_row_id || size != prev_size;
         Ok(finish(out, start, changes, last_row_id, changed, size))
@@ -405,7 +431,6 @@ impl Writer<'_> {
     /// Runs each statement of a script separately, one result each.
     fn run_each(&self, sql: &str) -> Result<Vec<D1Result>, D1Error> {
         let results = sql_text::split_statements(sql)
-            .into_iter()
             .map(|stmt| self.run(stmt, &[]).map_err(D1Error::Query))
             .collect::<Result<Vec<_>, _>>()?;
         if results.is_empty() {

@@ -60,20 +60,14 @@ impl D1Database {
     /// Runs a SQL dump as one transaction under D1's SQL policy: either every statement
     /// takes effect or, on the first failure, none does and the error names the statement.
     pub fn import(&self, sql: &str) -> Result<ImportSummary, D1Error> {
-        let statements = sql_text::split_statements(sql);
-        if statements.is_empty() {
-            return Err(D1Error::query(
-                "No SQL statements detected.",
-                "SQLITE_ERROR",
-            ));
-        }
+        // Split while running, so that splitting is under the time limit too.
         self.write(|w| {
             let mut summary = ImportSummary {
                 num_queries: 0,
                 rows_written: 0,
                 size_after: 0,
             };
-            for (i, statement) in statements.iter().enumerate() {
+            for (i, statement) in sql_text::split_statements(sql).enumerate() {
                 let result = w.run(statement, &[]).map_err(|mut e| {
                     e.message = format!(
                         "{} (statement {} of the import: {})",
@@ -86,6 +80,12 @@ impl D1Database {
                 summary.num_queries += 1;
                 summary.rows_written += result.meta.rows_written;
                 summary.size_after = result.meta.size_after;
+            }
+            if summary.num_queries == 0 {
+                return Err(D1Error::query(
+                    "No SQL statements detected.",
+                    "SQLITE_ERROR",
+                ));
             }
             Ok(summary)
         })

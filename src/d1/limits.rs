@@ -25,6 +25,11 @@ pub struct D1Limits {
     pub query_timeout: Duration,
     /// Size of the database file (D1: 10 GB).
     pub max_database_size: u64,
+    /// Bytes of results one request may return, counted as their JSON (rows as
+    /// objects, plus a few hundred bytes per statement for `meta`). D1 documents no such
+    /// limit; tristore's default, 100 MB, matches the largest request body Cloudflare's
+    /// API takes, and a Worker (128 MB of memory) could not hold much more.
+    pub max_result_size: u64,
 }
 
 impl Default for D1Limits {
@@ -38,6 +43,7 @@ impl Default for D1Limits {
             max_like_pattern: 50,
             query_timeout: Duration::from_secs(30),
             max_database_size: 10_000_000_000,
+            max_result_size: 100_000_000,
         }
     }
 }

@@ -62,6 +62,13 @@ impl D1Result {
             .collect()
     }
 
+    /// This result in D1's rows-and-columns form, `{success, meta, results: {columns,
+    /// rows}}`, serialised straight from the rows: what the REST API's `raw` and the
+    /// binding's `ROWS_AND_COLUMNS` format return.
+    pub(crate) fn rows_and_columns(&self) -> RowsAndColumns<'_> {
+        RowsAndColumns(self)
+    }
+
     /// `first()`'s form: the first row as an object, if any.
     pub fn first(&self) -> Option<D1Row> {
         self.rows.first().map(|r| row_object(&self.columns, r))
@@ -120,6 +127,30 @@ impl Serialize for D1Result {
         st.serialize_field("success", &self.success)?;
         st.serialize_field("meta", &self.meta)?;
         st.serialize_field("results", &Rows(self))?;
+        st.end()
+    }
+}
+
+/// See [`D1Result::rows_and_columns`].
+pub(crate) struct RowsAndColumns<'a>(&'a D1Result);
+
+impl Serialize for RowsAndColumns<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Table<'a> {
+            columns: &'a [String],
+            rows: &'a [Vec<D1Value>],
+        }
+        let mut st = s.serialize_struct("D1Result", 3)?;
+        st.serialize_field("success", &self.0.success)?;
+        st.serialize_field("meta", &self.0.meta)?;
+        st.serialize_field(
+            "results",
+            &Table {
+                columns: &self.0.columns,
+                rows: &self.0.rows,
+            },
+        )?;
         st.end()
     }
 }

@@ -61,6 +61,36 @@ impl D1Value {
         }
     }
 
+    /// Bytes of this value's JSON, as [`Serialize`] writes it (a REAL is counted at its
+    /// longest, 24): what the result-size limit counts.
+    pub(crate) fn json_len(&self) -> u64 {
+        fn digits(n: u64) -> u64 {
+            u64::from(n.checked_ilog10().unwrap_or(0)) + 1
+        }
+        let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        match self {
+            D1Value::Null => 4,
+            D1Value::Integer(i) => digits(i.unsigned_abs()) + u64::from(*i < 0),
+            D1Value::Real(_) => 24,
+            D1Value::Text(t) => {
+                let escapes: u64 = t
+                    .bytes()
+                    .map(|b| match b {
+                        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+                        0..=0x1f => 5,
+                        _ => 0,
+                    })
+                    .sum();
+                len(t.len()) + 2 + escapes
+            }
+            // Brackets, commas, and each byte's digits.
+            D1Value::Blob(b) => {
+                2 + len(b.len().saturating_sub(1))
+                    + b.iter().map(|&x| digits(u64::from(x))).sum::<u64>()
+            }
+        }
+    }
+
     pub(crate) fn from_ref(value: ValueRef<'_>) -> Self {
         match value {
             ValueRef::Null => D1Value::Null,
@@ -243,6 +273,25 @@ mod tests {
         for (input, text) in cases {
             assert_eq!(D1Value::from_json(&input).unwrap_err().to_string(), text);
         }
+    }
+
+    #[test]
+    fn json_len_counts_what_serialisation_writes() {
+        for value in [
+            D1Value::Null,
+            D1Value::Integer(0),
+            D1Value::Integer(-907),
+            D1Value::Integer(i64::MIN),
+            D1Value::Integer(i64::MAX),
+            D1Value::Text("a\"b\\c\n\u{1}é".into()),
+            D1Value::Blob(vec![]),
+            D1Value::Blob(vec![0, 9, 10, 99, 100, 255]),
+        ] {
+            let written = serde_json::to_vec(&value).unwrap().len() as u64;
+            assert_eq!(value.json_len(), written, "{value:?}");
+        }
+        let real = D1Value::Real(-1.7976931348623157e308);
+        assert!(serde_json::to_vec(&real).unwrap().len() as u64 <= real.json_len());
     }
 
     #[test]

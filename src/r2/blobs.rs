@@ -3,11 +3,16 @@
 //! A blob is written to `<r2>/tmp/`, hashed while it streams (BLAKE3 for identity, MD5
 //! for the ETag, and the checksum the caller asked to verify), fsynced, then renamed into
 //! place and its directory fsynced. Identical content lands on the same path once.
+//!
+//! The store also holds what keeps garbage collection off live data: the guard taken
+//! from placing a blob until the row naming it commits, and the set of temporary files
+//! being written.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use md5::Digest;
 use serde::{Deserialize, Serialize};
@@ -41,21 +46,57 @@ pub enum HashAlgorithm {
     Crc32c,
 }
 
-/// What streaming a body into the store computed.
-#[derive(Debug, Clone)]
-pub struct Written {
+/// What streaming a body into the store computed. It holds the store's blob guard, so
+/// that no collection runs until it is dropped: keep it until the catalog row naming
+/// the blob has committed.
+#[derive(Debug)]
+pub struct Written<'a> {
     /// Where it is.
     pub blob: BlobRef,
     /// MD5 of the content (the ETag of a single-part object).
     pub md5: [u8; 16],
     /// The extra digest asked for, if any.
     pub extra: Option<(HashAlgorithm, Vec<u8>)>,
+    _placed: RwLockReadGuard<'a, ()>,
 }
 
 pub(crate) struct BlobStore {
     root: PathBuf,
     /// fsync files and directories (always, except in the benchmark-only relaxed mode).
     durable: bool,
+    /// Held shared from placing a blob until the row naming it commits (by [`Written`]),
+    /// exclusively by garbage collection while it marks and sweeps: a collection never
+    /// takes a blob about to be referenced for garbage. Not held while a body streams
+    /// in, so a collection never waits for a slow upload, nor makes new writes wait
+    /// behind it.
+    guard: RwLock<()>,
+    /// Temporary files a write is streaming into: a collection leaves them alone
+    /// whatever their age (only one process opens a data directory, so every file in
+    /// `tmp/` not listed here is a leftover).
+    receiving: Mutex<HashSet<PathBuf>>,
+}
+
+/// A temporary file listed in [`BlobStore::receiving`] until this is dropped.
+struct Receiving<'a> {
+    store: &'a BlobStore,
+    path: PathBuf,
+}
+
+impl<'a> Receiving<'a> {
+    fn new(store: &'a BlobStore, path: PathBuf) -> Self {
+        lock(&store.receiving).insert(path.clone());
+        Receiving { store, path }
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        lock(&self.store.receiving).remove(&self.path);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 enum Extra {
@@ -130,7 +171,22 @@ impl BlobStore {
             sync(&blobs)?;
         }
         sync(&root)?;
-        Ok(BlobStore { root, durable })
+        Ok(BlobStore {
+            root,
+            durable,
+            guard: RwLock::new(()),
+            receiving: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The guard in exclusive mode: no blob is being placed or about to be referenced.
+    pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.guard.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a write is streaming into the temporary file `path`.
+    pub fn is_receiving(&self, path: &Path) -> bool {
+        lock(&self.receiving).contains(path)
     }
 
     pub fn path_of(&self, hash: &[u8; 32]) -> PathBuf {
@@ -147,18 +203,19 @@ impl BlobStore {
     }
 
     /// Streams `body` into a durable blob. `expected` is the declared length, `limit` the
-    /// most bytes accepted. The caller must hold the store's blob guard from here until
-    /// the catalog row that references the blob has committed (see `gc`).
+    /// most bytes accepted. The result holds the blob guard: keep it until the catalog
+    /// row that references the blob has committed.
     pub fn write(
         &self,
         body: &mut dyn Read,
         expected: Option<u64>,
         limit: u64,
         extra: Option<HashAlgorithm>,
-    ) -> Result<Written, WriteError> {
+    ) -> Result<Written<'_>, WriteError> {
         let tmp = self
             .tmp_dir()
             .join(uuid::Uuid::new_v4().simple().to_string());
+        let _receiving = Receiving::new(self, tmp.clone());
         let result = self.write_tmp(&tmp, body, expected, limit, extra);
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -173,7 +230,7 @@ impl BlobStore {
         expected: Option<u64>,
         limit: u64,
         extra: Option<HashAlgorithm>,
-    ) -> Result<Written, WriteError> {
+    ) -> Result<Written<'_>, WriteError> {
         let mut file = File::create(tmp)?;
         // MD5 is the slowest step (~0.5 GB/s against BLAKE3's several): it runs on a
         // thread of its own, fed the same chunks, while this thread hashes with BLAKE3,
@@ -203,11 +260,13 @@ impl BlobStore {
             hash: *blake.finalize().as_bytes(),
             size,
         };
+        let placed = self.guard.read().unwrap_or_else(|p| p.into_inner());
         self.place(tmp, &blob.hash)?;
         Ok(Written {
             blob,
             md5,
             extra: extra.map(Extra::finish),
+            _placed: placed,
         })
     }
 

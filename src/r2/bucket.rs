@@ -300,11 +300,6 @@ impl R2Bucket {
                     let (alg, digest) = c.parts();
                     (alg, Some(digest.to_vec()))
                 });
-        let _guard = self
-            .inner
-            .blob_guard
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
         let written = self
             .inner
             .blobs

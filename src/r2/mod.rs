@@ -24,6 +24,7 @@ mod blobs;
 mod bucket;
 mod bucket_config;
 mod catalog;
+mod collector;
 pub mod conditional;
 pub mod cors;
 mod error;
@@ -38,6 +39,7 @@ mod store;
 
 pub use blobs::{BlobReader, HashAlgorithm};
 pub use bucket::{ExpectedChecksum, R2Bucket, R2GetOptions, R2ObjectBody, R2PutOptions};
+pub use collector::{Collector, Housekeeping, HousekeepingReport};
 pub use conditional::{EtagCondition, R2Conditional};
 pub use cors::CorsRule;
 pub use error::{R2Error, R2ErrorKind};

@@ -171,7 +171,6 @@ impl R2MultipartUpload {
             ));
         }
         self.check_exists(OP)?;
-        let _guard = inner.blob_guard.read().unwrap_or_else(|p| p.into_inner());
         let written = inner
             .blobs
             .write(body, Some(length), inner.limits.max_upload_bytes, None)
@@ -238,9 +237,11 @@ impl R2MultipartUpload {
         txn.commit().or_r2(OP)
     }
 
-    /// Assembles the listed parts into the object. Every part but the last must be at
-    /// least the minimum part size and all of them the same size; the last may be
-    /// smaller. The ETag is the MD5 of the parts' MD5s, then `-<count>`.
+    /// Assembles the listed parts into the object. The list names each part once, in
+    /// ascending order of part number (as S3 requires), at most `max_parts` of them.
+    /// Every part but the last must be at least the minimum part size and all of them
+    /// the same size; the last may be smaller. The ETag is the MD5 of the parts' MD5s,
+    /// then `-<count>`.
     pub fn complete(&self, parts: &[R2UploadedPart]) -> Result<R2Object, R2Error> {
         self.complete_if(parts, None)?.ok_or_else(|| {
             R2Error::new(
@@ -273,6 +274,29 @@ impl R2MultipartUpload {
                 OP,
                 R2ErrorKind::InvalidPart,
                 "You must specify at least one part",
+            ));
+        }
+        // Checked before any part is looked up: a list naming one part many times would
+        // otherwise make an object far larger than its upload (and cost a lookup each).
+        let max = inner.limits.max_parts;
+        if parts.len() > max as usize {
+            return Err(R2Error::new(
+                OP,
+                R2ErrorKind::InvalidArgument,
+                format!(
+                    "An upload has at most {max} parts, but {} were listed.",
+                    parts.len()
+                ),
+            ));
+        }
+        if parts
+            .windows(2)
+            .any(|w| w[0].part_number >= w[1].part_number)
+        {
+            return Err(R2Error::new(
+                OP,
+                R2ErrorKind::InvalidPartOrder,
+                "The list of parts was not in ascending order. The parts list must be specified in order of part number.",
             ));
         }
         let txn = inner.begin_write(OP)?;
@@ -348,7 +372,8 @@ impl R2MultipartUpload {
     }
 }
 
-fn remove_parts(
+/// Removes every part row of an upload (their blobs are left for garbage collection).
+pub(crate) fn remove_parts(
     op: &'static str,
     txn: &redb::WriteTransaction,
     upload_id: &str,

@@ -2,17 +2,17 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
 use serde::Serialize;
 
-use super::blobs::BlobStore;
+use super::blobs::{BlobRef, BlobStore};
 use super::bucket::R2Bucket;
 use super::catalog::{
-    decode, encode, objects_table, objects_table_name, BucketRecord, OrR2, PartRecord, BUCKETS,
-    PARTS, UPLOADS,
+    decode, encode, objects_table, objects_table_name, BucketRecord, OrR2, PartRecord,
+    UploadRecord, BUCKETS, PARTS, UPLOADS,
 };
 use super::error::{R2Error, R2ErrorKind};
 use super::limits::R2Limits;
@@ -20,12 +20,8 @@ use super::object::ObjectRecord;
 
 pub(crate) struct Inner {
     pub dir: PathBuf,
-    pub catalog: redb::Database,
+    pub catalog: crate::catalog_file::CatalogFile,
     pub blobs: BlobStore,
-    /// Held shared from the moment a blob is placed until the row naming it commits,
-    /// and exclusively by garbage collection: a collection never sees a blob that is
-    /// about to be referenced as unreferenced.
-    pub blob_guard: RwLock<()>,
     pub limits: R2Limits,
     /// `false` only in the benchmark mode that skips fsync (see `StoreOptions`).
     pub durable: bool,
@@ -77,7 +73,7 @@ pub struct GcReport {
     pub deleted_bytes: u64,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub young_blobs: usize,
-    /// Abandoned temporary files removed.
+    /// Temporary files no write was streaming into, removed.
     pub deleted_temp_files: usize,
 }
 
@@ -107,7 +103,7 @@ impl R2Store {
         let blobs = BlobStore::open(dir.to_path_buf(), durable)
             .map_err(|e| R2Error::internal(OP, format!("{}: {e}", dir.display())))?;
         let path = dir.join("catalog.redb");
-        let catalog = redb::Database::create(&path)
+        let catalog = crate::catalog_file::CatalogFile::open(&path)
             .map_err(|e| R2Error::internal(OP, format!("{}: {e}", path.display())))?;
         let txn = catalog.begin_write().or_r2(OP)?;
         txn.open_table(BUCKETS).or_r2(OP)?;
@@ -119,7 +115,6 @@ impl R2Store {
                 dir: dir.to_path_buf(),
                 catalog,
                 blobs,
-                blob_guard: RwLock::new(()),
                 limits,
                 durable,
             }),
@@ -188,7 +183,7 @@ impl R2Store {
             let mut busy = !objects.is_empty().or_r2(OP)?;
             for entry in uploads.iter().or_r2(OP)? {
                 let (_, v) = entry.or_r2(OP)?;
-                busy |= decode::<super::catalog::UploadRecord>(OP, v.value())?.bucket == name;
+                busy |= decode::<UploadRecord>(OP, v.value())?.bucket == name;
             }
             if busy {
                 return Err(R2Error::new(OP, R2ErrorKind::BucketNotEmpty, format!("The bucket {name} is not empty: delete its objects and abort its uploads first")));
@@ -220,21 +215,14 @@ impl R2Store {
     }
 
     /// Mark-and-sweep: removes blobs no object or part references and that are older
-    /// than `grace`, and temporary files older than `grace`. Writers are paused while it
-    /// runs, so a blob being committed is never taken for garbage; the grace period
-    /// additionally spares blobs written by anything not holding that lock.
+    /// than `grace`, and the temporary files no write is streaming into (leftovers of
+    /// failed writes and of a process that died). Placing blobs pauses while it marks
+    /// and sweeps, so a blob being committed is never taken for garbage; bodies keep
+    /// streaming in meanwhile. The grace period spares blobs that readers may still be
+    /// about to open (an object read while it is deleted).
     pub fn gc(&self, grace: Duration) -> Result<GcReport, R2Error> {
         const OP: &str = "gc";
-        let _exclusive = self
-            .inner
-            .blob_guard
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        let live = self.live_blobs()?;
-        let mut report = GcReport {
-            live_blobs: live.len(),
-            ..Default::default()
-        };
+        let io = |e: std::io::Error| R2Error::internal(OP, format!("collecting garbage: {e}"));
         let cutoff = SystemTime::now()
             .checked_sub(grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -244,14 +232,24 @@ impl R2Store {
                 .map(|t| t <= cutoff)
                 .unwrap_or(false)
         };
-        let io = |e: std::io::Error| R2Error::internal(OP, format!("collecting garbage: {e}"));
+        // Listed before the guard is taken: a blob placed after the listing is simply
+        // not a candidate, and writers are not held up by the directory walk.
+        let mut candidates = Vec::new();
         for shard in read_dir(&self.inner.blobs.blobs_dir()).map_err(io)? {
-            let mut removed = false;
             for blob in read_dir(&shard).map_err(io)? {
                 let name = blob.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let Some(hash) = parse_hash(name) else {
-                    continue;
-                };
+                if let Some(hash) = parse_hash(name) {
+                    candidates.push((hash, blob));
+                }
+            }
+        }
+        let mut report = GcReport::default();
+        let mut swept_shards = HashSet::new();
+        {
+            let _exclusive = self.inner.blobs.exclusive();
+            let live = self.live_blobs()?;
+            report.live_blobs = live.len();
+            for (hash, blob) in candidates {
                 if live.contains(&hash) {
                     continue;
                 }
@@ -260,22 +258,51 @@ impl R2Store {
                     continue;
                 }
                 let size = std::fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
-                std::fs::remove_file(&blob).map_err(io)?;
-                report.deleted_blobs += 1;
-                report.deleted_bytes += size;
-                removed = true;
-            }
-            if removed {
-                crate::fsutil::sync_dir(&shard).map_err(|e| R2Error::internal(OP, e))?;
+                if remove_if_present(&blob).map_err(io)? {
+                    report.deleted_blobs += 1;
+                    report.deleted_bytes += size;
+                    swept_shards.insert(blob.parent().map(Path::to_path_buf));
+                }
             }
         }
+        // A removal a crash undoes only brings garbage back, so the directories are
+        // synced after the guard is released.
+        for shard in swept_shards.into_iter().flatten() {
+            crate::fsutil::sync_dir(&shard).map_err(|e| R2Error::internal(OP, e))?;
+        }
         for tmp in read_dir(&self.inner.blobs.tmp_dir()).map_err(io)? {
-            if old(&tmp) {
-                std::fs::remove_file(&tmp).map_err(io)?;
+            if !self.inner.blobs.is_receiving(&tmp) && remove_if_present(&tmp).map_err(io)? {
                 report.deleted_temp_files += 1;
             }
         }
         Ok(report)
+    }
+
+    /// Aborts the multipart uploads started at least `max_age` ago, as R2's default
+    /// lifecycle rule does after 7 days; their parts are left for [`gc`](Self::gc).
+    /// Returns how many were aborted.
+    pub fn expire_uploads(&self, max_age: Duration) -> Result<usize, R2Error> {
+        const OP: &str = "expireUploads";
+        let age = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = super::now_ms().saturating_sub(age);
+        let txn = self.inner.begin_write(OP)?;
+        let expired = {
+            let mut uploads = txn.open_table(UPLOADS).or_r2(OP)?;
+            let mut expired = Vec::new();
+            for entry in uploads.iter().or_r2(OP)? {
+                let (id, value) = entry.or_r2(OP)?;
+                if decode::<UploadRecord>(OP, value.value())?.initiated <= cutoff {
+                    expired.push(id.value().to_owned());
+                }
+            }
+            for id in &expired {
+                uploads.remove(id.as_str()).or_r2(OP)?;
+                super::multipart::remove_parts(OP, &txn, id)?;
+            }
+            expired.len()
+        };
+        txn.commit().or_r2(OP)?;
+        Ok(expired)
     }
 
     /// Every blob hash an object or a part names.
@@ -293,28 +320,37 @@ impl R2Store {
         Ok(live)
     }
 
-    /// Checks that every blob the catalog names exists with the recorded size; returns
-    /// the problems found (empty when consistent).
+    /// Checks that every blob the catalog names (for an object or an upload's part)
+    /// exists with the recorded size; returns the problems found (empty when
+    /// consistent).
     pub fn fsck(&self) -> Result<Vec<String>, R2Error> {
         const OP: &str = "fsck";
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
         let mut problems = Vec::new();
+        let mut check = |owner: String, blob: BlobRef| {
+            let path = self.inner.blobs.path_of(&blob.hash);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.len() == blob.size => {}
+                Ok(m) => problems.push(format!(
+                    "{owner}: blob {} has {} bytes, expected {}",
+                    path.display(),
+                    m.len(),
+                    blob.size
+                )),
+                Err(e) => problems.push(format!("{owner}: blob {}: {e}", path.display())),
+            }
+        };
         for_each_object(OP, &txn, |table, key, record| {
             for part in record.parts {
-                let path = self.inner.blobs.path_of(&part.hash);
-                let object = format!("{table} {}", String::from_utf8_lossy(key));
-                match std::fs::metadata(&path) {
-                    Ok(m) if m.len() == part.size => {}
-                    Ok(m) => problems.push(format!(
-                        "{object}: blob {} has {} bytes, expected {}",
-                        path.display(),
-                        m.len(),
-                        part.size
-                    )),
-                    Err(e) => problems.push(format!("{object}: blob {}: {e}", path.display())),
-                }
+                check(format!("{table} {}", String::from_utf8_lossy(key)), part);
             }
         })?;
+        for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
+            let (k, v) = entry.or_r2(OP)?;
+            let (upload, number) = k.value();
+            let part: PartRecord = decode(OP, v.value())?;
+            check(format!("upload {upload} part {number}"), part.blob);
+        }
         Ok(problems)
     }
 }
@@ -347,6 +383,15 @@ pub(super) fn no_such_bucket(op: &'static str, name: &str) -> R2Error {
         R2ErrorKind::NoSuchBucket,
         format!("The specified bucket {name} does not exist."),
     )
+}
+
+/// Removes `path`; `false` if it was already gone (a write finished with it meanwhile).
+fn remove_if_present(path: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn read_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

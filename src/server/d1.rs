@@ -9,10 +9,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::envelope::{blocking, json_body, ok, ok_page, ApiError, Paging};
-use crate::d1::{D1Result, D1Value};
+use super::envelope::{blocking, json_body, ok, ok_page_of, ApiError, Paging};
+use crate::d1::{D1Result, D1Value, Interrupt};
 use crate::Store;
 
 /// Routes under `/client/v4/accounts/{account}/d1/database`.
@@ -30,8 +30,10 @@ async fn list(
     State(store): State<Arc<Store>>,
     Query(paging): Query<Paging>,
 ) -> Result<Response, ApiError> {
-    let dbs = blocking(move || Ok(store.d1().list()?)).await?;
-    Ok(ok_page(dbs, paging))
+    // Only the page's databases are read: a list of thousands opens none of the rest.
+    let (dbs, total) =
+        blocking(move || Ok(store.d1().list_page(paging.skip(), paging.take())?)).await?;
+    Ok(ok_page_of(dbs, total, paging))
 }
 
 #[derive(Deserialize)]
@@ -77,28 +79,38 @@ struct Statement {
 }
 
 /// Runs a body: a single statement or script through `execute_script` (one result per
-/// statement), a batch as one transaction.
-async fn run(store: Arc<Store>, db: String, body: Bytes) -> Result<Vec<D1Result>, ApiError> {
+/// statement), a batch as one transaction; `answer` shapes the results. Both happen off
+/// the async threads, and stop if the client goes away.
+async fn run(
+    store: Arc<Store>,
+    db: String,
+    body: Bytes,
+    answer: fn(&[D1Result]) -> Response,
+) -> Result<Response, ApiError> {
     let body: QueryBody = json_body(&body)?;
+    let interrupt = Interrupt::new();
+    // Hyper drops this future when the client goes away; the work stops with it.
+    let _abandoned = interrupt.on_drop();
     blocking(move || {
-        let db = store.d1().database(&db)?;
-        match body {
+        let db = store.d1().database(&db)?.interruptible(&interrupt);
+        let results = match body {
             QueryBody::One(s) => {
                 let params = s
                     .params
                     .iter()
                     .map(D1Value::from_json)
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(db.execute_script(&s.sql, &params)?)
+                db.execute_script(&s.sql, &params)?
             }
             QueryBody::Batch { batch } => {
                 let statements = batch
                     .iter()
                     .map(|s| db.prepare(s.sql.clone()).bind_json(&s.params))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(db.batch(&statements)?)
+                db.batch(&statements)?
             }
-        }
+        };
+        Ok(answer(&results))
     })
     .await
 }
@@ -108,7 +120,7 @@ async fn query(
     Path((_, db)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    Ok(ok(run(store, db, body).await?))
+    run(store, db, body, |results| ok(results)).await
 }
 
 async fn raw(
@@ -116,10 +128,11 @@ async fn raw(
     Path((_, db)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let results = run(store, db, body).await?;
-    let raw: Vec<Value> = results
-        .iter()
-        .map(|r| json!({"results": {"columns": r.columns, "rows": r.raw(false)}, "meta": r.meta, "success": true}))
-        .collect();
-    Ok(ok(raw))
+    run(store, db, body, |results| {
+        ok(results
+            .iter()
+            .map(D1Result::rows_and_columns)
+            .collect::<Vec<_>>())
+    })
+    .await
 }

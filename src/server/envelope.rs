@@ -11,9 +11,38 @@ use crate::d1::D1Error;
 use crate::r2::R2Error;
 use crate::vectorize::VectorizeError;
 
+/// The envelope of a success, serialised straight from `result`: going through
+/// `json!` would build a `serde_json::Value` per item (per byte, for a BLOB).
+#[derive(Serialize)]
+struct Success<T> {
+    success: bool,
+    errors: [(); 0],
+    messages: [(); 0],
+    result: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_info: Option<ResultInfo>,
+}
+
+/// `result_info` of a list.
+#[derive(Serialize)]
+struct ResultInfo {
+    page: usize,
+    per_page: usize,
+    count: usize,
+    total_count: usize,
+    total_pages: usize,
+}
+
 /// A successful response wrapping `result`.
 pub fn ok(result: impl Serialize) -> Response {
-    Json(json!({"success": true, "errors": [], "messages": [], "result": result})).into_response()
+    Json(Success {
+        success: true,
+        errors: [],
+        messages: [],
+        result,
+        result_info: None,
+    })
+    .into_response()
 }
 
 /// Paging of a list call: `?page=` (from 1) and `?per_page=`.
@@ -35,25 +64,57 @@ fn default_per_page() -> usize {
     100
 }
 
+impl Paging {
+    fn per_page(self) -> usize {
+        self.per_page.clamp(1, 10_000)
+    }
+
+    fn page(self) -> usize {
+        self.page.max(1)
+    }
+
+    /// How many items come before this page.
+    pub fn skip(self) -> usize {
+        (self.page() - 1).saturating_mul(self.per_page())
+    }
+
+    /// How many items this page holds at most.
+    pub fn take(self) -> usize {
+        self.per_page()
+    }
+}
+
 /// One page of `items` with `result_info`. A page past the end is empty, which is how
 /// the SDKs' auto-paging knows to stop.
 pub fn ok_page<T: Serialize>(items: Vec<T>, paging: Paging) -> Response {
     let total = items.len();
-    let per_page = paging.per_page.clamp(1, 10_000);
-    let page = paging.page.max(1);
-    let result: Vec<T> = items
+    let page = items
         .into_iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
+        .skip(paging.skip())
+        .take(paging.take())
         .collect();
-    let info = json!({
-        "page": page,
-        "per_page": per_page,
-        "count": result.len(),
-        "total_count": total,
-        "total_pages": total.div_ceil(per_page),
-    });
-    Json(json!({"success": true, "errors": [], "messages": [], "result": result, "result_info": info})).into_response()
+    ok_page_of(page, total, paging)
+}
+
+/// `page`, the items [`Paging::skip`] and [`Paging::take`] chose out of `total`, with
+/// `result_info`: for lists that read only the page they answer with.
+pub fn ok_page_of<T: Serialize>(page: Vec<T>, total: usize, paging: Paging) -> Response {
+    let per_page = paging.per_page();
+    let result_info = ResultInfo {
+        page: paging.page(),
+        per_page,
+        count: page.len(),
+        total_count: total,
+        total_pages: total.div_ceil(per_page),
+    };
+    Json(Success {
+        success: true,
+        errors: [],
+        messages: [],
+        result: page,
+        result_info: Some(result_info),
+    })
+    .into_response()
 }
 
 /// A failed call.

@@ -59,6 +59,8 @@ pub struct ServerOptions {
     /// Threads for store calls (tokio's blocking pool); at most
     /// [`stream::MAX_UPLOADS`] of them receive bodies at once.
     pub blocking_threads: usize,
+    /// R2's background housekeeping: upload expiry and garbage collection.
+    pub r2_housekeeping: crate::r2::Housekeeping,
 }
 
 impl Default for ServerOptions {
@@ -79,6 +81,7 @@ impl Default for ServerOptions {
             limits: listen::ConnectionLimits::default(),
             body_timeout: std::time::Duration::from_secs(30),
             blocking_threads: 512,
+            r2_housekeeping: crate::r2::Housekeeping::default(),
         }
     }
 }
@@ -116,6 +119,9 @@ pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
         }))
         .layer(middleware::from_fn(envelope::plain_errors_as_envelope))
         .layer(middleware::from_fn(log))
+        .layer(axum::Extension(d1_transfer::UrlSigner::new(
+            options.api_token.as_deref(),
+        )))
         .layer(axum::extract::DefaultBodyLimit::max(REST_BODY_LIMIT))
         .with_state(store);
     // The bindings route checks its own token (`?token=`), logs its own lines and streams
@@ -134,7 +140,7 @@ pub const REST_BODY_LIMIT: usize = 100 * 1024 * 1024;
 
 /// Cloudflare's answers: no credentials is 400 (9106), a wrong token 403 (10000).
 async fn authorize(token: Option<&str>, request: Request, next: Next) -> Response {
-    // Transfer files are reached by unguessable names, as signed URLs are.
+    // Transfer URLs carry their own capability, as presigned URLs do (`d1_transfer`).
     let Some(token) = token.filter(|_| !request.uri().path().starts_with(d1_transfer::FILES_PATH))
     else {
         return next.run(request).await;
@@ -206,6 +212,8 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
         |port: u16| runtime.block_on(tokio::net::TcpListener::bind((options.host.as_str(), port)));
     let (rest, s3_listener) = (bind(options.port)?, bind(options.s3_port)?);
     let (addr, s3_addr) = (rest.local_addr()?, s3_listener.local_addr()?);
+    let collector =
+        crate::r2::Collector::start(store.r2().clone(), options.r2_housekeeping.clone())?;
     let rest_app = router(store.clone(), &options);
     let s3_app = s3::router(store, options.s3_credentials);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -216,6 +224,8 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
     let thread = std::thread::Builder::new()
         .name("tristore-http".into())
         .spawn(move || {
+            // Stops when the server does, after a run in progress.
+            let _collector = collector;
             runtime.block_on(async move {
                 let (a, b) = tokio::join!(serve(rest, rest_app), serve(s3_listener, s3_app));
                 a.and(b)

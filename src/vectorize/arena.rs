@@ -1,7 +1,7 @@
 //! The vector arena: fixed-width rows of f32, either in memory or, after opening an index,
 //! the vector section of its segment mapped read-only. New rows always go to memory; a
 //! write to a mapped row first copies the mapped rows into memory (copy on write), which
-//! only updates and dot-product re-scaling need.
+//! only updates need.
 
 use std::sync::Arc;
 
@@ -111,12 +111,6 @@ impl Arena {
         let j = i - self.mapped_rows();
         let w = self.width;
         &mut self.owned[j * w..(j + 1) * w]
-    }
-
-    /// Every row, writable.
-    pub(crate) fn rows_mut(&mut self) -> std::slice::ChunksExactMut<'_, f32> {
-        self.materialize();
-        self.owned.chunks_exact_mut(self.width)
     }
 
     /// Bytes the rows occupy: allocated memory plus the mapped rows (resident once

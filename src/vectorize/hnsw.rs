@@ -34,7 +34,11 @@ pub enum Metric {
 
 /// Graph distances at or below this are duplicates of the base vector (cosine
 /// distances of identical vectors come out as ±1e-7, not 0).
-const TWIN_DISTANCE: f32 = 1e-6;
+const TWIN_DISTANCE: f64 = 1e-6;
+
+/// Below this, an f32 dot product or squared distance may have lost digits to
+/// subnormal products; it is recomputed in f64 (as is one past `f32::MAX`).
+const F32_TRUSTED_MIN: f32 = 1e-30;
 
 /// How many duplicates of itself a node links to.
 const TWIN_LINKS: usize = 2;
@@ -63,9 +67,11 @@ impl Default for HnswParams {
     }
 }
 
-/// A candidate: distance and slot, ordered by distance (ties by slot).
+/// A candidate: distance and slot, ordered by distance (ties by slot). The distance is
+/// f64 because dot-product distances between stored vectors are squares of norms, which
+/// leave f32's range for norms past ~1.8e19 (float32 values go up to 3.4e38).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Near(f32, u32);
+struct Near(f64, u32);
 
 impl Eq for Near {}
 impl Ord for Near {
@@ -107,11 +113,14 @@ impl Visited {
     }
 }
 
-/// A vector in the form the graph compares: the stored row's layout (for dot product,
-/// with the extra coordinate) and, for cosine, the factor that normalises it.
+/// A vector in the form the graph compares: for cosine, with the factor that normalises
+/// it; for dot product, a query scaled to unit length, or a stored row with its squared
+/// norm (which gives its extra coordinate, see [`Hnsw`]).
 struct Probe {
     v: Vec<f32>,
     scale: f32,
+    /// Dot product: `Some(|x|²)` for a stored row, `None` for a query.
+    lifted: Option<f64>,
 }
 
 /// Everything that defines a graph, for writing it to a segment and reading it back.
@@ -120,33 +129,47 @@ pub(crate) struct GraphState {
     pub(crate) dim: usize,
     pub(crate) metric: Metric,
     pub(crate) params: HnswParams,
-    pub(crate) phi2: f32,
     pub(crate) entry: Option<u32>,
     pub(crate) max_level: usize,
     pub(crate) rng: u64,
     /// Per slot: its neighbour lists on layers 1..=level.
     pub(crate) upper: Vec<Vec<Vec<u32>>>,
     pub(crate) deleted: Vec<u32>,
+    /// Dot product only: |x|² per slot.
+    pub(crate) sq_norms: Vec<f64>,
 }
 
 /// The graph.
 ///
 /// Dot product is not a metric, and HNSW's pruning assumes one: on vectors of unequal
-/// norms a plain graph reached only ~0.75 recall. So for that metric each stored vector
-/// `x` gets an extra coordinate `sqrt(Φ² − |x|²)` (Φ at least the largest norm) and each
-/// query `q` a zero: then `|q' − x'|² = |q|² + Φ² − 2 q·x`, so Euclidean order over the
-/// stored forms is exactly descending dot-product order. When a longer vector arrives, Φ
-/// grows and the extra coordinates are recomputed in place; the links stay valid.
+/// norms a plain graph reached only ~0.75 recall. So for that metric the graph is built
+/// over lifted vectors: each stored `x` gets an extra coordinate `e(x) = sqrt(Φ² − |x|²)`
+/// (Φ the largest live norm) and each query a zero; then `|q' − x'|² = |q|² + Φ² − 2 q·x`,
+/// so Euclidean order over the lifted forms is exactly descending dot-product order.
+///
+/// Nothing lifted is stored: the extra coordinate is derived from `|x|²` (kept per slot
+/// in f64) whenever two stored vectors are compared, with the difference of two extra
+/// coordinates taken in a form that keeps its digits when Φ dwarfs both norms, so one
+/// very long vector cannot drown every other distance in rounding. A query is compared
+/// by its inner product alone, which orders candidates as the lifted distance does at
+/// any Φ; the results' scores are recomputed exactly in f64. Φ follows the longest live
+/// vector both ways: it grows with an insert and shrinks (before the next insert) when
+/// the longest one is deleted. Links made under another Φ stay usable for navigation.
 pub struct Hnsw {
     dim: usize,
-    /// Φ² of the dot-product transform.
-    phi2: f32,
+    /// Φ² of the dot-product lift: the largest live `|x|²`, unless `phi2_stale`.
+    phi2: f64,
+    /// The vector that set Φ was deleted; Φ is recomputed before the next insert (a
+    /// larger Φ is still a valid lift meanwhile).
+    phi2_stale: bool,
     metric: Metric,
     params: HnswParams,
-    /// The rows, as given (plus the extra coordinate for dot product).
+    /// The rows, as given.
     vectors: Arena,
     /// Cosine only: 1 / |row| per slot (0 for a zero vector).
     inv_norms: Vec<f32>,
+    /// Dot product only: |row|² per slot, in f64 (it overflows f32 past norms of ~1.8e19).
+    sq_norms: Vec<f64>,
     /// Per slot: neighbour count, then `2 * m` neighbour slots.
     layer0: Vec<u32>,
     /// Per slot: its neighbour lists on layers 1..=level (empty for level-0 nodes).
@@ -163,18 +186,15 @@ pub struct Hnsw {
 impl Hnsw {
     /// An empty graph for `dim`-dimensional vectors.
     pub fn new(dim: usize, metric: Metric, params: HnswParams) -> Self {
-        let width = if metric == Metric::DotProduct {
-            dim + 1
-        } else {
-            dim
-        };
         Hnsw {
             dim,
             phi2: 0.0,
+            phi2_stale: false,
             metric,
             params,
-            vectors: Arena::new(width),
+            vectors: Arena::new(dim),
             inv_norms: Vec::new(),
+            sq_norms: Vec::new(),
             layer0: Vec::new(),
             upper: Vec::new(),
             entry: None,
@@ -205,9 +225,12 @@ impl Hnsw {
         let slots = state.upper.len();
         let stride = g.stride0();
         let cosine = state.metric == Metric::Cosine;
+        let dot = state.metric == Metric::DotProduct;
         let consistent = vectors.rows() == slots
             && layer0.len() == slots * stride
             && (!cosine || inv_norms.len() == slots)
+            && state.sq_norms.len() == if dot { slots } else { 0 }
+            && state.sq_norms.iter().all(|n| n.is_finite() && *n >= 0.0)
             && state.entry.is_none_or(|e| (e as usize) < slots)
             && state.deleted.iter().all(|&d| (d as usize) < slots)
             && layer0.chunks_exact(stride).all(|row| {
@@ -229,7 +252,6 @@ impl Hnsw {
         if !consistent {
             return None;
         }
-        g.phi2 = state.phi2;
         g.entry = state.entry;
         g.max_level = state.max_level;
         g.rng = state.rng;
@@ -242,6 +264,9 @@ impl Hnsw {
             g.deleted.insert(d);
         }
         g.free = state.deleted;
+        g.sq_norms = state.sq_norms;
+        g.phi2_stale = true;
+        g.refresh_phi();
         Some(g)
     }
 
@@ -251,12 +276,12 @@ impl Hnsw {
             dim: self.dim,
             metric: self.metric,
             params: self.params,
-            phi2: self.phi2,
             entry: self.entry,
             max_level: self.max_level,
             rng: self.rng,
             upper: self.upper.clone(),
             deleted: self.free.clone(),
+            sq_norms: self.sq_norms.clone(),
         };
         (state, &self.vectors, &self.inv_norms, &self.layer0)
     }
@@ -312,6 +337,7 @@ impl Hnsw {
             .sum();
         self.vectors.memory_bytes()
             + self.inv_norms.capacity() * 4
+            + self.sq_norms.capacity() * 8
             + self.layer0.capacity() * 4
             + self.upper.capacity() * 24
             + upper
@@ -329,24 +355,51 @@ impl Hnsw {
 
     /// Distance from a probe to a stored slot.
     #[inline]
-    fn dist(&self, p: &Probe, slot: u32) -> f32 {
+    fn dist(&self, p: &Probe, slot: u32) -> f64 {
         let x = self.row(slot);
         match self.metric {
-            Metric::Cosine => 1.0 - kernels::dot(&p.v, x) * p.scale * self.inv_norms[slot as usize],
-            Metric::Euclidean | Metric::DotProduct => kernels::l2_squared(&p.v, x),
+            Metric::Cosine => {
+                f64::from(1.0 - kernels::dot(&p.v, x) * p.scale * self.inv_norms[slot as usize])
+            }
+            Metric::Euclidean => f64::from(kernels::l2_squared(&p.v, x)),
+            Metric::DotProduct => match p.lifted {
+                Some(n) => self.lifted_dist(&p.v, n, x, self.sq_norms[slot as usize]),
+                None => -wide_dot(&p.v, x),
+            },
         }
     }
 
     /// Distance between two stored slots, without copying either row.
     #[inline]
-    fn dist_between(&self, a: u32, b: u32) -> f32 {
+    fn dist_between(&self, a: u32, b: u32) -> f64 {
         let (x, y) = (self.row(a), self.row(b));
         match self.metric {
-            Metric::Cosine => {
-                1.0 - kernels::dot(x, y) * self.inv_norms[a as usize] * self.inv_norms[b as usize]
+            Metric::Cosine => f64::from(
+                1.0 - kernels::dot(x, y) * self.inv_norms[a as usize] * self.inv_norms[b as usize],
+            ),
+            Metric::Euclidean => f64::from(kernels::l2_squared(x, y)),
+            Metric::DotProduct => {
+                self.lifted_dist(x, self.sq_norms[a as usize], y, self.sq_norms[b as usize])
             }
-            Metric::Euclidean | Metric::DotProduct => kernels::l2_squared(x, y),
         }
+    }
+
+    /// `|x' − y'|²` between two lifted rows: the Euclidean part, plus the difference of
+    /// the extra coordinates written as `(|y|² − |x|²) / (e(x) + e(y))`, which is exact
+    /// to rounding where `e(x) − e(y)` would cancel to nothing (when Φ dwarfs the norms).
+    fn lifted_dist(&self, x: &[f32], x_sq: f64, y: &[f32], y_sq: f64) -> f64 {
+        // A tombstone can be longer than a Φ that shrank after it was deleted: it is
+        // put on the sphere's rim (extra coordinate 0), which only bends navigation.
+        let (ex, ey) = (
+            (self.phi2 - x_sq).max(0.0).sqrt(),
+            (self.phi2 - y_sq).max(0.0).sqrt(),
+        );
+        let de = if ex + ey > 0.0 {
+            (y_sq - x_sq) / (ex + ey)
+        } else {
+            0.0
+        };
+        wide_l2(x, y) + de * de
     }
 
     /// A stored slot as a probe (to measure from it).
@@ -354,11 +407,13 @@ impl Hnsw {
         Probe {
             v: self.row(slot).to_vec(),
             scale: self.inv_norms.get(slot as usize).copied().unwrap_or(1.0),
+            lifted: self.sq_norms.get(slot as usize).copied(),
         }
     }
 
-    /// A query as a probe: a zero extra coordinate for dot product, its inverse norm for
-    /// cosine.
+    /// A query as a probe: its inverse norm for cosine; for dot product, scaled to unit
+    /// length, which keeps the order of its inner products and keeps them within the
+    /// stored norms (so f32 sums do not overflow however long the query is).
     fn query_probe(&self, vector: &[f32]) -> Probe {
         assert_eq!(
             vector.len(),
@@ -371,10 +426,20 @@ impl Hnsw {
         let mut scale = 1.0;
         match self.metric {
             Metric::Cosine => scale = inverse_norm(vector),
-            Metric::DotProduct => v.push(0.0),
+            Metric::DotProduct => {
+                let norm = kernels::dot_f64(vector, vector).sqrt();
+                if norm > 0.0 {
+                    v.iter_mut()
+                        .for_each(|x| *x = (f64::from(*x) / norm) as f32);
+                }
+            }
             Metric::Euclidean => {}
         }
-        Probe { v, scale }
+        Probe {
+            v,
+            scale,
+            lifted: None,
+        }
     }
 
     fn stride0(&self) -> usize {
@@ -425,48 +490,57 @@ impl Hnsw {
         ((-u.ln()) / (self.params.m as f64).ln()) as usize
     }
 
-    /// Writes `vector` into `slot`'s row (and its norm), growing Φ first if needed.
+    /// Writes `vector` into `slot`'s row and its norm, growing Φ if it is the longest.
     fn store_row(&mut self, slot: u32, vector: &[f32]) {
-        let mut row = vector.to_vec();
-        if self.metric == Metric::DotProduct {
-            let norm2 = kernels::dot(vector, vector);
-            if norm2 > self.phi2 {
-                self.grow_phi(norm2 * 4.0);
-            }
-            row.push((self.phi2 - norm2).max(0.0).sqrt());
-        }
         let s = slot as usize;
         if s == self.vectors.rows() {
-            self.vectors.push(&row);
+            self.vectors.push(vector);
         } else {
-            self.vectors.row_mut(s).copy_from_slice(&row);
+            self.vectors.row_mut(s).copy_from_slice(vector);
         }
-        if self.metric == Metric::Cosine {
-            let inv = inverse_norm(vector);
-            if s == self.inv_norms.len() {
-                self.inv_norms.push(inv);
-            } else {
-                self.inv_norms[s] = inv;
-            }
-        }
-    }
-
-    fn grow_phi(&mut self, phi2: f32) {
-        self.phi2 = phi2;
-        let dim = self.dim;
-        for stored in self.vectors.rows_mut() {
-            let norm2 = kernels::dot(&stored[..dim], &stored[..dim]);
-            stored[dim] = (phi2 - norm2).max(0.0).sqrt();
-        }
-    }
-
-    /// The distance reported to callers: the graph's, except for dot product, where it is
-    /// the negated dot product itself.
-    fn reported(&self, query: &[f32], slot: u32, graph_distance: f32) -> f32 {
         match self.metric {
-            Metric::DotProduct => -kernels::dot(query, self.vector(slot)),
-            _ => graph_distance,
+            Metric::Cosine => set_or_push(&mut self.inv_norms, s, inverse_norm(vector)),
+            Metric::DotProduct => {
+                let sq = kernels::dot_f64(vector, vector);
+                set_or_push(&mut self.sq_norms, s, sq);
+                self.phi2 = self.phi2.max(sq);
+            }
+            Metric::Euclidean => {}
         }
+    }
+
+    /// Brings Φ back to the longest live vector once the one that set it is deleted, so
+    /// that links made from now on get the lift's full resolution again.
+    fn refresh_phi(&mut self) {
+        if !self.phi2_stale {
+            return;
+        }
+        self.phi2_stale = false;
+        self.phi2 = self
+            .sq_norms
+            .iter()
+            .enumerate()
+            .filter(|&(s, _)| !self.deleted.contains(s as u32))
+            .map(|(_, &n)| n)
+            .fold(0.0, f64::max);
+    }
+
+    /// Search results as callers get them: the graph's distances, except for dot
+    /// product, whose order so far rests on f32 sums: there each result is scored with
+    /// its exact negated inner product in f64 and the list re-sorted.
+    fn results(&self, query: &[f32], found: Vec<Near>, k: usize) -> Vec<(u32, f64)> {
+        let mut out: Vec<(u32, f64)> = found
+            .into_iter()
+            .take(k)
+            .map(|n| match self.metric {
+                Metric::DotProduct => (n.1, -kernels::dot_f64(query, self.vector(n.1))),
+                _ => (n.1, n.0),
+            })
+            .collect();
+        if self.metric == Metric::DotProduct {
+            out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        }
+        out
     }
 
     /// A new slot at a random level, unlinked.
@@ -482,6 +556,7 @@ impl Hnsw {
 
     /// Adds a vector; returns its slot (a deleted one's, if any).
     pub fn insert(&mut self, vector: &[f32]) -> u32 {
+        self.refresh_phi();
         if let Some(slot) = self.free.pop() {
             self.reuse(slot, vector);
             return slot;
@@ -496,6 +571,7 @@ impl Hnsw {
     /// each chunk is then linked in order (taking its own earlier members into account,
     /// which the parallel searches could not see). Returns the slots, in order.
     pub fn insert_batch(&mut self, vectors: &[&[f32]]) -> Vec<u32> {
+        self.refresh_phi();
         let mut slots = Vec::with_capacity(vectors.len());
         let mut rest = vectors;
         while let (Some(_), Some(v)) = (self.free.last(), rest.first()) {
@@ -645,6 +721,13 @@ impl Hnsw {
         }
         self.deleted.insert(slot);
         self.free.push(slot);
+        if self
+            .sq_norms
+            .get(slot as usize)
+            .is_some_and(|&n| n >= self.phi2)
+        {
+            self.phi2_stale = true;
+        }
         for l in 0..=self.level_of(slot) {
             let around: Vec<u32> = self.neighbours(slot, l).to_vec();
             for &n in &around {
@@ -686,7 +769,7 @@ impl Hnsw {
         self.connect(slot, found, &[]);
     }
 
-    fn greedy(&self, p: &Probe, mut best: u32, mut best_dist: f32, level: usize) -> (u32, f32) {
+    fn greedy(&self, p: &Probe, mut best: u32, mut best_dist: f64, level: usize) -> (u32, f64) {
         loop {
             let mut moved = false;
             for &n in self.neighbours(best, level) {
@@ -765,7 +848,7 @@ impl Hnsw {
 
     /// The `k` nearest live slots to `query` with their distances, ascending, exploring
     /// `ef` candidates (at least `k`).
-    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u32, f32)> {
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u32, f64)> {
         self.search_filtered(query, k, ef, None)
     }
 
@@ -776,7 +859,7 @@ impl Hnsw {
         k: usize,
         ef: usize,
         allowed: Option<&Bitset>,
-    ) -> Vec<(u32, f32)> {
+    ) -> Vec<(u32, f64)> {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
@@ -786,16 +869,12 @@ impl Hnsw {
             cur = self.greedy(&p, cur.0, cur.1, l);
         }
         let accept = |s: u32| !self.deleted.contains(s) && allowed.is_none_or(|a| a.contains(s));
-        let mut found = self.search_layer(&p, &[Near(cur.1, cur.0)], ef.max(k), 0, Some(&accept));
-        found.truncate(k);
-        found
-            .into_iter()
-            .map(|n| (n.1, self.reported(query, n.1, n.0)))
-            .collect()
+        let found = self.search_layer(&p, &[Near(cur.1, cur.0)], ef.max(k), 0, Some(&accept));
+        self.results(query, found, k)
     }
 
     /// Exact search over the live slots (the reference, and the plan for small sets).
-    pub fn brute_force(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
+    pub fn brute_force(&self, query: &[f32], k: usize) -> Vec<(u32, f64)> {
         self.exact(
             query,
             k,
@@ -809,7 +888,7 @@ impl Hnsw {
         query: &[f32],
         k: usize,
         slots: impl Iterator<Item = u32>,
-    ) -> Vec<(u32, f32)> {
+    ) -> Vec<(u32, f64)> {
         let p = self.query_probe(query);
         let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(k + 1);
         for s in slots {
@@ -821,10 +900,37 @@ impl Hnsw {
                 }
             }
         }
-        best.into_sorted_vec()
-            .into_iter()
-            .map(|n| (n.1, self.reported(query, n.1, n.0)))
-            .collect()
+        self.results(query, best.into_sorted_vec(), k)
+    }
+}
+
+/// `a·b`: the SIMD kernel's f32 sum, or the f64 one where f32 cannot hold it.
+#[inline]
+fn wide_dot(a: &[f32], b: &[f32]) -> f64 {
+    let d = kernels::dot(a, b);
+    if d.is_finite() && d.abs() >= F32_TRUSTED_MIN {
+        f64::from(d)
+    } else {
+        kernels::dot_f64(a, b)
+    }
+}
+
+/// `|a − b|²`: the SIMD kernel's f32 sum, or the f64 one where f32 cannot hold it.
+#[inline]
+fn wide_l2(a: &[f32], b: &[f32]) -> f64 {
+    let d = kernels::l2_squared(a, b);
+    if d.is_finite() && d >= F32_TRUSTED_MIN {
+        f64::from(d)
+    } else {
+        kernels::l2_squared_f64(a, b)
+    }
+}
+
+fn set_or_push<T>(list: &mut Vec<T>, i: usize, value: T) {
+    if i == list.len() {
+        list.push(value);
+    } else {
+        list[i] = value;
     }
 }
 
@@ -903,19 +1009,15 @@ mod tests {
         }
         let q = &data[5];
         let exact = g.brute_force(q, 5);
-        let mut by_dot: Vec<(u32, f32)> = data
+        let mut by_dot: Vec<(u32, f64)> = data
             .iter()
             .enumerate()
-            .map(|(i, v)| (i as u32, -kernels::dot(q, v)))
+            .map(|(i, v)| (i as u32, -kernels::dot_f64(q, v)))
             .collect();
         by_dot.sort_by(|a, b| a.1.total_cmp(&b.1));
-        assert_eq!(
-            exact.iter().map(|r| r.0).collect::<Vec<_>>(),
-            by_dot[..5].iter().map(|r| r.0).collect::<Vec<_>>()
-        );
-        for ((_, got), (_, want)) in exact.iter().zip(&by_dot) {
-            assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0));
-        }
+        assert_eq!(exact, by_dot[..5]);
+        let found = g.search(q, 5, DEFAULT_EF_SEARCH);
+        assert_eq!(found, by_dot[..5]);
     }
 
     #[test]
@@ -992,7 +1094,7 @@ mod tests {
             &[-2.0, -3.0, 0.0, 2.0],
         ]);
         let q = [3.0, 1.0, 2.0, 0.0];
-        let dists = |r: Vec<(u32, f32)>| r.into_iter().map(|x| x.1).collect::<Vec<_>>();
+        let dists = |r: Vec<(u32, f64)>| r.into_iter().map(|x| x.1).collect::<Vec<_>>();
         assert_eq!(dists(g.search(&q, 11, 128)), dists(g.brute_force(&q, 11)));
     }
 

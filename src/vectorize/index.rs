@@ -1021,12 +1021,11 @@ impl State {
 
 /// Vectorize's score from the graph's distance (spec 3.6): cosine similarity; the
 /// Euclidean distance itself (not squared); the negated dot product.
-fn score(metric: Metric, distance: f32) -> f64 {
-    let d = f64::from(distance);
+fn score(metric: Metric, distance: f64) -> f64 {
     match metric {
-        Metric::Cosine => 1.0 - d,
-        Metric::Euclidean => d.max(0.0).sqrt(),
-        Metric::DotProduct => d,
+        Metric::Cosine => 1.0 - distance,
+        Metric::Euclidean => distance.max(0.0).sqrt(),
+        Metric::DotProduct => distance,
     }
 }
 

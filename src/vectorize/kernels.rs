@@ -122,6 +122,28 @@ pub fn l2_squared_scalar(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// Σ aᵢbᵢ accumulated in f64, where an f32 sum would overflow or lose its digits to
+/// subnormal products: each product of two f32 values is exact in f64.
+pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "vectors of different dimensions");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
+}
+
+/// Σ (aᵢ − bᵢ)² accumulated in f64 (see [`dot_f64`]).
+pub fn l2_squared_f64(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "vectors of different dimensions");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = f64::from(*x) - f64::from(*y);
+            d * d
+        })
+        .sum()
+}
+
 /// Every kernel this machine can run, by name, for tests and benchmarks.
 pub fn available() -> Vec<(Isa, Kernel, Kernel)> {
     let mut out: Vec<(Isa, Kernel, Kernel)> = vec![(Isa::Scalar, dot_scalar, l2_squared_scalar)];

@@ -4,19 +4,25 @@
 //! Layout (all integers little-endian):
 //!
 //! ```text
-//! 0   magic "TRIVSEG1"
+//! 0   magic "TRIVSEG2"
 //! 8   header length (u32)    12  CRC-32 of the header (u32)
 //! 16  header (postcard): five sections, each {offset, length, CRC-32}
 //!     sections, each starting on a 64-byte boundary:
-//!     vectors    slots × width f32 rows, used in place through the map
+//!     vectors    slots × dimensions f32 rows, used in place through the map
 //!     inv_norms  f32 per slot (cosine only)
 //!     layer0     u32 lists, (2M + 1) per slot
-//!     graph      postcard GraphState (levels, upper layers, entry, tombstones)
+//!     graph      postcard GraphState (levels, upper layers, entry, tombstones, and
+//!                for dot product each row's squared norm)
 //!     meta       the index's own postcard blob (ids, metadata, metadata indexes)
 //! ```
 //!
 //! Every section's checksum is verified on open, so a damaged file is refused with its
 //! name and the section, never half-loaded.
+//!
+//! Format 1 (`TRIVSEG1`) is still read: it stored Φ² of the dot-product lift in the
+//! graph section and each dot-product row with its lifted coordinate appended. Such rows
+//! are copied into memory without it (and their norms computed) on open; the next
+//! checkpoint writes format 2.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -27,9 +33,11 @@ use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
 use super::arena::{Arena, Mapped};
-use super::hnsw::{GraphState, Hnsw};
+use super::hnsw::{GraphState, Hnsw, HnswParams, Metric};
+use super::kernels;
 
-const MAGIC: &[u8; 8] = b"TRIVSEG1";
+const MAGIC: &[u8; 8] = b"TRIVSEG2";
+const MAGIC_V1: &[u8; 8] = b"TRIVSEG1";
 const ALIGN: u64 = 64;
 const NAMES: [&str; 5] = ["vectors", "inv_norms", "layer0", "graph", "meta"];
 
@@ -43,6 +51,60 @@ struct Section {
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
     sections: [Section; 5],
+}
+
+/// Format 1's graph section.
+#[derive(Deserialize)]
+struct GraphStateV1 {
+    dim: usize,
+    metric: Metric,
+    params: HnswParams,
+    /// Φ² of the lift, now derived from the norms.
+    _phi2: f32,
+    entry: Option<u32>,
+    max_level: usize,
+    rng: u64,
+    upper: Vec<Vec<Vec<u32>>>,
+    deleted: Vec<u32>,
+}
+
+impl From<GraphStateV1> for GraphState {
+    /// The norms are filled in from the rows (see [`without_lift`]).
+    fn from(v1: GraphStateV1) -> Self {
+        GraphState {
+            dim: v1.dim,
+            metric: v1.metric,
+            params: v1.params,
+            entry: v1.entry,
+            max_level: v1.max_level,
+            rng: v1.rng,
+            upper: v1.upper,
+            deleted: v1.deleted,
+            sq_norms: Vec::new(),
+        }
+    }
+}
+
+/// Format 1's dot-product rows (`dim` values and the lifted coordinate) as rows of
+/// `dim` values, with their squared norms.
+fn without_lift(stored: &Arena, rows: usize, dim: usize) -> (Arena, Vec<f64>) {
+    let mut vectors = Arena::new(dim);
+    let mut sq_norms = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let row = &stored.row(i)[..dim];
+        vectors.push(row);
+        sq_norms.push(kernels::dot_f64(row, row));
+    }
+    (vectors, sq_norms)
+}
+
+/// The format version of a segment's bytes, if they start like one.
+fn version(bytes: &[u8]) -> Option<u8> {
+    match bytes.get(..8)? {
+        m if m == MAGIC => Some(2),
+        m if m == MAGIC_V1 => Some(1),
+        _ => None,
+    }
 }
 
 /// The bytes of an f32 or u32 slice as stored (the format is little-endian, and so is
@@ -113,9 +175,10 @@ pub(crate) fn read(path: &Path) -> Result<(Hnsw, Vec<u8>), String> {
     let bad = |why: String| {
         format!("not a valid segment ({why}); restore the index directory from a backup")
     };
-    if map.len() < 16 || &map[..8] != MAGIC {
+    let format = version(&map).filter(|_| map.len() >= 16);
+    let Some(format) = format else {
         return Err(bad("wrong header".into()));
-    }
+    };
     let header_len = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes")) as usize;
     let header_crc = u32::from_le_bytes(map[12..16].try_into().expect("4 bytes"));
     let header = map
@@ -143,24 +206,28 @@ pub(crate) fn read(path: &Path) -> Result<(Hnsw, Vec<u8>), String> {
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect()
     };
-    let state: GraphState =
-        postcard::from_bytes(slices[3]).map_err(|e| bad(format!("section graph: {e}")))?;
+    let mut state: GraphState = match format {
+        1 => postcard::from_bytes::<GraphStateV1>(slices[3]).map(GraphState::from),
+        _ => postcard::from_bytes(slices[3]),
+    }
+    .map_err(|e| bad(format!("section graph: {e}")))?;
     let inv_norms: Vec<f32> = words(slices[1]).into_iter().map(f32::from_bits).collect();
     let layer0 = words(slices[2]);
     let meta = slices[4].to_vec();
-    let width = if state.metric == super::hnsw::Metric::DotProduct {
-        state.dim + 1
-    } else {
-        state.dim
-    };
+    let lifted = format == 1 && state.metric == Metric::DotProduct;
+    let width = state.dim + usize::from(lifted);
     let rows = state.upper.len();
     let s = header.sections[0];
-    if width == 0 || s.len != (rows * width * 4) as u64 {
+    if state.dim == 0 || Some(s.len) != rows.checked_mul(width * 4).map(|b| b as u64) {
         return Err(bad("section vectors has the wrong size".into()));
     }
     let mapped = Mapped::new(map.clone(), s.offset as usize, rows, width)
         .ok_or_else(|| bad("section vectors cannot be mapped".into()))?;
-    let graph = Hnsw::from_parts(state, Arena::from_mapped(width, mapped), inv_norms, layer0)
+    let mut vectors = Arena::from_mapped(width, mapped);
+    if lifted {
+        (vectors, state.sq_norms) = without_lift(&vectors, rows, state.dim);
+    }
+    let graph = Hnsw::from_parts(state, vectors, inv_norms, layer0)
         .ok_or_else(|| bad("the graph's parts do not fit together".into()))?;
     Ok((graph, meta))
 }
@@ -170,7 +237,7 @@ pub(crate) fn read(path: &Path) -> Result<(Hnsw, Vec<u8>), String> {
 /// does not parse unchanged.
 #[doc(hidden)]
 pub fn reseal(bytes: &mut [u8]) {
-    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+    if bytes.len() < 16 || version(bytes).is_none() {
         return;
     }
     let header_len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;

@@ -9,7 +9,7 @@
 //! and offset.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,8 @@ pub(crate) struct Wal {
     file: File,
     path: PathBuf,
     len: u64,
+    /// Why appending is refused: a failed append whose bytes could not be removed.
+    broken: Option<String>,
 }
 
 /// Why a log could not be opened.
@@ -97,6 +99,7 @@ impl Wal {
             file,
             path: path.to_owned(),
             len: MAGIC.len() as u64,
+            broken: None,
         })
     }
 
@@ -110,11 +113,14 @@ impl Wal {
             file.set_len(good as u64)?;
             file.sync_all()?;
         }
+        // Appends go where the good records end, not after the torn tail just cut off.
+        file.seek(SeekFrom::Start(good as u64))?;
         Ok((
             Wal {
                 file,
                 path: path.to_owned(),
                 len: good as u64,
+                broken: None,
             },
             mutations,
         ))
@@ -122,6 +128,11 @@ impl Wal {
 
     /// Appends one mutation and fsyncs; when this returns Ok the mutation is durable.
     pub(crate) fn append(&mut self, mutation: &Mutation) -> std::io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(std::io::Error::other(format!(
+                "the log cannot be appended to until the index is reopened ({why})"
+            )));
+        }
         let payload = postcard::to_allocvec(mutation).map_err(std::io::Error::other)?;
         let mut record = Vec::with_capacity(8 + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -131,10 +142,21 @@ impl Wal {
             .file
             .write_all(&record)
             .and_then(|()| self.file.sync_data());
-        if result.is_err() {
-            // Leave no half record behind a later append.
-            let _ = self.file.set_len(self.len);
-            return result;
+        if let Err(e) = result {
+            // Leave no half record behind a later append (a full disk fails part way):
+            // cut it off and write the next record where this one began. The file
+            // position must move back too, or the next record would follow a hole.
+            let len = self.len;
+            let cut = self
+                .file
+                .set_len(len)
+                .and_then(|()| self.file.seek(SeekFrom::Start(len)).map(drop));
+            if let Err(cut) = cut {
+                self.broken = Some(format!(
+                    "{e}, and the half-written record could not be cut off: {cut}"
+                ));
+            }
+            return Err(e);
         }
         self.len += record.len() as u64;
         Ok(())
@@ -256,5 +278,25 @@ mod tests {
         let (wal, got) = Wal::open(&path).unwrap();
         assert_eq!(got, vec![mutation(0), mutation(1)]);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), wal.len());
+    }
+
+    #[test]
+    fn appends_after_a_cut_tail_follow_the_good_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let mut wal = Wal::create(&path).unwrap();
+        for n in 0..3 {
+            wal.append(&mutation(n)).unwrap();
+        }
+        drop(wal);
+        // A torn last record, cut off on open: the next append must go where it began,
+        // not after a hole where the cut bytes were.
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 3]).unwrap();
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.append(&mutation(7)).unwrap();
+        drop(wal);
+        let (_, got) = Wal::open(&path).unwrap();
+        assert_eq!(got, vec![mutation(0), mutation(1), mutation(7)]);
     }
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::ser::{SerializeStruct, Serializer};
+use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{json_bytes, Answer, Call};
 use crate::d1::sql_text::{self, Shape};
-use crate::d1::{D1Database, D1Error, D1Result, D1Value};
+use crate::d1::{D1Database, D1Error, D1Result};
 use crate::server::REST_BODY_LIMIT;
 use crate::Store;
 
@@ -151,12 +151,6 @@ fn without_prefix(e: &D1Error) -> String {
     }
 }
 
-#[derive(Serialize)]
-struct Table<'a> {
-    columns: &'a [String],
-    rows: &'a [Vec<D1Value>],
-}
-
 /// A list of results in the requested shape.
 struct Shaped<'a>(&'a [D1Result], Format);
 
@@ -165,22 +159,6 @@ impl Serialize for Shaped<'_> {
         if self.1 == Format::Objects {
             return s.collect_seq(self.0);
         }
-        struct RowsAndColumns<'a>(&'a D1Result);
-        impl Serialize for RowsAndColumns<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut st = s.serialize_struct("D1Result", 3)?;
-                st.serialize_field("success", &true)?;
-                st.serialize_field("meta", &self.0.meta)?;
-                st.serialize_field(
-                    "results",
-                    &Table {
-                        columns: &self.0.columns,
-                        rows: &self.0.rows,
-                    },
-                )?;
-                st.end()
-            }
-        }
-        s.collect_seq(self.0.iter().map(RowsAndColumns))
+        s.collect_seq(self.0.iter().map(D1Result::rows_and_columns))
     }
 }

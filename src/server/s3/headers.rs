@@ -261,6 +261,29 @@ pub fn copy_source(ctx: &Ctx) -> Result<(String, String), S3Error> {
     }
 }
 
+/// Refuses server-side encryption with customer-provided keys (SSE-C), on every
+/// request, reads included. R2 offers it and tristore does not yet; storing or serving
+/// an object as if the key had been applied would tell the client something false.
+pub fn refuse_sse_c(headers: &HeaderMap) -> Result<(), S3Error> {
+    const PREFIXES: [&str; 2] = [
+        "x-amz-server-side-encryption-customer-",
+        "x-amz-copy-source-server-side-encryption-customer-",
+    ];
+    match headers
+        .keys()
+        .find(|name| PREFIXES.iter().any(|p| name.as_str().starts_with(p)))
+    {
+        Some(name) => Err(S3Error::new(
+            501,
+            "NotImplemented",
+            format!(
+                "Server-side encryption with customer-provided keys (SSE-C) is not supported by tristore yet: send the request without the {name} header (nothing was stored or read)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

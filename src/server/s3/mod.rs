@@ -17,7 +17,6 @@ mod headers;
 mod lifecycle;
 mod multipart;
 mod objects;
-mod screen;
 pub mod xml;
 
 use std::net::IpAddr;
@@ -173,6 +172,7 @@ async fn dispatch(
         |id| (id == creds.access_key_id).then(|| creds.secret_access_key.clone()),
         SystemTime::now(),
     )?;
+    headers::refuse_sse_c(&parts.headers)?;
     let query = parse_query(raw_query);
     let ctx = Ctx {
         store: state.store.clone(),
@@ -296,13 +296,6 @@ async fn route(ctx: Ctx, body: Body) -> Result<Response, S3Error> {
         return Err(S3Error::not_implemented(&operation));
     }
     let method = ctx.method.clone();
-    let stores_object = ctx.key.is_some()
-        && match method {
-            Method::PUT => !ctx.has("uploadId"),
-            Method::POST => ctx.has("uploads"),
-            _ => false,
-        };
-    screen::screen(&ctx, stores_object)?;
     match (ctx.bucket.is_some(), ctx.key.is_some(), method) {
         (false, _, Method::GET) => buckets::list_buckets(ctx).await,
         (false, _, _) => Err(S3Error::new(

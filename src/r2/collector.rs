@@ -1,0 +1,118 @@
+//! Housekeeping of R2's storage: multipart uploads past R2's lifecycle limit are aborted,
+//! then blobs nothing references are collected; once on demand (`tristore gc`), or
+//! periodically on a thread of its own while the emulator runs.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::error::R2Error;
+use super::store::{GcReport, R2Store};
+
+/// What housekeeping removes, and how often the [`Collector`] runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Housekeeping {
+    /// Time between two runs of the collector (the first runs when it starts).
+    pub interval: Duration,
+    /// Unreferenced blobs younger than this are kept: a reader may still be about to
+    /// open one (see [`R2Store::gc`]).
+    pub grace: Duration,
+    /// Multipart uploads started this long ago are aborted; `None` keeps them until
+    /// they are completed or aborted.
+    pub upload_expiry: Option<Duration>,
+}
+
+impl Default for Housekeeping {
+    /// Every 10 minutes; a grace period of an hour; uploads expire after 7 days, R2's
+    /// default lifecycle rule.
+    fn default() -> Self {
+        Housekeeping {
+            interval: Duration::from_secs(10 * 60),
+            grace: Duration::from_secs(60 * 60),
+            upload_expiry: Some(Duration::from_secs(7 * 24 * 60 * 60)),
+        }
+    }
+}
+
+/// What one run of housekeeping did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HousekeepingReport {
+    /// Multipart uploads aborted because they were older than the expiry.
+    pub expired_uploads: usize,
+    /// The collection that followed.
+    #[serde(flatten)]
+    pub gc: GcReport,
+}
+
+impl R2Store {
+    /// Expires old uploads, then collects garbage: the parts of the uploads just
+    /// expired go in the same run when their blobs are past the grace period.
+    pub fn housekeep(&self, what: &Housekeeping) -> Result<HousekeepingReport, R2Error> {
+        let expired_uploads = match what.upload_expiry {
+            Some(age) => self.expire_uploads(age)?,
+            None => 0,
+        };
+        Ok(HousekeepingReport {
+            expired_uploads,
+            gc: self.gc(what.grace)?,
+        })
+    }
+}
+
+/// Runs [`R2Store::housekeep`] every [`Housekeeping::interval`] on a thread of its own,
+/// logging what each run removed, until dropped. Dropping it lets a run in progress
+/// finish first.
+pub struct Collector {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    /// Starts collecting in `r2`, with a first run right away (garbage left by an
+    /// earlier process counts too).
+    pub fn start(r2: R2Store, what: Housekeeping) -> std::io::Result<Collector> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tristore-r2-gc".into())
+            .spawn(move || loop {
+                match r2.housekeep(&what) {
+                    Ok(done) => log(&done),
+                    Err(e) => tracing::warn!(target: "tristore::r2", "housekeeping failed: {e}"),
+                }
+                if stopped.recv_timeout(what.interval) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
+            })?;
+        Ok(Collector {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        // Closing the channel is the signal; the thread notices between two runs.
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn log(done: &HousekeepingReport) {
+    let gc = &done.gc;
+    if done.expired_uploads + gc.deleted_blobs + gc.deleted_temp_files == 0 {
+        return;
+    }
+    tracing::info!(
+        target: "tristore::r2",
+        expired_uploads = done.expired_uploads,
+        deleted_blobs = gc.deleted_blobs,
+        deleted_bytes = gc.deleted_bytes,
+        deleted_temp_files = gc.deleted_temp_files,
+        live_blobs = gc.live_blobs,
+        "housekeeping"
+    );
+}

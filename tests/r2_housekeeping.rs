@@ -1,0 +1,271 @@
+//! R2 housekeeping: the emulator's background collector and `tristore gc` bring disk use
+//! back to what the live objects need after overwrites, deletes and abandoned uploads;
+//! uploads expire as R2's lifecycle rule expires them; and a collection never waits for,
+//! nor breaks, an upload in flight.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tristore::r2::{Housekeeping, R2Bucket, R2ErrorKind, R2MultipartOptions, R2PutOptions};
+use tristore::{Store, StoreOptions};
+
+fn options() -> StoreOptions {
+    let mut o = StoreOptions::default();
+    o.r2_limits.min_part_bytes = 1024;
+    o
+}
+
+/// Distinct content: `len` bytes seeded by `seed`.
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|j| ((j as u64).wrapping_mul(0x9E37_79B9) ^ seed.wrapping_mul(0x85EB_CA6B)) as u8)
+        .collect()
+}
+
+/// Bytes in files under `dir`.
+fn du(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                du(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+/// Garbage of every kind next to one live object `keep` of `live_bytes`: 20 overwrites
+/// of `churn` then its delete, an aborted two-part upload, and an upload never
+/// finished. Returns the live size.
+fn make_garbage(b: &R2Bucket) -> u64 {
+    for i in 0..20 {
+        b.put("churn", content(i, 100_000), &R2PutOptions::default())
+            .unwrap();
+    }
+    b.delete(&["churn"]).unwrap();
+    let aborted = b
+        .create_multipart_upload("aborted", &R2MultipartOptions::default())
+        .unwrap();
+    aborted.upload_part(1, content(100, 50_000)).unwrap();
+    aborted.upload_part(2, content(101, 10_000)).unwrap();
+    aborted.abort().unwrap();
+    let abandoned = b
+        .create_multipart_upload("abandoned", &R2MultipartOptions::default())
+        .unwrap();
+    abandoned.upload_part(1, content(200, 40_000)).unwrap();
+    let live = content(300, 30_000);
+    b.put("keep", &live, &R2PutOptions::default()).unwrap();
+    live.len() as u64
+}
+
+fn assert_only_live_data_left(store: &Store, dir: &Path, b: &R2Bucket, live_bytes: u64) {
+    assert_eq!(du(&dir.join("r2/blobs")), live_bytes);
+    assert!(store.r2().fsck().unwrap().is_empty());
+    assert!(b.list_multipart_uploads().unwrap().is_empty());
+    let kept = b.get("keep", &Default::default()).unwrap().unwrap();
+    assert_eq!(kept.bytes().unwrap(), content(300, 30_000));
+}
+
+#[test]
+fn the_emulator_collects_garbage_and_expires_uploads_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
+    store.r2().create_bucket("churn").unwrap();
+    let b = store.r2().bucket("churn").unwrap();
+    let server = tristore::server::start(
+        store.clone(),
+        tristore::server::ServerOptions {
+            port: 0,
+            s3_port: 0,
+            r2_housekeeping: Housekeeping {
+                interval: Duration::from_millis(50),
+                grace: Duration::ZERO,
+                upload_expiry: Some(Duration::from_secs(1)),
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let live = make_garbage(&b);
+    // Not a speed check: the collector runs every 50 ms, so this only bounds a hang.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while du(&dir.path().join("r2/blobs")) != live
+        || !b.list_multipart_uploads().unwrap().is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the collector left {} bytes of blobs for {live} live bytes, and uploads {:?}",
+            du(&dir.path().join("r2/blobs")),
+            b.list_multipart_uploads().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_only_live_data_left(&store, dir.path(), &b, live);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn housekeeping_expires_only_uploads_past_the_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    store.r2().create_bucket("uploads").unwrap();
+    let b = store.r2().bucket("uploads").unwrap();
+    let up = b
+        .create_multipart_upload("young", &R2MultipartOptions::default())
+        .unwrap();
+    let part = up.upload_part(1, content(1, 5000)).unwrap();
+    let week = Housekeeping {
+        grace: Duration::ZERO,
+        ..Housekeeping::default()
+    };
+    assert_eq!(week.upload_expiry, Some(Duration::from_secs(7 * 24 * 3600)));
+    let report = store.r2().housekeep(&week).unwrap();
+    assert_eq!((report.expired_uploads, report.gc.deleted_blobs), (0, 0));
+    assert_eq!(report.gc.live_blobs, 1, "a part of a live upload is live");
+    up.complete(std::slice::from_ref(&part)).unwrap();
+
+    let old = b
+        .create_multipart_upload("old", &R2MultipartOptions::default())
+        .unwrap();
+    old.upload_part(1, content(2, 5000)).unwrap();
+    let report = store
+        .r2()
+        .housekeep(&Housekeeping {
+            upload_expiry: Some(Duration::ZERO),
+            ..week
+        })
+        .unwrap();
+    assert_eq!((report.expired_uploads, report.gc.deleted_blobs), (1, 1));
+    assert_eq!(
+        old.upload_part(2, "x").unwrap_err().kind,
+        R2ErrorKind::NoSuchUpload
+    );
+    assert!(b.list_multipart_uploads().unwrap().is_empty());
+    assert_eq!(du(&dir.path().join("r2/blobs")), 5000);
+    assert!(store.r2().fsck().unwrap().is_empty());
+}
+
+/// A body that sends `first` bytes, then waits for a word on `resume` before the rest.
+struct Stalled {
+    data: Vec<u8>,
+    at: usize,
+    first: usize,
+    resume: mpsc::Receiver<()>,
+}
+
+impl Read for Stalled {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.first {
+            let _ = self.resume.recv();
+        }
+        let end = if self.at < self.first {
+            self.first
+        } else {
+            self.data.len()
+        };
+        let n = buf.len().min(end - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_collection_neither_waits_for_nor_breaks_an_upload_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
+    store.r2().create_bucket("slow").unwrap();
+    let tmp = dir.path().join("r2/tmp");
+    std::fs::write(tmp.join("left-by-a-crash"), b"partial body").unwrap();
+
+    let data = content(7, 3 << 20);
+    let (resume, resumed) = mpsc::channel();
+    let uploader = {
+        let (store, data) = (store.clone(), data.clone());
+        std::thread::spawn(move || {
+            let mut body = Stalled {
+                at: 0,
+                first: 1 << 20,
+                resume: resumed,
+                data,
+            };
+            let len = body.data.len() as u64;
+            store
+                .r2()
+                .bucket("slow")
+                .unwrap()
+                .put_reader("big", &mut body, len, &R2PutOptions::default())
+                .unwrap()
+                .unwrap()
+        })
+    };
+    let in_flight = |tmp: &Path| std::fs::read_dir(tmp).unwrap().count() == 2;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !in_flight(&tmp) {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let (done, report) = mpsc::channel();
+    let collector = {
+        let store = store.clone();
+        std::thread::spawn(move || done.send(store.r2().gc(Duration::ZERO).unwrap()))
+    };
+    // Not a speed check: only bounds the wait of a collection stuck behind the upload.
+    let report = report
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the collection waited for the stalled upload");
+    collector.join().unwrap().unwrap();
+    assert_eq!(report.deleted_temp_files, 1, "only the leftover goes");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
+
+    resume.send(()).unwrap();
+    let object = uploader.join().unwrap();
+    assert_eq!(object.size, data.len() as u64);
+    let got = store.r2().bucket("slow").unwrap();
+    let got = got.get("big", &Default::default()).unwrap().unwrap();
+    assert!(got.bytes().unwrap() == data);
+    assert!(store.r2().fsck().unwrap().is_empty());
+}
+
+#[test]
+fn tristore_gc_reclaims_the_space_of_overwrites_deletes_and_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = {
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        store.r2().create_bucket("churn").unwrap();
+        let b = store.r2().bucket("churn").unwrap();
+        let live = make_garbage(&b);
+        let run = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_tristore"))
+                .arg("--data-dir")
+                .arg(dir.path())
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let busy = run(&["gc"]);
+        assert!(
+            !busy.status.success(),
+            "gc must not work on a data directory another process has open"
+        );
+        drop(b);
+        drop(store);
+        let out = run(&["gc", "--grace", "0", "--upload-expiry", "0"]);
+        assert!(out.status.success(), "{out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["expired_uploads"], 1, "{report}");
+        assert_eq!(report["live_blobs"], 1, "{report}");
+        assert_eq!(report["deleted_blobs"], 23, "{report}");
+        live
+    };
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let b = store.r2().bucket("churn").unwrap();
+    assert_only_live_data_left(&store, dir.path(), &b, live);
+}
