@@ -579,3 +579,42 @@ fn du(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+/// CORS and lifecycle rules are in the catalog: they survive the store being closed and
+/// opened again, and go with their bucket, so a bucket made again under the same name
+/// starts as a new one does.
+#[test]
+fn bucket_rules_persist_and_die_with_their_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cors = vec![CorsRule {
+        allowed_origins: vec!["https://app.example".into()],
+        allowed_methods: vec!["PUT".into()],
+        ..Default::default()
+    }];
+    let lifecycle = vec![LifecycleRule {
+        id: "tmp".into(),
+        enabled: true,
+        prefix: "tmp/".into(),
+        expiration: Some(LifecycleAge::Days(1)),
+        ..Default::default()
+    }];
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.r2().create_bucket("vault").unwrap();
+        let b = store.r2().bucket("vault").unwrap();
+        assert_eq!(b.cors().unwrap(), None);
+        assert_eq!(b.lifecycle().unwrap(), vec![LifecycleRule::r2_default()]);
+        b.set_cors(&cors).unwrap();
+        b.set_lifecycle(lifecycle.clone()).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let b = store.r2().bucket("vault").unwrap();
+    assert_eq!(b.cors().unwrap(), Some(cors));
+    assert_eq!(b.lifecycle().unwrap(), lifecycle);
+
+    store.r2().delete_bucket("vault").unwrap();
+    store.r2().create_bucket("vault").unwrap();
+    let b = store.r2().bucket("vault").unwrap();
+    assert_eq!(b.cors().unwrap(), None);
+    assert_eq!(b.lifecycle().unwrap(), vec![LifecycleRule::r2_default()]);
+}

@@ -22,15 +22,17 @@ use tristore::Store;
 
 struct Emulator {
     server: Option<RunningServer>,
+    /// The store the server serves, for what has no S3 request (lifecycle passes).
+    store: Arc<Store>,
     _dir: tempfile::TempDir,
 }
 
 impl Emulator {
     fn start() -> Emulator {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let server = start(
-            Arc::new(store),
+            store.clone(),
             ServerOptions {
                 port: 0,
                 s3_port: 0,
@@ -40,6 +42,7 @@ impl Emulator {
         .unwrap();
         Emulator {
             server: Some(server),
+            store,
             _dir: dir,
         }
     }
@@ -1240,5 +1243,521 @@ fn customer_encryption_keys_are_refused_not_ignored() {
             .await
             .unwrap_err();
         assert_eq!(code(get.as_service_error().unwrap()), "NotImplemented");
+    });
+}
+
+/// Bucket CORS: rules written with PutBucketCors are read back, answer a browser's
+/// preflight (403 when no rule allows it) and label the browser's actual request, which
+/// is what a page uploading to a presigned URL needs.
+#[test]
+fn cors_rules_answer_preflights_and_label_browser_requests() {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("vault").send().await.unwrap();
+        let none = s3
+            .get_bucket_cors()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code(none.as_service_error().unwrap()),
+            "NoSuchCORSConfiguration"
+        );
+        let rule = CorsRule::builder()
+            .allowed_origins("https://app.example")
+            .allowed_methods("PUT")
+            .allowed_methods("GET")
+            .allowed_headers("content-type")
+            .allowed_headers("x-amz-meta-*")
+            .expose_headers("ETag")
+            .max_age_seconds(600)
+            .build()
+            .unwrap();
+        let config = CorsConfiguration::builder()
+            .cors_rules(rule.clone())
+            .build()
+            .unwrap();
+        s3.put_bucket_cors()
+            .bucket("vault")
+            .cors_configuration(config)
+            .send()
+            .await
+            .unwrap();
+        let stored = s3.get_bucket_cors().bucket("vault").send().await.unwrap();
+        assert_eq!(stored.cors_rules(), [rule]);
+
+        let url = s3
+            .put_object()
+            .bucket("vault")
+            .key("user-1/a.pdf")
+            .presigned(presigning())
+            .await
+            .unwrap()
+            .uri()
+            .to_owned();
+        let preflight = move |origin: Option<&str>, method: &str, headers: &str| {
+            let mut request = ureq::request("OPTIONS", &url);
+            if let Some(origin) = origin {
+                request = request.set("Origin", origin);
+            }
+            request = request.set("Access-Control-Request-Method", method);
+            if !headers.is_empty() {
+                request = request.set("Access-Control-Request-Headers", headers);
+            }
+            request.call()
+        };
+        let browser_put = {
+            let url = s3
+                .put_object()
+                .bucket("vault")
+                .key("user-1/a.pdf")
+                .presigned(presigning())
+                .await
+                .unwrap()
+                .uri()
+                .to_owned();
+            move |origin: &str| {
+                ureq::put(&url)
+                    .set("Origin", origin)
+                    .send_bytes(b"%PDF")
+                    .unwrap()
+            }
+        };
+        let preflight = tokio::task::spawn_blocking(move || {
+            let ok = preflight(
+                Some("https://app.example"),
+                "PUT",
+                "content-type, X-Amz-Meta-Doc",
+            )
+            .unwrap();
+            assert_eq!(ok.status(), 200);
+            let header = |name: &str| ok.header(name).map(str::to_owned);
+            assert_eq!(
+                header("access-control-allow-origin").as_deref(),
+                Some("https://app.example")
+            );
+            assert_eq!(
+                header("access-control-allow-methods").as_deref(),
+                Some("PUT, GET")
+            );
+            assert_eq!(
+                header("access-control-allow-headers").as_deref(),
+                Some("content-type, X-Amz-Meta-Doc")
+            );
+            assert_eq!(header("access-control-max-age").as_deref(), Some("600"));
+            for (origin, method, headers) in [
+                ("https://other.example", "PUT", ""),
+                ("https://app.example", "DELETE", ""),
+                ("https://app.example", "PUT", "content-type, x-user-id"),
+            ] {
+                let (status, xml) = refused(preflight(Some(origin), method, headers));
+                assert_eq!(status, 403, "{origin} {method} {headers}: {xml}");
+            }
+            let (status, _) = refused(preflight(None, "PUT", ""));
+            assert_eq!(status, 400, "a preflight names its origin");
+
+            let put = browser_put("https://app.example");
+            assert_eq!(
+                put.header("access-control-allow-origin"),
+                Some("https://app.example")
+            );
+            assert_eq!(put.header("access-control-expose-headers"), Some("ETag"));
+            // Served, but without the headers that would let the page read the answer.
+            let other = browser_put("https://other.example");
+            assert_eq!(other.header("access-control-allow-origin"), None);
+            preflight
+        })
+        .await
+        .unwrap();
+        assert_eq!(read(&s3, "vault", "user-1/a.pdf").await, b"%PDF");
+
+        s3.delete_bucket_cors()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        let gone = s3
+            .get_bucket_cors()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code(gone.as_service_error().unwrap()),
+            "NoSuchCORSConfiguration"
+        );
+        tokio::task::spawn_blocking(move || {
+            let (status, _) = refused(preflight(Some("https://app.example"), "PUT", ""));
+            assert_eq!(status, 403, "no rules, no CORS");
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// Lifecycle rules in R2's kinds (expiry after days or from a date, under a prefix;
+/// aborting uploads some days after they started) are stored, read back, and carried out
+/// by `R2Store::apply_lifecycle`; what R2 lacks is refused rather than dropped, since a
+/// dropped filter would widen what a rule deletes.
+#[test]
+fn lifecycle_rules_expire_objects_and_abort_uploads_when_applied() {
+    use aws_sdk_s3::types::{
+        AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+        LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration, Tag,
+        Transition, TransitionStorageClass,
+    };
+    use tristore::r2::LifecycleReport;
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("vault").send().await.unwrap();
+        let default = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        let days = |r: &LifecycleRule| {
+            r.abort_incomplete_multipart_upload()
+                .and_then(|a| a.days_after_initiation())
+        };
+        assert_eq!(default.rules().len(), 1, "R2's default rule");
+        assert_eq!(days(&default.rules()[0]), Some(7));
+
+        let rule = |id: &str, prefix: &str| {
+            LifecycleRule::builder()
+                .id(id)
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+        };
+        let rules = vec![
+            rule("tmp", "tmp/")
+                .expiration(LifecycleExpiration::builder().days(1).build())
+                .build()
+                .unwrap(),
+            rule("old", "old/")
+                .expiration(
+                    LifecycleExpiration::builder()
+                        .date(aws_sdk_s3::primitives::DateTime::from_secs(1_577_836_800))
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+            rule("uploads", "")
+                .abort_incomplete_multipart_upload(
+                    AbortIncompleteMultipartUpload::builder()
+                        .days_after_initiation(2)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        ];
+        let put = |rules: Vec<LifecycleRule>| {
+            s3.put_bucket_lifecycle_configuration()
+                .bucket("vault")
+                .lifecycle_configuration(
+                    BucketLifecycleConfiguration::builder()
+                        .set_rules(Some(rules))
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+        };
+        put(rules.clone()).await.unwrap();
+        let read = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.rules(), rules);
+
+        for key in ["tmp/a", "old/b", "keep/c"] {
+            s3.put_object()
+                .bucket("vault")
+                .key(key)
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .unwrap();
+        }
+        s3.create_multipart_upload()
+            .bucket("vault")
+            .key("big")
+            .send()
+            .await
+            .unwrap();
+        let r2 = emu.store.r2().clone();
+        let now = std::time::SystemTime::now();
+        let at = move |later: Duration| {
+            let r2 = r2.clone();
+            async move {
+                tokio::task::spawn_blocking(move || r2.apply_lifecycle(now + later).unwrap())
+                    .await
+                    .unwrap()
+            }
+        };
+        let expired = |n| LifecycleReport {
+            expired_objects: n,
+            ..Default::default()
+        };
+        assert_eq!(at(Duration::ZERO).await, expired(1), "past the date");
+        let report = at(DAY * 3).await;
+        assert_eq!((report.expired_objects, report.aborted_uploads), (1, 1));
+        assert_eq!(at(DAY * 4).await, LifecycleReport::default());
+        let left = s3.list_objects_v2().bucket("vault").send().await.unwrap();
+        let keys: Vec<_> = left.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, ["keep/c"]);
+        let uploads = s3
+            .list_multipart_uploads()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        assert!(uploads.uploads().is_empty());
+
+        let refused_with = |rule: LifecycleRule| async {
+            let e = put(vec![rule]).await.unwrap_err();
+            let status = e.raw_response().unwrap().status().as_u16();
+            (status, code(e.as_service_error().unwrap()))
+        };
+        let by_tag = LifecycleRule::builder()
+            .id("t")
+            .status(ExpirationStatus::Enabled)
+            .filter(
+                LifecycleRuleFilter::builder()
+                    .tag(Tag::builder().key("k").value("v").build().unwrap())
+                    .build(),
+            )
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .build()
+            .unwrap();
+        assert_eq!(refused_with(by_tag).await, (501, "NotImplemented".into()));
+        let versions = rule("v", "")
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(1)
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(refused_with(versions).await, (501, "NotImplemented".into()));
+        let glacier = rule("g", "")
+            .transitions(
+                Transition::builder()
+                    .days(1)
+                    .storage_class(TransitionStorageClass::Glacier)
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            refused_with(glacier).await,
+            (400, "InvalidStorageClass".into())
+        );
+        let read = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            read.rules(),
+            rules,
+            "a refused configuration changes nothing"
+        );
+
+        s3.delete_bucket_lifecycle()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        let gone = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code(gone.as_service_error().unwrap()),
+            "NoSuchLifecycleConfiguration"
+        );
+    });
+}
+
+/// `partNumber` reads one part of a multipart object (206, the part's bytes, the number
+/// of parts); an object stored whole is its own part 1; a part past the last is S3's
+/// 416 `InvalidPartNumber`.
+#[test]
+fn part_number_reads_one_part_of_an_object() {
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("vault").send().await.unwrap();
+        let first = vec![b'a'; 5 * 1024 * 1024];
+        let upload = s3
+            .create_multipart_upload()
+            .bucket("vault")
+            .key("big")
+            .send()
+            .await
+            .unwrap();
+        let id = upload.upload_id().unwrap();
+        let mut done = Vec::new();
+        for (n, data) in [(1, first.clone()), (2, b"tail".to_vec())] {
+            let part = s3
+                .upload_part()
+                .bucket("vault")
+                .key("big")
+                .upload_id(id)
+                .part_number(n)
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .unwrap();
+            done.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(part.e_tag().unwrap())
+                    .build(),
+            );
+        }
+        let whole = s3
+            .complete_multipart_upload()
+            .bucket("vault")
+            .key("big")
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let get = |key: &'static str, part: i32| {
+            s3.get_object()
+                .bucket("vault")
+                .key(key)
+                .part_number(part)
+                .send()
+        };
+        let second = get("big", 2).await.unwrap();
+        assert_eq!(second.parts_count(), Some(2));
+        assert_eq!(second.e_tag(), whole.e_tag(), "the whole object's ETag");
+        assert_eq!(
+            second.content_range(),
+            Some("bytes 5242880-5242883/5242884")
+        );
+        assert_eq!(
+            second.body.collect().await.unwrap().into_bytes(),
+            &b"tail"[..]
+        );
+        let head = s3
+            .head_object()
+            .bucket("vault")
+            .key("big")
+            .part_number(1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_length(), Some(5 * 1024 * 1024));
+        assert_eq!(head.parts_count(), Some(2));
+
+        s3.put_object()
+            .bucket("vault")
+            .key("small")
+            .body(ByteStream::from_static(b"body"))
+            .send()
+            .await
+            .unwrap();
+        let only = get("small", 1).await.unwrap();
+        assert_eq!(only.parts_count(), None);
+        assert_eq!(
+            only.body.collect().await.unwrap().into_bytes(),
+            &b"body"[..]
+        );
+
+        for (key, part) in [("big", 3), ("small", 2)] {
+            let e = get(key, part).await.unwrap_err();
+            assert_eq!(e.raw_response().unwrap().status().as_u16(), 416, "{key}");
+            assert_eq!(code(e.as_service_error().unwrap()), "InvalidPartNumber");
+        }
+        let missing = get("nothing", 1).await.unwrap_err();
+        assert_eq!(code(missing.as_service_error().unwrap()), "NoSuchKey");
+        let both = s3
+            .get_object()
+            .bucket("vault")
+            .key("big")
+            .part_number(1)
+            .range("bytes=0-1")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(both.as_service_error().unwrap()), "InvalidRequest");
+    });
+}
+
+/// GetBucketEncryption answers as R2 does for every bucket (SSE-S3, AES256: R2 encrypts
+/// everything at rest); writing it is not offered, on R2 either (501).
+#[test]
+fn bucket_encryption_reads_as_r2s_fixed_aes256() {
+    use aws_sdk_s3::types::{
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
+    };
+    let emu = Emulator::start();
+    runtime().block_on(async {
+        let s3 = emu.client();
+        s3.create_bucket().bucket("vault").send().await.unwrap();
+        let got = s3
+            .get_bucket_encryption()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap();
+        let rules = got.server_side_encryption_configuration().unwrap().rules();
+        let default = rules[0].apply_server_side_encryption_by_default().unwrap();
+        assert_eq!(default.sse_algorithm(), &ServerSideEncryption::Aes256);
+        let missing = s3
+            .get_bucket_encryption()
+            .bucket("nope")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(missing.as_service_error().unwrap()), "NoSuchBucket");
+
+        let config = ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(
+                        ServerSideEncryptionByDefault::builder()
+                            .sse_algorithm(ServerSideEncryption::Aes256)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let put = s3
+            .put_bucket_encryption()
+            .bucket("vault")
+            .server_side_encryption_configuration(config)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(put.as_service_error().unwrap()), "NotImplemented");
+        let delete = s3
+            .delete_bucket_encryption()
+            .bucket("vault")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(delete.as_service_error().unwrap()), "NotImplemented");
     });
 }

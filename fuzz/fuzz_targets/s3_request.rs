@@ -67,6 +67,9 @@ const SUBRESOURCES: &[&str] = &[
     "max-parts",
     "part-number-marker",
     "response-content-type",
+    "cors",
+    "lifecycle",
+    "encryption",
 ];
 const HEADERS: &[&str] = &[
     "range",
@@ -90,6 +93,7 @@ const HEADERS: &[&str] = &[
     "x-amz-checksum-mode",
     "content-type",
     "x-amz-content-sha256",
+    "origin",
 ];
 
 /// Whether S3 refuses `name` unsigned (the payload hash is the one `x-amz-*` it tolerates).

@@ -220,9 +220,8 @@ impl R2Bucket {
 
     /// Part `number` (from 1) of the object as it was uploaded, for S3's `partNumber`
     /// reads: the object with `range` set to the part's bytes, and how many parts a
-    /// multipart object has (`None` for an object stored whole, whose only part is
-    /// itself). Parts are numbered in the order the upload was completed with. `Ok(None)`
-    /// if there is no such key; a part past the last is `InvalidRange`.
+    /// multipart object has (`None` for any other object, whose only part is itself).
+    /// `Ok(None)` if there is no such key; a part past the last is `InvalidRange`.
     pub fn get_part(
         &self,
         key: &str,
@@ -233,29 +232,31 @@ impl R2Bucket {
         let Some(record) = self.record(OP, key)? else {
             return Ok(None);
         };
+        let mut object = record.to_object(key);
+        // Only a completed multipart upload has the `-<parts>` ETag; a copy of one is
+        // stored whole as far as S3 is concerned, whatever blobs it shares.
+        let multipart = record.etag.contains('-');
+        let count = if multipart { record.parts.len() } else { 1 };
         let index = usize::try_from(number).unwrap_or(usize::MAX);
-        if index == 0 || index > record.parts.len().max(1) {
+        if index == 0 || index > count {
             return Err(R2Error::new(
                 OP,
                 R2ErrorKind::InvalidRange,
-                format!(
-                    "The object has {} part(s), not {number}",
-                    record.parts.len().max(1)
-                ),
+                format!("The object has {count} part(s), not {number}"),
             ));
         }
-        let offset: u64 = record.parts[..index - 1].iter().map(|p| p.size).sum();
-        let length = record.parts.get(index - 1).map_or(0, |p| p.size);
-        let mut object = record.to_object(key);
-        object.range = Some(super::object::ReturnedRange { offset, length });
-        let body = self.inner.blobs.reader(&record.parts, offset, length);
-        // Only completed uploads have the `-<parts>` ETag.
-        let count = record.etag.contains('-').then_some(record.parts.len());
-        let body = R2ObjectBody {
-            object,
-            body: Some(body),
+        let (offset, length) = if multipart {
+            let before: u64 = record.parts[..index - 1].iter().map(|p| p.size).sum();
+            (before, record.parts[index - 1].size)
+        } else {
+            (0, object.size)
         };
-        Ok(Some((body, count)))
+        object.range = Some(super::object::ReturnedRange { offset, length });
+        let body = R2ObjectBody {
+            body: Some(self.inner.blobs.reader(&record.parts, offset, length)),
+            object,
+        };
+        Ok(Some((body, multipart.then_some(count))))
     }
 
     /// Stores `value` under `key`. `Ok(None)` when `only_if` failed: nothing was stored.

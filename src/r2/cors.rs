@@ -156,11 +156,26 @@ mod tests {
 
     #[test]
     fn origins_match_exactly_or_around_one_wildcard() {
-        let r = rule(&["https://app.example", "*.suffix", "start*end"], &["GET"], &[]);
-        for origin in ["https://app.example", "foo.suffix", "startend", "start12end"] {
+        let r = rule(
+            &["https://app.example", "*.suffix", "start*end"],
+            &["GET"],
+            &[],
+        );
+        for origin in [
+            "https://app.example",
+            "foo.suffix",
+            "startend",
+            "start12end",
+        ] {
             assert!(r.allows(origin, "GET", &[]), "{origin}");
         }
-        for origin in ["https://APP.example", "https://app.example:8443", "foo.suffix.get", "0start12end", "stend"] {
+        for origin in [
+            "https://APP.example",
+            "https://app.example:8443",
+            "foo.suffix.get",
+            "0start12end",
+            "stend",
+        ] {
             assert!(!r.allows(origin, "GET", &[]), "{origin}");
         }
         assert!(!r.allows("foo.suffix", "PUT", &[]));
@@ -177,7 +192,10 @@ mod tests {
 
     #[test]
     fn the_first_matching_rule_decides() {
-        let rules = [rule(&["a"], &["GET"], &[]), rule(&["*"], &["GET", "PUT"], &[])];
+        let rules = [
+            rule(&["a"], &["GET"], &[]),
+            rule(&["*"], &["GET", "PUT"], &[]),
+        ];
         assert_eq!(find_cors_rule(&rules, "a", "GET", &[]), Some(&rules[0]));
         assert_eq!(find_cors_rule(&rules, "a", "PUT", &[]), Some(&rules[1]));
         assert!(rules[1].any_origin());

@@ -321,7 +321,9 @@ impl R2Bucket {
                             storage_class: class.clone(),
                             ..current
                         };
-                        table.insert(key, encode(OP, &moved)?.as_slice()).or_r2(OP)?;
+                        table
+                            .insert(key, encode(OP, &moved)?.as_slice())
+                            .or_r2(OP)?;
                         report.transitioned_objects += 1;
                     }
                 }
@@ -385,7 +387,10 @@ mod tests {
         let store = crate::Store::open(dir.path()).unwrap();
         store.r2().create_bucket("bkt").unwrap();
         let bucket = store.r2().bucket("bkt").unwrap();
-        assert_eq!(bucket.lifecycle().unwrap(), vec![LifecycleRule::r2_default()]);
+        assert_eq!(
+            bucket.lifecycle().unwrap(),
+            vec![LifecycleRule::r2_default()]
+        );
 
         let rules = vec![
             LifecycleRule {
@@ -437,7 +442,11 @@ mod tests {
         let report = store.r2().apply_lifecycle(now + DAY * 3).unwrap();
         assert_eq!((report.expired_objects, report.aborted_uploads), (1, 1));
         let uploads = bucket.list_multipart_uploads().unwrap();
-        assert_eq!(uploads.len(), 1, "only the rule's prefix, and no default rule any more");
+        assert_eq!(
+            uploads.len(),
+            1,
+            "only the rule's prefix, and no default rule any more"
+        );
         assert_eq!(uploads[0].0, "other/y");
 
         let report = store.r2().apply_lifecycle(now + DAY * 31).unwrap();
@@ -459,7 +468,10 @@ mod tests {
         let store = crate::Store::open(dir.path()).unwrap();
         store.r2().create_bucket("bkt").unwrap();
         let bucket = store.r2().bucket("bkt").unwrap();
-        let seen = bucket.put("k", b"old", &R2PutOptions::default()).unwrap().unwrap();
+        let seen = bucket
+            .put("k", b"old", &R2PutOptions::default())
+            .unwrap()
+            .unwrap();
         bucket.put("k", b"new", &R2PutOptions::default()).unwrap();
         let report = bucket.apply_actions(&[(&seen, Action::Expire)]).unwrap();
         assert_eq!(report, LifecycleReport::default());
@@ -475,22 +487,44 @@ mod tests {
         let options = R2MultipartOptions::default();
         bucket.create_multipart_upload("a", &options).unwrap();
         let now = SystemTime::now();
-        assert_eq!(bucket.apply_lifecycle(now + DAY * 6).unwrap().aborted_uploads, 0);
-        assert_eq!(bucket.apply_lifecycle(now + DAY * 8).unwrap().aborted_uploads, 1);
+        assert_eq!(
+            bucket
+                .apply_lifecycle(now + DAY * 6)
+                .unwrap()
+                .aborted_uploads,
+            0
+        );
+        assert_eq!(
+            bucket
+                .apply_lifecycle(now + DAY * 8)
+                .unwrap()
+                .aborted_uploads,
+            1
+        );
 
         bucket.create_multipart_upload("a", &options).unwrap();
         bucket.set_lifecycle(Vec::new()).unwrap();
         assert_eq!(bucket.lifecycle().unwrap(), Vec::new());
-        assert_eq!(bucket.apply_lifecycle(now + DAY * 8).unwrap().aborted_uploads, 0);
+        assert_eq!(
+            bucket
+                .apply_lifecycle(now + DAY * 8)
+                .unwrap()
+                .aborted_uploads,
+            0
+        );
 
         // A bucket created again under the name starts over.
-        bucket.resume_multipart_upload("a", &bucket.list_multipart_uploads().unwrap()[0].1)
+        bucket
+            .resume_multipart_upload("a", &bucket.list_multipart_uploads().unwrap()[0].1)
             .abort()
             .unwrap();
         store.r2().delete_bucket("bkt").unwrap();
         store.r2().create_bucket("bkt").unwrap();
         let bucket = store.r2().bucket("bkt").unwrap();
-        assert_eq!(bucket.lifecycle().unwrap(), vec![LifecycleRule::r2_default()]);
+        assert_eq!(
+            bucket.lifecycle().unwrap(),
+            vec![LifecycleRule::r2_default()]
+        );
     }
 
     #[test]

@@ -83,7 +83,9 @@ pub(crate) async fn configure(ctx: Ctx, body: Body) -> Result<Response, S3Error>
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
+/// A PutBucketCors body: its rules (not yet validated: see `validate_cors`), or the
+/// S3 error that refuses it.
+pub fn parse(bytes: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
     let config: CorsConfiguration = xml::parse(bytes)?;
     // S3's schema requires a rule, and an origin and a method in each.
     let complete = |r: &CorsRuleXml| !r.allowed_origins.is_empty() && !r.allowed_methods.is_empty();
@@ -104,7 +106,8 @@ fn parse(bytes: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
         .collect())
 }
 
-fn to_xml(rules: &[CorsRule]) -> String {
+/// The GetBucketCors answer for `rules`.
+pub fn to_xml(rules: &[CorsRule]) -> String {
     let mut xml = Xml::new("CORSConfiguration");
     for r in rules {
         xml.open("CORSRule").leaf_opt("ID", r.id.as_deref());
@@ -124,7 +127,10 @@ fn to_xml(rules: &[CorsRule]) -> String {
 }
 
 /// The rules of `bucket`, `Ok(None)` when it has none.
-async fn rules(store: &std::sync::Arc<Store>, bucket: &str) -> Result<Option<Vec<CorsRule>>, S3Error> {
+async fn rules(
+    store: &std::sync::Arc<Store>,
+    bucket: &str,
+) -> Result<Option<Vec<CorsRule>>, S3Error> {
     let (store, name) = (store.clone(), bucket.to_owned());
     blocking(move || Ok(Ctx::open_bucket(&store, &name)?.cors()?)).await
 }

@@ -97,8 +97,7 @@ pub(crate) async fn configure(ctx: Ctx, body: Body) -> Result<Response, S3Error>
     let (store, name) = (ctx.store.clone(), ctx.bucket_name().to_owned());
     match ctx.method {
         Method::GET => {
-            let rules =
-                blocking(move || Ok(Ctx::open_bucket(&store, &name)?.lifecycle()?)).await?;
+            let rules = blocking(move || Ok(Ctx::open_bucket(&store, &name)?.lifecycle()?)).await?;
             if rules.is_empty() {
                 return Err(S3Error::new(
                     404,
@@ -113,8 +112,7 @@ pub(crate) async fn configure(ctx: Ctx, body: Body) -> Result<Response, S3Error>
             let plan = BodyPlan::from_request(&ctx.headers, &ctx.verified)?;
             let bytes = body::read_all(body, plan, 1 << 20).await?;
             let rules = parse(&bytes)?;
-            blocking(move || Ok(Ctx::open_bucket(&store, &name)?.set_lifecycle(rules)?))
-                .await?;
+            blocking(move || Ok(Ctx::open_bucket(&store, &name)?.set_lifecycle(rules)?)).await?;
             Ok(StatusCode::OK.into_response())
         }
         Method::DELETE => {
@@ -130,7 +128,9 @@ pub(crate) async fn configure(ctx: Ctx, body: Body) -> Result<Response, S3Error>
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
+/// A PutBucketLifecycleConfiguration body: its rules (not yet validated: see
+/// `validate_lifecycle`), or the S3 error that refuses it.
+pub fn parse(bytes: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
     let config: LifecycleConfiguration = xml::parse(bytes)?;
     if config.rules.is_empty() {
         return Err(malformed());
@@ -209,10 +209,13 @@ fn parse_date(text: &str) -> Result<i64, S3Error> {
     };
     let at = match time::OffsetDateTime::parse(text, &Rfc3339) {
         Ok(t) => t,
-        Err(_) => time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
-            .map_err(|_| invalid())?
-            .midnight()
-            .assume_utc(),
+        Err(_) => time::Date::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map_err(|_| invalid())?
+        .midnight()
+        .assume_utc(),
     };
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| invalid())
 }
@@ -237,7 +240,8 @@ fn age(xml: &mut Xml, age: LifecycleAge) {
     };
 }
 
-fn to_xml(rules: &[LifecycleRule]) -> String {
+/// The GetBucketLifecycleConfiguration answer for `rules`.
+pub fn to_xml(rules: &[LifecycleRule]) -> String {
     let mut xml = Xml::new("LifecycleConfiguration");
     for r in rules {
         xml.open("Rule").leaf("ID", &r.id);
@@ -284,7 +288,10 @@ mod tests {
         let body = br#"<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ID>old</ID><Prefix>test1/</Prefix><Status>Enabled</Status><Expiration><Days>31</Days></Expiration></Rule><Rule><Filter><Prefix>logs/</Prefix></Filter><Status>Disabled</Status><Transition><Date>2026-01-01T00:00:00Z</Date><StorageClass>STANDARD_IA</StorageClass></Transition><AbortIncompleteMultipartUpload><DaysAfterInitiation>2</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule></LifecycleConfiguration>"#;
         let mut rules = parse(body).unwrap();
         assert_eq!(rules[0].prefix_style, PrefixStyle::Rule);
-        assert_eq!(rules[1].transitions[0].after, LifecycleAge::Date(1_767_225_600_000));
+        assert_eq!(
+            rules[1].transitions[0].after,
+            LifecycleAge::Date(1_767_225_600_000)
+        );
         rules[1].id = "new".into();
         let xml = to_xml(&rules);
         assert!(xml.contains("<Rule><ID>old</ID><Prefix>test1/</Prefix><Status>Enabled</Status><Expiration><Days>31</Days></Expiration></Rule>"), "{xml}");
@@ -295,19 +302,46 @@ mod tests {
     #[test]
     fn what_r2_does_not_do_is_refused_and_malformed_rules_are_malformed() {
         let refuse = |rule: &str| {
-            let body = format!("<LifecycleConfiguration><Rule>{rule}</Rule></LifecycleConfiguration>");
+            let body =
+                format!("<LifecycleConfiguration><Rule>{rule}</Rule></LifecycleConfiguration>");
             let e = parse(body.as_bytes()).unwrap_err();
             (e.status, e.code)
         };
         let status = "<Status>Enabled</Status>";
         let days = "<Expiration><Days>1</Days></Expiration>";
-        assert_eq!(refuse(&format!("<Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter>{status}{days}")), (501, "NotImplemented"));
+        assert_eq!(
+            refuse(&format!(
+                "<Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter>{status}{days}"
+            )),
+            (501, "NotImplemented")
+        );
         assert_eq!(refuse(&format!("{status}<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays></NoncurrentVersionExpiration>")), (501, "NotImplemented"));
-        assert_eq!(refuse(&format!("<Status>enabled</Status>{days}")), (400, "MalformedXML"));
-        assert_eq!(refuse(&format!("<Prefix>a</Prefix><Filter><Prefix>b</Prefix></Filter>{status}{days}")), (400, "MalformedXML"));
-        assert_eq!(refuse(&format!("{status}<Expiration><Days>1</Days><Date>2026-01-01</Date></Expiration>")), (400, "MalformedXML"));
-        assert_eq!(refuse(&format!("{status}<Expiration><Date>20200101</Date></Expiration>")), (400, "InvalidArgument"));
+        assert_eq!(
+            refuse(&format!("<Status>enabled</Status>{days}")),
+            (400, "MalformedXML")
+        );
+        assert_eq!(
+            refuse(&format!(
+                "<Prefix>a</Prefix><Filter><Prefix>b</Prefix></Filter>{status}{days}"
+            )),
+            (400, "MalformedXML")
+        );
+        assert_eq!(
+            refuse(&format!(
+                "{status}<Expiration><Days>1</Days><Date>2026-01-01</Date></Expiration>"
+            )),
+            (400, "MalformedXML")
+        );
+        assert_eq!(
+            refuse(&format!(
+                "{status}<Expiration><Date>20200101</Date></Expiration>"
+            )),
+            (400, "InvalidArgument")
+        );
         assert_eq!(refuse(&format!("{status}<Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>")), (400, "InvalidStorageClass"));
-        assert_eq!(refuse(&format!("{status}{days}<Unknown/>")), (400, "MalformedXML"));
+        assert_eq!(
+            refuse(&format!("{status}{days}<Unknown/>")),
+            (400, "MalformedXML")
+        );
     }
 }

@@ -27,7 +27,9 @@ pub(crate) fn part_number(ctx: &Ctx) -> Result<u32, S3Error> {
         .and_then(|n| n.parse().ok())
         .filter(|n| (1..=10_000).contains(n))
         .ok_or_else(|| {
-            S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
         })
 }
 

@@ -122,7 +122,9 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
             only_if: None,
             range,
         };
-        Ok(bucket.get(&key, &options)?.map(|b| (b.object, b.body, None)))
+        Ok(bucket
+            .get(&key, &options)?
+            .map(|b| (b.object, b.body, None)))
     })
     .await?;
     let (object, reader, parts_count) = found.ok_or_else(|| {
