@@ -581,8 +581,8 @@ fn du(dir: &std::path::Path) -> u64 {
 }
 
 /// CORS and lifecycle rules are in the catalog: they survive the store being closed and
-/// opened again, and go with their bucket, so a bucket made again under the same name
-/// starts as a new one does.
+/// opened again, and go with their bucket (and with a reset), so a bucket made again
+/// under the same name starts as a new one does.
 #[test]
 fn bucket_rules_persist_and_die_with_their_bucket() {
     let dir = tempfile::tempdir().unwrap();
@@ -609,9 +609,15 @@ fn bucket_rules_persist_and_die_with_their_bucket() {
     }
     let store = Store::open(dir.path()).unwrap();
     let b = store.r2().bucket("vault").unwrap();
-    assert_eq!(b.cors().unwrap(), Some(cors));
+    assert_eq!(b.cors().unwrap(), Some(cors.clone()));
     assert_eq!(b.lifecycle().unwrap(), lifecycle);
 
+    // A reset (`clear`) returns them to a new bucket's, as deleting the bucket does.
+    b.clear().unwrap();
+    assert_eq!(b.cors().unwrap(), None);
+    assert_eq!(b.lifecycle().unwrap(), vec![LifecycleRule::r2_default()]);
+    b.set_cors(&cors).unwrap();
+    b.set_lifecycle(lifecycle).unwrap();
     store.r2().delete_bucket("vault").unwrap();
     store.r2().create_bucket("vault").unwrap();
     let b = store.r2().bucket("vault").unwrap();
