@@ -22,8 +22,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(lifecycle::to_xml(&again), written);
         }
         Err(e) => assert!(
-            ["MalformedXML", "InvalidArgument", "NotImplemented", "InvalidStorageClass"]
-                .contains(&e.code),
+            [
+                "MalformedXML",
+                "InvalidArgument",
+                "NotImplemented",
+                "InvalidStorageClass"
+            ]
+            .contains(&e.code),
             "{}: {}",
             e.code,
             e.message

@@ -223,3 +223,41 @@ fn allow(out: &mut HeaderMap, rule: &CorsRule, origin: &HeaderValue) {
     }
     out.append(VARY, HeaderValue::from_static("Origin"));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a Get writes, a Put reads back to the same rules (SDKs compare the two), down
+    /// to empty elements, which the XML reader must not turn into absent ones.
+    #[test]
+    fn rules_read_back_as_they_were_written() {
+        let body = br#"<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><CORSRule><ID></ID><AllowedHeader></AllowedHeader><AllowedMethod>PUT</AllowedMethod><AllowedOrigin>https://app.example</AllowedOrigin><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>600</MaxAgeSeconds></CORSRule><CORSRule><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin></CORSRule></CORSConfiguration>"#;
+        let rules = parse(body).unwrap();
+        assert_eq!(rules[0].max_age_seconds, Some(600));
+        assert_eq!(rules[1].id, None);
+        let written = to_xml(&rules);
+        assert_eq!(parse(written.as_bytes()).unwrap(), rules, "{written}");
+    }
+
+    #[test]
+    fn a_rule_without_an_origin_or_a_method_is_malformed() {
+        for rule in [
+            "<AllowedMethod>GET</AllowedMethod>",
+            "<AllowedOrigin>*</AllowedOrigin>",
+            "<AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><Unknown/>",
+        ] {
+            let body =
+                format!("<CORSConfiguration><CORSRule>{rule}</CORSRule></CORSConfiguration>");
+            assert_eq!(
+                parse(body.as_bytes()).unwrap_err().code,
+                "MalformedXML",
+                "{rule}"
+            );
+        }
+        assert_eq!(
+            parse(b"<CORSConfiguration/>").unwrap_err().code,
+            "MalformedXML"
+        );
+    }
+}
