@@ -360,9 +360,10 @@ impl R2MultipartUpload {
                     return Ok(None);
                 }
             }
-            objects
+            let old = objects
                 .insert(self.key.as_bytes(), encode(OP, &record)?.as_slice())
                 .or_r2(OP)?;
+            inner.release(OP, old)?;
             uploads.remove(self.upload_id.as_str()).or_r2(OP)?;
             record.to_object(&self.key)
         };
