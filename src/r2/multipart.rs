@@ -296,7 +296,7 @@ impl R2MultipartUpload {
             return Err(R2Error::new(
                 OP,
                 R2ErrorKind::InvalidPartOrder,
-                "The list of parts was not in ascending order. The parts list must be specified in order of part number.",
+                "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
             ));
         }
         let txn = inner.begin_write(OP)?;
