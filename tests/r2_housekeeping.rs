@@ -271,12 +271,20 @@ fn tristore_gc_reclaims_the_space_of_overwrites_deletes_and_uploads() {
         );
         drop(b);
         drop(store);
-        let out = run(&["gc", "--grace", "0", "--upload-expiry", "0"]);
-        assert!(out.status.success(), "{out:?}");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(report["expired_uploads"], 1, "{report}");
-        assert_eq!(report["live_blobs"], 1, "{report}");
-        assert_eq!(report["deleted_blobs"], 23, "{report}");
+        let report = |args: &[&str]| {
+            let out = run(args);
+            assert!(out.status.success(), "{out:?}");
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        // The unfinished upload stays, and so does its part.
+        let kept = report(&["gc", "--grace", "0", "--keep-uploads"]);
+        assert_eq!(kept["expired_uploads"], 0, "{kept}");
+        assert_eq!(kept["live_blobs"], 2, "{kept}");
+        assert_eq!(kept["deleted_blobs"], 22, "{kept}");
+        let expired = report(&["gc", "--grace", "0", "--upload-expiry", "0"]);
+        assert_eq!(expired["expired_uploads"], 1, "{expired}");
+        assert_eq!(expired["live_blobs"], 1, "{expired}");
+        assert_eq!(expired["deleted_blobs"], 1, "{expired}");
         live
     };
     let store = Store::open_with(dir.path(), options()).unwrap();
