@@ -57,17 +57,47 @@ enum Command {
     },
     /// Reclaim R2's space now: abort multipart uploads past their expiry, then remove
     /// blobs no object or upload references (a running `serve` does this itself, every
-    /// 10 minutes, with the default settings below).
-    Gc {
-        /// Keep unreferenced blobs younger than this many seconds (a reader may still be
-        /// about to open one).
-        #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().grace.as_secs())]
-        grace: u64,
-        /// Abort multipart uploads started at least this many seconds ago (R2's
-        /// default lifecycle rule: 7 days).
-        #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().upload_expiry.unwrap_or_default().as_secs())]
-        upload_expiry: u64,
-    },
+    /// 10 minutes, with the same settings).
+    Gc(HousekeepingArgs),
+}
+
+/// What R2 housekeeping removes: the settings `gc` and `serve` share.
+#[derive(Args, Clone)]
+struct HousekeepingArgs {
+    /// Keep unreferenced blobs this many seconds after their object went (a reader may
+    /// still be reading one).
+    #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().grace.as_secs())]
+    grace: u64,
+    /// Abort multipart uploads started at least this many seconds ago (R2's default
+    /// lifecycle rule: 7 days).
+    #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().upload_expiry.unwrap_or_default().as_secs())]
+    upload_expiry: u64,
+    /// Never abort unfinished multipart uploads (an R2 bucket without the default
+    /// lifecycle rule).
+    #[arg(long, conflicts_with = "upload_expiry")]
+    keep_uploads: bool,
+}
+
+impl Default for HousekeepingArgs {
+    fn default() -> Self {
+        let d = tristore::r2::Housekeeping::default();
+        HousekeepingArgs {
+            grace: d.grace.as_secs(),
+            upload_expiry: d.upload_expiry.unwrap_or_default().as_secs(),
+            keep_uploads: false,
+        }
+    }
+}
+
+impl HousekeepingArgs {
+    fn settings(&self, interval: std::time::Duration) -> tristore::r2::Housekeeping {
+        tristore::r2::Housekeeping {
+            interval,
+            grace: std::time::Duration::from_secs(self.grace),
+            upload_expiry: (!self.keep_uploads)
+                .then(|| std::time::Duration::from_secs(self.upload_expiry)),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -113,6 +143,11 @@ struct ServeArgs {
     /// keys (anyone who can reach the port can then read and change everything).
     #[arg(long)]
     allow_exposed: bool,
+    /// Seconds between two runs of R2 housekeeping (the first runs at start).
+    #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().interval.as_secs())]
+    gc_interval: u64,
+    #[command(flatten)]
+    housekeeping: HousekeepingArgs,
 }
 
 impl Default for ServeArgs {
@@ -131,6 +166,8 @@ impl Default for ServeArgs {
             cors_origins: Vec::new(),
             body_timeout: options.body_timeout.as_secs(),
             allow_exposed: false,
+            gc_interval: options.r2_housekeeping.interval.as_secs(),
+            housekeeping: HousekeepingArgs::default(),
         }
     }
 }
@@ -251,10 +288,7 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Serve(args) => serve(open()?, args),
         Command::D1 { command } => d1(&open()?, command),
-        Command::Gc {
-            grace,
-            upload_expiry,
-        } => gc(&open()?, grace, upload_expiry),
+        Command::Gc(what) => gc(&open()?, &what),
         // Benchmarks work in a temporary directory, not the data directory.
         Command::Bench { command } => match command {
             BenchCommand::Vectors(args) => bench::vectors(args),
@@ -332,6 +366,9 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
             },
             limits: tristore::server::listen::ConnectionLimits::default(),
             body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
+            r2_housekeeping: args
+                .housekeeping
+                .settings(std::time::Duration::from_secs(args.gc_interval.max(1))),
             ..Default::default()
         },
     )?;
@@ -526,12 +563,9 @@ impl StopSignal {
     }
 }
 
-fn gc(store: &Store, grace: u64, upload_expiry: u64) -> CliResult {
-    let report = store.r2().housekeep(&tristore::r2::Housekeeping {
-        grace: std::time::Duration::from_secs(grace),
-        upload_expiry: Some(std::time::Duration::from_secs(upload_expiry)),
-        ..Default::default()
-    })?;
+fn gc(store: &Store, what: &HousekeepingArgs) -> CliResult {
+    // One run: the interval does not matter.
+    let report = store.r2().housekeep(&what.settings(Default::default()))?;
     print_json(&report)
 }
 

@@ -455,7 +455,7 @@ fn complete_takes_each_part_once_in_ascending_order() {
             (R2ErrorKind::InvalidPartOrder, "InvalidPartOrder", 400),
             "{parts:?}"
         );
-        assert_eq!(e.message, "The list of parts was not in ascending order. The parts list must be specified in order of part number.");
+        assert_eq!(e.message, "The list of parts was not in ascending order. The parts list must be specified in order by part number.");
     };
     order_error(&[p1.clone(), p1.clone(), p3.clone()]);
     order_error(&[p2.clone(), p1.clone(), p3.clone()]);

@@ -2,7 +2,7 @@
 //! random moments; after reopening, every acknowledged put is intact byte for byte, no
 //! object names a missing blob, and garbage collection removes what the crash orphaned.
 //! The same holds when the child is the emulator, killed while its background
-//! collector expires uploads and collects garbage.
+//! collector expires uploads and while it collects garbage.
 
 mod common;
 
@@ -153,10 +153,12 @@ fn r2_housekeeping_crash_child() {
         .unwrap()
         .parse()
         .unwrap();
-    // The collector's lines go to standard output, for the parent to see it at work.
+    // The collector's lines, each step's start included, go to standard output: the
+    // parent learns from them which step the kill interrupted.
     tracing_subscriber::fmt()
         .with_writer(std::io::stdout)
         .with_ansi(false)
+        .with_env_filter("tristore::r2=debug")
         .init();
     let store = Arc::new(Store::open_with(&dir, options()).unwrap());
     let _server = tristore::server::start(
@@ -228,23 +230,55 @@ fn r2_housekeeping_crash_child() {
     }
 }
 
+/// What the collector was doing when its process was killed, from the last of its
+/// lines the process printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupted {
+    Idle,
+    UploadExpiry,
+    Sweep,
+}
+
 #[test]
 fn collection_and_upload_expiry_survive_kill_9() {
     let dir = dir_with_bucket();
     let mut expected: BTreeMap<u64, bool> = BTreeMap::new(); // id -> present
     let (mut next, mut collected, mut expired) = (0u64, 0usize, 0usize);
+    let mut interrupted = Vec::new();
     let mut clock = common::KillClock::new();
-    for round in 0..5 {
-        let lines = common::run_and_kill_child(
+    // Each round waits for the collector to announce a step, the two in turn, then
+    // kills it a few milliseconds into it (or, now and then, just after). The expiry
+    // of the writer's few abandoned uploads takes well under a millisecond, so expiry
+    // rounds start with a batch of uploads already past the expiry, which the
+    // collector's first run removes in one transaction: the kill lands in it.
+    let steps = [
+        (Interrupted::UploadExpiry, "step=\"expire_uploads\""),
+        (Interrupted::Sweep, "step=\"gc\""),
+    ];
+    for round in 0..6 {
+        let (step, marker) = steps[round % 2];
+        let earliest = if step == Interrupted::UploadExpiry {
+            abandon_old_uploads(dir.path());
+            Duration::ZERO
+        } else {
+            clock.next(400, 400)
+        };
+        let lines = common::run_and_kill_child_at(
             "r2_housekeeping_crash_child",
             &[
                 (CHILD_ENV, dir.path().display().to_string()),
                 ("TRISTORE_R2_CRASH_START", next.to_string()),
             ],
-            clock.next(400, 800),
+            earliest,
+            marker,
+            clock.next(0, 3),
         );
+        let mut state = Interrupted::Idle;
         for line in &lines {
-            if line.contains("housekeeping") {
+            if let Some(&(step, _)) = steps.iter().find(|(_, m)| line.contains(m)) {
+                state = step;
+            } else if line.contains("housekeeping done") {
+                state = Interrupted::Idle;
                 collected += usize::from(!line.contains("deleted_blobs=0"));
                 expired += usize::from(!line.contains("expired_uploads=0"));
             }
@@ -262,11 +296,23 @@ fn collection_and_upload_expiry_survive_kill_9() {
                 }
             }
         }
+        interrupted.push(state);
         // The step after the last one acknowledged may or may not have happened.
         next += 1;
 
         let store = Store::open_with(dir.path(), options()).unwrap();
         check_acknowledged(&store, &expected, round);
+        let old = old_uploads(&store);
+        assert!(
+            old == 0 || old == OLD_UPLOADS,
+            "round {round}: an expiry was half applied ({old} of {OLD_UPLOADS} uploads left)"
+        );
+    }
+    for (step, _) in steps {
+        assert!(
+            interrupted.contains(&step),
+            "no kill landed in {step:?}: {interrupted:?}"
+        );
     }
     assert!(
         expected.values().filter(|p| **p).count() > 0,
@@ -297,6 +343,32 @@ fn collection_and_upload_expiry_survive_kill_9() {
         0
     );
     assert!(store.r2().fsck().unwrap().is_empty());
+}
+
+const OLD_UPLOADS: usize = 2000;
+
+/// How many of the uploads [`abandon_old_uploads`] makes are there.
+fn old_uploads(store: &Store) -> usize {
+    let uploads = store.r2().bucket("crash").unwrap().list_multipart_uploads();
+    let uploads = uploads.unwrap();
+    uploads
+        .iter()
+        .filter(|(key, ..)| key.starts_with("old/"))
+        .count()
+}
+
+/// Makes [`OLD_UPLOADS`] unfinished uploads of one part each, and waits until they are
+/// past the child collector's expiry (300 ms).
+fn abandon_old_uploads(dir: &std::path::Path) {
+    let store = Store::open_with(dir, options()).unwrap();
+    let bucket = store.r2().bucket("crash").unwrap();
+    for n in old_uploads(&store)..OLD_UPLOADS {
+        let up = bucket
+            .create_multipart_upload(&format!("old/{n}"), &R2MultipartOptions::default())
+            .unwrap();
+        up.upload_part(1, n.to_string()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(400));
 }
 
 /// A data directory with the bucket the children write to.

@@ -1,7 +1,7 @@
 //! R2 housekeeping: the emulator's background collector and `tristore gc` bring disk use
 //! back to what the live objects need after overwrites, deletes and abandoned uploads;
 //! uploads expire as R2's lifecycle rule expires them; and a collection never waits for,
-//! nor breaks, an upload in flight.
+//! nor breaks, an upload in flight, nor a read begun before its object went.
 
 use std::io::Read;
 use std::path::Path;
@@ -62,6 +62,20 @@ fn make_garbage(b: &R2Bucket) -> u64 {
     let live = content(300, 30_000);
     b.put("keep", &live, &R2PutOptions::default()).unwrap();
     live.len() as u64
+}
+
+/// Sets the mtime of every blob `age` back, as if written that long ago.
+fn age_blobs(dir: &Path, age: Duration) {
+    for shard in std::fs::read_dir(dir.join("r2/blobs")).unwrap() {
+        for blob in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            std::fs::File::options()
+                .write(true)
+                .open(blob.unwrap().path())
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() - age)
+                .unwrap();
+        }
+    }
 }
 
 fn assert_only_live_data_left(store: &Store, dir: &Path, b: &R2Bucket, live_bytes: u64) {
@@ -257,15 +271,91 @@ fn tristore_gc_reclaims_the_space_of_overwrites_deletes_and_uploads() {
         );
         drop(b);
         drop(store);
-        let out = run(&["gc", "--grace", "0", "--upload-expiry", "0"]);
-        assert!(out.status.success(), "{out:?}");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(report["expired_uploads"], 1, "{report}");
-        assert_eq!(report["live_blobs"], 1, "{report}");
-        assert_eq!(report["deleted_blobs"], 23, "{report}");
+        let report = |args: &[&str]| {
+            let out = run(args);
+            assert!(out.status.success(), "{out:?}");
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        // The unfinished upload stays, and so does its part.
+        let kept = report(&["gc", "--grace", "0", "--keep-uploads"]);
+        assert_eq!(kept["expired_uploads"], 0, "{kept}");
+        assert_eq!(kept["live_blobs"], 2, "{kept}");
+        assert_eq!(kept["deleted_blobs"], 22, "{kept}");
+        let expired = report(&["gc", "--grace", "0", "--upload-expiry", "0"]);
+        assert_eq!(expired["expired_uploads"], 1, "{expired}");
+        assert_eq!(expired["live_blobs"], 1, "{expired}");
+        assert_eq!(expired["deleted_blobs"], 1, "{expired}");
         live
     };
     let store = Store::open_with(dir.path(), options()).unwrap();
     let b = store.r2().bucket("churn").unwrap();
     assert_only_live_data_left(&store, dir.path(), &b, live);
+}
+
+#[test]
+fn a_read_begun_before_its_object_went_finishes_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    store.r2().create_bucket("reads").unwrap();
+    let b = store.r2().bucket("reads").unwrap();
+    // Two parts each: a reader opens the second only when it gets there.
+    let keys = ["overwritten", "deleted", "replaced"];
+    let mut expected = Vec::new();
+    for (n, key) in (0..).zip(keys) {
+        let up = b
+            .create_multipart_upload(key, &R2MultipartOptions::default())
+            .unwrap();
+        let (first, second) = (content(10 * n, 5000), content(10 * n + 1, 3000));
+        let parts = [
+            up.upload_part(1, &first).unwrap(),
+            up.upload_part(2, &second).unwrap(),
+        ];
+        up.complete(&parts).unwrap();
+        expected.push([first, second].concat());
+    }
+    let day = Duration::from_secs(24 * 3600);
+    // Written long ago: the grace period must count from when the object went.
+    age_blobs(dir.path(), 2 * day);
+    let mut reads: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let mut body = b
+                .get(key, &Default::default())
+                .unwrap()
+                .unwrap()
+                .body
+                .unwrap();
+            let mut start = vec![0; 100];
+            body.read_exact(&mut start).unwrap();
+            (body, start)
+        })
+        .collect();
+
+    b.put("overwritten", content(97, 10), &R2PutOptions::default())
+        .unwrap();
+    b.delete(&["deleted"]).unwrap();
+    let up = b
+        .create_multipart_upload("replaced", &R2MultipartOptions::default())
+        .unwrap();
+    up.complete(&[up.upload_part(1, content(98, 10)).unwrap()])
+        .unwrap();
+    let grace = Duration::from_secs(3600);
+    let report = store.r2().gc(grace).unwrap();
+    assert_eq!(
+        (report.deleted_blobs, report.young_blobs),
+        (0, 6),
+        "the blobs of the objects that went wait out the grace period"
+    );
+    for ((body, mut got), want) in reads.drain(..).zip(&expected) {
+        let mut body = body;
+        body.read_to_end(&mut got).unwrap();
+        assert!(
+            &got == want,
+            "a read begun before its object went was cut short"
+        );
+    }
+
+    age_blobs(dir.path(), 2 * day);
+    assert_eq!(store.r2().gc(grace).unwrap().deleted_blobs, 6);
+    assert!(store.r2().fsck().unwrap().is_empty());
 }

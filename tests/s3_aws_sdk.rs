@@ -12,6 +12,7 @@ use aws_sdk_s3::config::{
     RuntimeComponents,
 };
 use aws_sdk_s3::error::BoxError;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
@@ -373,6 +374,26 @@ fn multipart_uploads_through_the_sdk() {
             .await
             .unwrap();
         assert_eq!(uploads.uploads()[0].upload_id(), Some(id));
+        // Listed in descending order: refused, with S3's code, status and text.
+        let refused = s3
+            .complete_multipart_upload()
+            .bucket("vault")
+            .key("doc.pdf")
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done.iter().rev().cloned().collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(refused.raw_response().map(|r| r.status().as_u16()), Some(400));
+        let refused = refused.as_service_error().unwrap();
+        assert_eq!(
+            (code(refused).as_str(), ProvideErrorMetadata::message(refused)),
+            ("InvalidPartOrder", Some("The list of parts was not in ascending order. The parts list must be specified in order by part number."))
+        );
         let complete = s3
             .complete_multipart_upload()
             .bucket("vault")

@@ -194,6 +194,22 @@ impl BlobStore {
         self.root.join("blobs").join(&hex[..2]).join(hex)
     }
 
+    /// Restarts the grace period of the blobs of a row about to be replaced or removed:
+    /// a collection counts it from a blob's mtime, and a reader that resolved the row
+    /// just before may not have opened every blob yet (later parts open lazily). Called
+    /// before the transaction commits, so no collection sees the blob unreferenced
+    /// with its old mtime; a transaction that then fails only leaves a fresher mtime.
+    pub fn release(&self, parts: &[BlobRef]) -> io::Result<()> {
+        for part in parts {
+            match touch(&self.path_of(&part.hash)) {
+                // Already missing (fsck reports that): nothing a reader could open.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -333,11 +349,7 @@ impl BlobStore {
         let dest = self.path_of(hash);
         if dest.exists() {
             fs::remove_file(tmp)?;
-            File::options()
-                .write(true)
-                .open(&dest)?
-                .set_modified(std::time::SystemTime::now())?;
-            return Ok(());
+            return touch(&dest);
         }
         let dir = dest.parent().expect("blob paths have parents");
         fs::rename(tmp, &dest)?;
@@ -381,6 +393,14 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
+}
+
+/// Sets the mtime of `path` to now: where garbage collection's grace period starts.
+fn touch(path: &Path) -> io::Result<()> {
+    File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(std::time::SystemTime::now())
 }
 
 fn sync(dir: &Path) -> io::Result<()> {

@@ -376,9 +376,10 @@ impl R2Bucket {
                     return Ok(None);
                 }
             }
-            table
+            let old = table
                 .insert(key.as_bytes(), encode(op, record)?.as_slice())
                 .or_r2(op)?;
+            self.inner.release(op, old)?;
         }
         txn.commit().or_r2(op)?;
         Ok(Some(record.to_object(key)))
@@ -402,7 +403,8 @@ impl R2Bucket {
         {
             let mut table = txn.open_table(objects_table(&self.table)).or_r2(OP)?;
             for key in keys {
-                table.remove(key.as_bytes()).or_r2(OP)?;
+                let old = table.remove(key.as_bytes()).or_r2(OP)?;
+                self.inner.release(OP, old)?;
             }
         }
         txn.commit().or_r2(OP)

@@ -48,14 +48,22 @@ pub struct HousekeepingReport {
 impl R2Store {
     /// Expires old uploads, then collects garbage: the parts of the uploads just
     /// expired go in the same run when their blobs are past the grace period.
+    ///
+    /// Each step is announced at debug level before it starts, so that a log shows
+    /// which step a process was in when it died (`tests/r2_crash.rs` relies on it).
     pub fn housekeep(&self, what: &Housekeeping) -> Result<HousekeepingReport, R2Error> {
         let expired_uploads = match what.upload_expiry {
-            Some(age) => self.expire_uploads(age)?,
+            Some(age) => {
+                step("expire_uploads");
+                self.expire_uploads(age)?
+            }
             None => 0,
         };
+        step("gc");
+        let gc = self.gc(what.grace)?;
         Ok(HousekeepingReport {
             expired_uploads,
-            gc: self.gc(what.grace)?,
+            gc,
         })
     }
 }
@@ -101,18 +109,30 @@ impl Drop for Collector {
     }
 }
 
+fn step(name: &'static str) {
+    tracing::debug!(target: "tristore::r2", step = name, "housekeeping step");
+}
+
+/// The end of a run: at info level when it removed something, else at debug.
 fn log(done: &HousekeepingReport) {
     let gc = &done.gc;
-    if done.expired_uploads + gc.deleted_blobs + gc.deleted_temp_files == 0 {
-        return;
+    macro_rules! report {
+        ($level:expr) => {
+            tracing::event!(
+                target: "tristore::r2",
+                $level,
+                expired_uploads = done.expired_uploads,
+                deleted_blobs = gc.deleted_blobs,
+                deleted_bytes = gc.deleted_bytes,
+                deleted_temp_files = gc.deleted_temp_files,
+                live_blobs = gc.live_blobs,
+                "housekeeping done"
+            )
+        };
     }
-    tracing::info!(
-        target: "tristore::r2",
-        expired_uploads = done.expired_uploads,
-        deleted_blobs = gc.deleted_blobs,
-        deleted_bytes = gc.deleted_bytes,
-        deleted_temp_files = gc.deleted_temp_files,
-        live_blobs = gc.live_blobs,
-        "housekeeping"
-    );
+    if done.expired_uploads + gc.deleted_blobs + gc.deleted_temp_files == 0 {
+        report!(tracing::Level::DEBUG);
+    } else {
+        report!(tracing::Level::INFO);
+    }
 }

@@ -296,7 +296,7 @@ impl R2MultipartUpload {
             return Err(R2Error::new(
                 OP,
                 R2ErrorKind::InvalidPartOrder,
-                "The list of parts was not in ascending order. The parts list must be specified in order of part number.",
+                "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
             ));
         }
         let txn = inner.begin_write(OP)?;
@@ -360,9 +360,10 @@ impl R2MultipartUpload {
                     return Ok(None);
                 }
             }
-            objects
+            let old = objects
                 .insert(self.key.as_bytes(), encode(OP, &record)?.as_slice())
                 .or_r2(OP)?;
+            inner.release(OP, old)?;
             uploads.remove(self.upload_id.as_str()).or_r2(OP)?;
             record.to_object(&self.key)
         };

@@ -37,6 +37,20 @@ impl Inner {
         }
         Ok(txn)
     }
+
+    /// To call with the row a write transaction is replacing or removing, before it
+    /// commits: see [`BlobStore::release`].
+    pub fn release(
+        &self,
+        op: &'static str,
+        old: Option<redb::AccessGuard<'_, &'static [u8]>>,
+    ) -> Result<(), R2Error> {
+        let Some(old) = old else { return Ok(()) };
+        let record = super::object::ObjectRecord::decode(op, old.value())?;
+        self.blobs
+            .release(&record.parts)
+            .map_err(|e| R2Error::internal(op, format!("releasing blobs: {e}")))
+    }
 }
 
 /// The R2 side of a [`Store`](crate::Store): buckets, and collection of unreferenced blobs.

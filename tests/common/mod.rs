@@ -27,8 +27,31 @@ pub fn run_and_kill_child(
     env: &[(&str, String)],
     kill_after: std::time::Duration,
 ) -> Vec<String> {
+    run_and_kill(child_test, env, kill_after, None)
+}
+
+/// As [`run_and_kill_child`], but the kill waits, from `earliest` on, for the child to
+/// print a line containing `marker`, then for `delay`: a kill inside the work the
+/// line announces. Gives up waiting, and kills, after a minute.
+pub fn run_and_kill_child_at(
+    child_test: &str,
+    env: &[(&str, String)],
+    earliest: std::time::Duration,
+    marker: &str,
+    delay: std::time::Duration,
+) -> Vec<String> {
+    run_and_kill(child_test, env, earliest, Some((marker, delay)))
+}
+
+fn run_and_kill(
+    child_test: &str,
+    env: &[(&str, String)],
+    earliest: std::time::Duration,
+    at: Option<(&str, std::time::Duration)>,
+) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
 
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
@@ -46,16 +69,37 @@ pub fn run_and_kill_child(
     }
     let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = send.send(line);
+        }
     });
-    std::thread::sleep(kill_after);
+    let started = Instant::now();
+    let mut printed = Vec::new();
+    match at {
+        None => {
+            std::thread::sleep(earliest);
+        }
+        Some((marker, delay)) => {
+            let give_up = started + earliest + Duration::from_secs(60);
+            while let Ok(line) =
+                lines.recv_timeout(give_up.saturating_duration_since(Instant::now()))
+            {
+                let seen = started.elapsed() >= earliest && line.contains(marker);
+                printed.push(line);
+                if seen {
+                    std::thread::sleep(delay);
+                    break;
+                }
+            }
+        }
+    }
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    reader.join().unwrap()
+    // The channel closes once the reader has seen the end of the dead child's output.
+    printed.extend(lines);
+    printed
 }
 
 /// A small pseudo-random generator for kill times: different each run, no dependency.
