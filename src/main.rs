@@ -68,14 +68,14 @@ struct HousekeepingArgs {
     /// still be reading one).
     #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().grace.as_secs())]
     grace: u64,
-    /// Abort multipart uploads started at least this many seconds ago (R2's default
-    /// lifecycle rule: 7 days).
-    #[arg(long, value_name = "SECONDS", default_value_t = tristore::r2::Housekeeping::default().upload_expiry.unwrap_or_default().as_secs())]
-    upload_expiry: u64,
-    /// Never abort unfinished multipart uploads (an R2 bucket without the default
-    /// lifecycle rule).
-    #[arg(long, conflicts_with = "upload_expiry")]
-    keep_uploads: bool,
+    /// Also abort, in every bucket, multipart uploads started at least this many seconds
+    /// ago, whatever the buckets' lifecycle rules say.
+    #[arg(long, value_name = "SECONDS")]
+    upload_expiry: Option<u64>,
+    /// Do not apply the buckets' lifecycle rules (R2's default rule, which aborts
+    /// uploads after 7 days, included).
+    #[arg(long)]
+    no_lifecycle: bool,
 }
 
 impl Default for HousekeepingArgs {
@@ -83,8 +83,8 @@ impl Default for HousekeepingArgs {
         let d = tristore::r2::Housekeeping::default();
         HousekeepingArgs {
             grace: d.grace.as_secs(),
-            upload_expiry: d.upload_expiry.unwrap_or_default().as_secs(),
-            keep_uploads: false,
+            upload_expiry: d.upload_expiry.map(|e| e.as_secs()),
+            no_lifecycle: !d.lifecycle,
         }
     }
 }
@@ -94,8 +94,8 @@ impl HousekeepingArgs {
         tristore::r2::Housekeeping {
             interval,
             grace: std::time::Duration::from_secs(self.grace),
-            upload_expiry: (!self.keep_uploads)
-                .then(|| std::time::Duration::from_secs(self.upload_expiry)),
+            lifecycle: !self.no_lifecycle,
+            upload_expiry: self.upload_expiry.map(std::time::Duration::from_secs),
         }
     }
 }

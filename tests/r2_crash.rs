@@ -169,6 +169,7 @@ fn r2_housekeeping_crash_child() {
             r2_housekeeping: Housekeeping {
                 interval: Duration::from_millis(5),
                 grace: Duration::ZERO,
+                lifecycle: true,
                 upload_expiry: Some(Duration::from_millis(300)),
             },
             ..Default::default()

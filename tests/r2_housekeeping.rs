@@ -1,14 +1,18 @@
 //! R2 housekeeping: the emulator's background collector and `tristore gc` bring disk use
 //! back to what the live objects need after overwrites, deletes and abandoned uploads;
-//! uploads expire as R2's lifecycle rule expires them; and a collection never waits for,
-//! nor breaks, an upload in flight, nor a read begun before its object went.
+//! each bucket's lifecycle rules are carried out, R2's default one (uploads expire after
+//! 7 days) included; and a collection never waits for, nor breaks, an upload in flight,
+//! nor a read begun before its object went.
 
 use std::io::Read;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tristore::r2::{Housekeeping, R2Bucket, R2ErrorKind, R2MultipartOptions, R2PutOptions};
+use tristore::r2::{
+    Housekeeping, LifecycleAge, LifecycleRule, R2Bucket, R2ErrorKind, R2MultipartOptions,
+    R2PutOptions,
+};
 use tristore::{Store, StoreOptions};
 
 fn options() -> StoreOptions {
@@ -100,6 +104,7 @@ fn the_emulator_collects_garbage_and_expires_uploads_in_the_background() {
             r2_housekeeping: Housekeeping {
                 interval: Duration::from_millis(50),
                 grace: Duration::ZERO,
+                lifecycle: true,
                 upload_expiry: Some(Duration::from_secs(1)),
             },
             ..Default::default()
@@ -138,8 +143,11 @@ fn housekeeping_expires_only_uploads_past_the_expiry() {
         grace: Duration::ZERO,
         ..Housekeeping::default()
     };
-    assert_eq!(week.upload_expiry, Some(Duration::from_secs(7 * 24 * 3600)));
     let report = store.r2().housekeep(&week).unwrap();
+    assert_eq!(
+        report.lifecycle.aborted_uploads, 0,
+        "the default rule waits 7 days"
+    );
     assert_eq!((report.expired_uploads, report.gc.deleted_blobs), (0, 0));
     assert_eq!(report.gc.live_blobs, 1, "a part of a live upload is live");
     up.complete(std::slice::from_ref(&part)).unwrap();
@@ -162,6 +170,63 @@ fn housekeeping_expires_only_uploads_past_the_expiry() {
     );
     assert!(b.list_multipart_uploads().unwrap().is_empty());
     assert_eq!(du(&dir.path().join("r2/blobs")), 5000);
+    assert!(store.r2().fsck().unwrap().is_empty());
+}
+
+#[test]
+fn the_emulator_carries_out_each_buckets_lifecycle_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
+    for name in ["ruled", "default"] {
+        store.r2().create_bucket(name).unwrap();
+    }
+    let ruled = store.r2().bucket("ruled").unwrap();
+    let default = store.r2().bucket("default").unwrap();
+    // A date in the past: due at once. Rules with days cannot come due in a test.
+    ruled
+        .set_lifecycle(vec![LifecycleRule {
+            id: "tmp".into(),
+            enabled: true,
+            prefix: "tmp/".into(),
+            expiration: Some(LifecycleAge::Date(0)),
+            ..Default::default()
+        }])
+        .unwrap();
+    for (seed, b) in [(1, &ruled), (3, &default)] {
+        b.put("tmp/a", content(seed, 4000), &R2PutOptions::default())
+            .unwrap();
+        b.put("keep/b", content(seed + 1, 3000), &R2PutOptions::default())
+            .unwrap();
+    }
+    let server = tristore::server::start(
+        store.clone(),
+        tristore::server::ServerOptions {
+            port: 0,
+            s3_port: 0,
+            r2_housekeeping: Housekeeping {
+                interval: Duration::from_millis(50),
+                grace: Duration::ZERO,
+                ..Housekeeping::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Not a speed check: the collector runs every 50 ms, so this only bounds a hang.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ruled.head("tmp/a").unwrap().is_some() || du(&dir.path().join("r2/blobs")) != 10_000 {
+        assert!(Instant::now() < deadline, "the rule was never carried out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.shutdown().unwrap();
+    assert!(
+        ruled.head("keep/b").unwrap().is_some(),
+        "outside the rule's prefix"
+    );
+    assert!(
+        default.head("tmp/a").unwrap().is_some(),
+        "another bucket's rule expired this"
+    );
     assert!(store.r2().fsck().unwrap().is_empty());
 }
 
@@ -277,7 +342,7 @@ fn tristore_gc_reclaims_the_space_of_overwrites_deletes_and_uploads() {
             serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
         };
         // The unfinished upload stays, and so does its part.
-        let kept = report(&["gc", "--grace", "0", "--keep-uploads"]);
+        let kept = report(&["gc", "--grace", "0"]);
         assert_eq!(kept["expired_uploads"], 0, "{kept}");
         assert_eq!(kept["live_blobs"], 2, "{kept}");
         assert_eq!(kept["deleted_blobs"], 22, "{kept}");

@@ -1,13 +1,15 @@
-//! Housekeeping of R2's storage: multipart uploads past R2's lifecycle limit are aborted,
-//! then blobs nothing references are collected; once on demand (`tristore gc`), or
-//! periodically on a thread of its own while the emulator runs.
+//! Housekeeping of R2's storage: each bucket's lifecycle rules are applied (R2's
+//! default rule aborts uploads after 7 days), then blobs nothing references are
+//! collected; once on demand (`tristore gc`), or periodically on a thread of its own
+//! while the emulator runs.
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::error::R2Error;
+use super::lifecycle::LifecycleReport;
 use super::store::{GcReport, R2Store};
 
 /// What housekeeping removes, and how often the [`Collector`] runs it.
@@ -18,19 +20,22 @@ pub struct Housekeeping {
     /// Unreferenced blobs younger than this are kept: a reader may still be about to
     /// open one (see [`R2Store::gc`]).
     pub grace: Duration,
-    /// Multipart uploads started this long ago are aborted; `None` keeps them until
-    /// they are completed or aborted.
+    /// Apply each bucket's lifecycle rules: expirations, transitions and upload aborts,
+    /// R2's default rule (abort after 7 days) for a bucket that never set any.
+    pub lifecycle: bool,
+    /// Besides the rules, abort every multipart upload started this long ago, in every
+    /// bucket: a ceiling for the whole emulator, to keep a disk from filling up.
     pub upload_expiry: Option<Duration>,
 }
 
 impl Default for Housekeeping {
-    /// Every 10 minutes; a grace period of an hour; uploads expire after 7 days, R2's
-    /// default lifecycle rule.
+    /// Every 10 minutes; a grace period of an hour; the buckets' own lifecycle rules.
     fn default() -> Self {
         Housekeeping {
             interval: Duration::from_secs(10 * 60),
             grace: Duration::from_secs(60 * 60),
-            upload_expiry: Some(Duration::from_secs(7 * 24 * 60 * 60)),
+            lifecycle: true,
+            upload_expiry: None,
         }
     }
 }
@@ -38,7 +43,11 @@ impl Default for Housekeeping {
 /// What one run of housekeeping did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HousekeepingReport {
-    /// Multipart uploads aborted because they were older than the expiry.
+    /// What the buckets' lifecycle rules removed or moved.
+    #[serde(flatten)]
+    pub lifecycle: LifecycleReport,
+    /// Multipart uploads aborted because they were older than
+    /// [`Housekeeping::upload_expiry`].
     pub expired_uploads: usize,
     /// The collection that followed.
     #[serde(flatten)]
@@ -46,12 +55,19 @@ pub struct HousekeepingReport {
 }
 
 impl R2Store {
-    /// Expires old uploads, then collects garbage: the parts of the uploads just
-    /// expired go in the same run when their blobs are past the grace period.
+    /// Applies the lifecycle rules and expires old uploads, then collects garbage: what
+    /// the first steps removed goes in the same run when its blobs are past the grace
+    /// period.
     ///
     /// Each step is announced at debug level before it starts, so that a log shows
     /// which step a process was in when it died (`tests/r2_crash.rs` relies on it).
     pub fn housekeep(&self, what: &Housekeeping) -> Result<HousekeepingReport, R2Error> {
+        let lifecycle = if what.lifecycle {
+            step("lifecycle");
+            self.apply_lifecycle(SystemTime::now())?
+        } else {
+            LifecycleReport::default()
+        };
         let expired_uploads = match what.upload_expiry {
             Some(age) => {
                 step("expire_uploads");
@@ -62,6 +78,7 @@ impl R2Store {
         step("gc");
         let gc = self.gc(what.grace)?;
         Ok(HousekeepingReport {
+            lifecycle,
             expired_uploads,
             gc,
         })
@@ -116,11 +133,15 @@ fn step(name: &'static str) {
 /// The end of a run: at info level when it removed something, else at debug.
 fn log(done: &HousekeepingReport) {
     let gc = &done.gc;
+    let rules = &done.lifecycle;
     macro_rules! report {
         ($level:expr) => {
             tracing::event!(
                 target: "tristore::r2",
                 $level,
+                expired_objects = rules.expired_objects,
+                transitioned_objects = rules.transitioned_objects,
+                aborted_uploads = rules.aborted_uploads,
                 expired_uploads = done.expired_uploads,
                 deleted_blobs = gc.deleted_blobs,
                 deleted_bytes = gc.deleted_bytes,
@@ -130,7 +151,8 @@ fn log(done: &HousekeepingReport) {
             )
         };
     }
-    if done.expired_uploads + gc.deleted_blobs + gc.deleted_temp_files == 0 {
+    let removed = rules.expired_objects + rules.transitioned_objects + rules.aborted_uploads;
+    if removed + done.expired_uploads + gc.deleted_blobs + gc.deleted_temp_files == 0 {
         report!(tracing::Level::DEBUG);
     } else {
         report!(tracing::Level::INFO);
