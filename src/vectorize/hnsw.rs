@@ -663,7 +663,10 @@ impl Hnsw {
         self.relink(node, level, candidates);
     }
 
-    /// Replaces `node`'s list on `level` with the heuristic's pick among `candidates`.
+    /// Replaces `node`'s list on `level` with `candidates`, pruned by the heuristic only
+    /// when they overflow the list. Pruning a list that fits would drop back-links that
+    /// other nodes depend on to be reached at all (the model test found islands that way
+    /// after deletes in small graphs), so, as in [`Hnsw::link`], only a full list prunes.
     fn relink(&mut self, node: u32, level: usize, candidates: Vec<u32>) {
         let mut near: Vec<Near> = candidates
             .into_iter()
@@ -672,7 +675,12 @@ impl Hnsw {
             .collect();
         near.sort();
         near.dedup_by_key(|n| n.1);
-        let kept = self.select(&near, self.cap(level));
+        let cap = self.cap(level);
+        let kept = if near.len() <= cap {
+            near
+        } else {
+            self.select(&near, cap)
+        };
         self.set_neighbours(node, level, &kept.iter().map(|n| n.1).collect::<Vec<_>>());
     }
 
@@ -747,7 +755,9 @@ impl Hnsw {
     }
 
     /// Puts a new vector into a deleted slot: the old neighbours are re-linked around the
-    /// changed vector, then the slot is linked afresh at its old level.
+    /// changed vector, then the slot is linked afresh at its old level. Nodes that still
+    /// link to the tombstone (those it did not link back) reached the old neighbours
+    /// through it, so the slot keeps as many of those as its lists have room for.
     fn reuse(&mut self, slot: u32, vector: &[f32]) {
         let old: Vec<Vec<u32>> = (0..=self.level_of(slot))
             .map(|l| self.neighbours(slot, l).to_vec())
@@ -767,6 +777,18 @@ impl Hnsw {
         }
         let found = self.candidates(slot);
         self.connect(slot, found, &[]);
+        for (l, around) in old.iter().enumerate() {
+            let mut list = self.neighbours(slot, l).to_vec();
+            for &n in around {
+                if list.len() == self.cap(l) {
+                    break;
+                }
+                if n != slot && !list.contains(&n) {
+                    list.push(n);
+                }
+            }
+            self.set_neighbours(slot, l, &list);
+        }
     }
 
     fn greedy(&self, p: &Probe, mut best: u32, mut best_dist: f64, level: usize) -> (u32, f64) {
