@@ -23,7 +23,7 @@ use super::types::{
     VectorizeIndexInfo, VectorizeMatch, VectorizeMatches, VectorizeVector,
 };
 use super::wal::{Change, LoggedVector, Mutation, Wal, WalError};
-use super::{segment, Limits, VectorizeOptions};
+use super::{segment, Limits, QueryPlan, VectorizeOptions};
 
 /// What the index keeps per live vector besides its row in the graph.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -965,10 +965,18 @@ impl State {
         let k = options.top_k;
         let ef = ef.max(k);
         let exact_max = inner.options.exact_scan_max.max(k);
-        let found = match self.allowed(inner, options, filter) {
-            None if self.ids.len() <= exact_max => self.graph.brute_force(vector, k),
-            None => self.graph.search(vector, k, ef),
-            Some(allowed) => {
+        let allowed = self.allowed(inner, options, filter);
+        let found = match (inner.options.plan, allowed) {
+            (QueryPlan::Exact, None) => self.graph.brute_force(vector, k),
+            (QueryPlan::Exact, Some(allowed)) => self.graph.exact(vector, k, allowed.iter()),
+            (QueryPlan::Graph, allowed) => {
+                self.graph.search_filtered(vector, k, ef, allowed.as_ref())
+            }
+            (QueryPlan::Auto, None) if self.ids.len() <= exact_max => {
+                self.graph.brute_force(vector, k)
+            }
+            (QueryPlan::Auto, None) => self.graph.search(vector, k, ef),
+            (QueryPlan::Auto, Some(allowed)) => {
                 // A filtered walk visits about ef / selectivity nodes and measures
                 // `degree` neighbours of each; an exact scan measures each candidate
                 // once. Scan when that is cheaper: candidates² ≤ degree · ef · slots.
@@ -1034,6 +1042,7 @@ impl Default for VectorizeOptions {
         VectorizeOptions {
             ef_search: DEFAULT_EF_SEARCH,
             exact_scan_max: 2048,
+            plan: QueryPlan::Auto,
             checkpoint_bytes: 32 << 20,
         }
     }

@@ -98,9 +98,28 @@ pub struct VectorizeOptions {
     /// for a selective filter must visit about topK / selectivity nodes, and the answer
     /// is exact.
     pub exact_scan_max: usize,
+    /// How queries find their matches; [`QueryPlan::Auto`] but to measure or test one
+    /// way alone.
+    pub plan: QueryPlan,
     /// Write a segment and start a new log once the log passes this many bytes. Smaller
     /// makes opening faster (less log to replay) and writing slower.
     pub checkpoint_bytes: u64,
+}
+
+/// How a query finds its matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueryPlan {
+    /// An exact scan when few candidates are left or a filter is selective (see
+    /// [`VectorizeOptions::exact_scan_max`]), the graph otherwise, and an exact scan
+    /// again when a filtered walk finds fewer than topK.
+    #[default]
+    Auto,
+    /// Always the graph, filtered or not, with no exact scan behind it: what recall
+    /// measurements and the model tests need, since a fallback would hide a walk's
+    /// misses.
+    Graph,
+    /// Always an exact scan of the candidates.
+    Exact,
 }
 
 /// Entry points for the fuzz targets (`fuzz/`): the file formats' framing, so that
