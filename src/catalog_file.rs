@@ -31,7 +31,9 @@ impl CatalogFile {
     /// Opens (creating if needed) the database at `path`.
     pub(crate) fn open(path: &Path) -> Result<CatalogFile, DatabaseError> {
         let owned = path.to_owned();
-        CatalogFile::with(path.display().to_string(), move || Database::create(&owned))
+        CatalogFile::with(path.display().to_string(), move || {
+            Database::builder().create_with_backend(crate::power_loss::RecordedFile::open(&owned)?)
+        })
     }
 
     fn with(

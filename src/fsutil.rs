@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Creates `dir` (and parents) and makes the new entry durable in its parent.
+#[track_caller]
 pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -20,24 +21,20 @@ pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
 }
 
 /// fsyncs a directory so that entries created or renamed in it survive a crash.
+#[track_caller]
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("syncing directory", dir))
+    crate::fsync::dir(dir).map_err(Error::io("syncing directory", dir))
 }
 
 /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+#[track_caller]
 pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
+    let site = crate::fsync::Site::here("file");
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        crate::fsync::file_at(&f, site)?;
         fs::rename(&tmp, path)
     };
     write().map_err(Error::io("writing", path))?;

@@ -32,6 +32,9 @@ pub mod d1;
 pub mod defaults;
 mod error;
 mod fsutil;
+mod fsync;
+#[doc(hidden)]
+pub mod power_loss;
 pub mod provision;
 pub mod r2;
 pub mod server;

@@ -269,7 +269,7 @@ impl BlobStore {
         });
         let (blake, size, extra) = outcome?;
         if self.durable {
-            file.sync_all()?;
+            crate::fsync::file(&file)?;
         }
         drop(file);
         let blob = BlobRef {
@@ -347,11 +347,18 @@ impl BlobStore {
     /// running later does not see it as old garbage).
     fn place(&self, tmp: &Path, hash: &[u8; 32]) -> io::Result<()> {
         let dest = self.path_of(hash);
+        let dir = dest.parent().expect("blob paths have parents");
         if dest.exists() {
             fs::remove_file(tmp)?;
-            return touch(&dest);
+            touch(&dest)?;
+            // The write that placed it may not have synced its directory yet (it runs
+            // beside this one, or failed just after the rename): this write's object
+            // must not be acknowledged before the blob's name is durable.
+            if self.durable {
+                sync(dir)?;
+            }
+            return Ok(());
         }
-        let dir = dest.parent().expect("blob paths have parents");
         fs::rename(tmp, &dest)?;
         if self.durable {
             sync(dir)?;
@@ -403,8 +410,9 @@ fn touch(path: &Path) -> io::Result<()> {
         .set_modified(std::time::SystemTime::now())
 }
 
+#[track_caller]
 fn sync(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::fsync::dir(dir)
 }
 
 /// Reads a byte range of an object that may span several blobs, opening each blob only

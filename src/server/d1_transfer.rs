@@ -506,6 +506,6 @@ fn write_upload(reader: impl Read, path: &FsPath) -> Result<String, ApiError> {
         md5.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(io_error)?;
     }
-    out.sync_all().map_err(io_error)?;
+    crate::fsync::file(&out).map_err(io_error)?;
     Ok(hex::encode(md5.finalize()))
 }

@@ -162,7 +162,7 @@ pub(crate) fn write(path: &Path, graph: &Hnsw, meta: &[u8]) -> std::io::Result<(
         written = s.offset + s.len;
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()
+    crate::fsync::file(&file)
 }
 
 /// Opens a segment: maps it, verifies every checksum, and returns the graph (its vectors

@@ -94,7 +94,7 @@ impl Wal {
             .write(true)
             .open(path)?;
         file.write_all(MAGIC)?;
-        file.sync_all()?;
+        crate::fsync::file(&file)?;
         Ok(Wal {
             file,
             path: path.to_owned(),
@@ -111,7 +111,7 @@ impl Wal {
         let (mutations, good) = parse(&bytes)?;
         if good < bytes.len() {
             file.set_len(good as u64)?;
-            file.sync_all()?;
+            crate::fsync::file(&file)?;
         }
         // Appends go where the good records end, not after the torn tail just cut off.
         file.seek(SeekFrom::Start(good as u64))?;
@@ -141,7 +141,7 @@ impl Wal {
         let result = self
             .file
             .write_all(&record)
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| crate::fsync::data(&self.file));
         if let Err(e) = result {
             // Leave no half record behind a later append (a full disk fails part way):
             // cut it off and write the next record where this one began. The file
