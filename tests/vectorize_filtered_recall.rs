@@ -213,8 +213,19 @@ fn filtered_and_namespaced_walks_keep_recall_and_pass_every_filter() {
     let auto = open(dir.path(), QueryPlan::Auto);
     for (s, graph_recall) in selections().iter().zip(graph_recall) {
         let auto_recall = recall(&auto, &items, &queries, s);
-        eprintln!("{}: recall@10 graph {graph_recall:.3}, auto {auto_recall:.3}", s.name);
-        assert!(graph_recall >= 0.95, "{}: graph recall {graph_recall}", s.name);
-        assert!(auto_recall >= graph_recall.min(0.99), "{}: auto {auto_recall}", s.name);
+        eprintln!(
+            "{}: recall@10 graph {graph_recall:.3}, auto {auto_recall:.3}",
+            s.name
+        );
+        assert!(
+            graph_recall >= 0.95,
+            "{}: graph recall {graph_recall}",
+            s.name
+        );
+        assert!(
+            auto_recall >= graph_recall.min(0.99),
+            "{}: auto {auto_recall}",
+            s.name
+        );
     }
 }
