@@ -16,8 +16,8 @@ use tristore::{Store, StoreOptions};
 
 const CHILD_ENV: &str = "TRISTORE_VECTORIZE_CRASH_CHILD_DIR";
 const DIMS: usize = 32;
-/// Acknowledged upsert batches each round must have seen.
-const MIN_ACKS_PER_ROUND: usize = 3;
+/// Acknowledged upsert batches each round must have seen (here 330-860 a round).
+const MIN_ACKS_PER_ROUND: usize = 10;
 
 fn values(i: u64) -> Vec<f32> {
     (0..DIMS)

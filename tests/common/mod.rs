@@ -130,6 +130,7 @@ fn run_and_kill(
 
 /// Fails the test unless a round's child acknowledged at least `min` writes.
 pub fn assert_round_acked(round: usize, acked: usize, min: usize, lines: &[String]) {
+    println!("round {round}: {acked} acknowledged");
     assert!(
         acked >= min,
         "round {round}: the child acknowledged {acked} writes, fewer than {min}; \
