@@ -555,9 +555,16 @@ fn collections_racing_writers_lose_no_acknowledged_object() {
                 })
             })
             .collect();
-        let models: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let models: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        // Stop the collector before a writer's panic is passed on, or the scope would
+        // wait for it forever.
         done.store(true, Ordering::SeqCst);
-        (models, collector.join().unwrap())
+        let collected = collector.join().unwrap();
+        let models: Vec<_> = models
+            .into_iter()
+            .map(|m| m.unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect();
+        (models, collected)
     });
     assert!(
         runs > 3 && deleted > 0,
