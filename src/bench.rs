@@ -2,6 +2,8 @@
 //! synthetic one) through the public API and prints build rate, memory, open time,
 //! recall / speed per ef, and filtered queries.
 
+pub mod load;
+
 use std::path::PathBuf;
 use std::time::Instant;
 

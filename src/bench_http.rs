@@ -1,6 +1,6 @@
 //! `tristore bench http`: requests per second and latency through the emulator's HTTP
 //! surface, each operation on its own with N concurrent clients, then all of them mixed
-//! (with every acknowledged write checked afterwards). With `--miniflare URL` the same
+//! (with every answer's body and every acknowledged write checked). With `--miniflare URL` the same
 //! D1 and R2 operations also run against Miniflare (the Worker in
 //! `bench/miniflare_http.mjs`), in the same run.
 
@@ -8,8 +8,8 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bench::load::{self, Emulator, MiniflareWorker, Op, Outcome, Target};
 use clap::Args;
-use tristore::server::load::{self, Emulator, MiniflareWorker, Op, Outcome, Target};
 use tristore::server::{start, ServerOptions};
 use tristore::Store;
 
@@ -106,13 +106,20 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
         o.quantile_ms(0.99),
         o.errors
     );
+    let (inserts, puts, upserts) = report.writes();
     println!(
-        "\nmixed: {} inserts and {} puts acknowledged; lost afterwards: {} inserts, {} puts",
-        report.inserts, report.puts, report.lost_inserts, report.lost_puts
+        "\nmixed: {inserts} inserts, {puts} puts and {upserts} upserts acknowledged, {} lost \
+         afterwards; {} answers checked, {} wrong",
+        report.lost.len(),
+        report.reads_checked,
+        report.wrong_answers
     );
+    for problem in report.first_wrong.iter().chain(report.lost.iter().take(5)) {
+        eprintln!("  {problem}");
+    }
     server.shutdown()?;
-    if report.lost_inserts + report.lost_puts > 0 || o.errors > 0 {
-        return Err("the mixed load lost acknowledged writes or had errors".into());
+    if !report.lost.is_empty() || report.wrong_answers > 0 || o.errors > 0 {
+        return Err("the mixed load lost acknowledged writes, had errors or wrong answers".into());
     }
     Ok(())
 }

@@ -1,11 +1,17 @@
-//! 64 concurrent HTTP clients mixing D1 writes and queries, vector queries and S3 GET /
-//! PUT against one emulator: no request fails and every acknowledged write is there
-//! afterwards.
+//! 64 concurrent HTTP clients mixing D1 writes and queries, vector queries and upserts,
+//! and S3 GET / PUT against one emulator: no request fails, every answer holds what is
+//! stored (GET bytes, the queried row, matches scored against the vectors they name),
+//! every acknowledged write is there afterwards, and still there, byte for byte, once
+//! the server is shut down and the store reopened from the same directory.
+
+// The load generator is a client: it lives with `tristore bench` in the binary crate.
+#[path = "../src/bench/load.rs"]
+mod load;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tristore::server::load::{mixed, Emulator};
+use load::{mixed, verify, Emulator};
 use tristore::server::{start, ServerOptions};
 use tristore::Store;
 
@@ -23,18 +29,31 @@ fn sixty_four_clients_mixing_every_store_lose_nothing() {
     let target = Emulator::prepare(&store, server.addr, server.s3_addr, credentials, 1000).unwrap();
     let report = mixed(&store, &target, 64, Duration::from_secs(3)).unwrap();
     let o = &report.outcome;
+    let (inserts, puts, upserts) = report.writes();
     println!(
-        "{} ok, {} errors, {:.0} req/s, p99 {:.1} ms; {} inserts, {} puts acknowledged",
-        o.ok,
-        o.errors,
-        o.per_second(),
-        o.quantile_ms(0.99),
-        report.inserts,
-        report.puts
+        "{} ok, {} errors; {} answers checked; {inserts} inserts, {puts} puts, {upserts} upserts acknowledged",
+        o.ok, o.errors, report.reads_checked,
     );
     assert_eq!(o.errors, 0, "failures: {:#?}", o.first_errors);
-    assert!(report.inserts > 0 && report.puts > 0, "{report:?}");
-    assert_eq!(report.lost_inserts, 0);
-    assert_eq!(report.lost_puts, 0);
+    assert_eq!(
+        report.wrong_answers, 0,
+        "wrong answers: {:#?}",
+        report.first_wrong
+    );
+    assert!(report.reads_checked > 0, "{report:?}");
+    assert!(inserts > 0 && puts > 0 && upserts > 0, "{report:?}");
+    assert!(report.lost.is_empty(), "lost: {:#?}", report.lost);
+    // Through the server: each upserted vector is found by a query for its values.
+    let problems = target.query_back(&report.acknowledged);
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // Durability across a restart: everything acknowledged is in the reopened store.
     server.shutdown().unwrap();
+    drop(target);
+    let store = Arc::try_unwrap(store)
+        .unwrap_or_else(|_| panic!("the server still holds the store after shutdown"));
+    drop(store);
+    let reopened = Store::open(dir.path()).unwrap();
+    let lost = verify(&reopened, &report.acknowledged).unwrap();
+    assert!(lost.is_empty(), "lost across the restart: {lost:#?}");
 }

@@ -424,3 +424,178 @@ fn a_read_begun_before_its_object_went_finishes_within_the_grace_period() {
     assert_eq!(store.r2().gc(grace).unwrap().deleted_blobs, 6);
     assert!(store.r2().fsck().unwrap().is_empty());
 }
+
+/// Files under `dir`, in all its subdirectories.
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// Writers put, overwrite (also with content another writer's key holds, so blobs are
+/// shared), delete, and run multipart uploads, some of them left open across many
+/// collections before completing, while another thread collects garbage with no grace
+/// period in a loop. Each writer reads its key back after every step. At the end every
+/// acknowledged object reads back exactly, fsck finds nothing, and one more collection
+/// leaves exactly the live blobs.
+#[test]
+fn collections_racing_writers_lose_no_acknowledged_object() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const WRITERS: u64 = 3;
+    const STEPS: u64 = 120;
+    const PART: usize = 1024;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    store.r2().create_bucket("race").unwrap();
+    let done = AtomicBool::new(false);
+    let (models, (runs, deleted)) = std::thread::scope(|scope| {
+        let collector = scope.spawn(|| {
+            let (mut runs, mut deleted) = (0usize, 0usize);
+            // At least one collection after the writers finish, whatever the timing.
+            loop {
+                let last = done.load(Ordering::SeqCst);
+                let report = store.r2().gc(Duration::ZERO).unwrap();
+                runs += 1;
+                deleted += report.deleted_blobs;
+                if last {
+                    break (runs, deleted);
+                }
+            }
+        });
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = &store;
+                scope.spawn(move || {
+                    let b = store.r2().bucket("race").unwrap();
+                    let mut model: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+                    // An upload with its first part sent, completed some steps later.
+                    let mut open: Option<(String, tristore::r2::R2MultipartUpload, Vec<u8>, _)> =
+                        None;
+                    let mut x = w.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    for step in 0..STEPS {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = format!("w{w}/k{}", x % 10);
+                        let unique = (w << 32) | step;
+                        match (x >> 8) % 10 {
+                            0..=3 => {
+                                let body = content(unique, ((x >> 16) % 20_000) as usize);
+                                b.put(&key, &body, &R2PutOptions::default()).unwrap();
+                                model.insert(key.clone(), Some(body));
+                            }
+                            4 | 5 => {
+                                // One of 8 contents every writer uses: deduplicated blobs
+                                // that other keys keep alive or let go.
+                                let seed = (x >> 16) % 8;
+                                let body = content(1000 + seed, 3000 + seed as usize * 100);
+                                b.put(&key, &body, &R2PutOptions::default()).unwrap();
+                                model.insert(key.clone(), Some(body));
+                            }
+                            6 => {
+                                b.delete(&[&key]).unwrap();
+                                model.insert(key.clone(), None);
+                            }
+                            7 | 8 => {
+                                let body = content(unique, 2 * PART + ((x >> 16) % 1024) as usize);
+                                let up = b
+                                    .create_multipart_upload(&key, &R2MultipartOptions::default())
+                                    .unwrap();
+                                let parts: Vec<_> = body
+                                    .chunks(PART)
+                                    .zip(1..)
+                                    .map(|(c, n)| {
+                                        std::thread::yield_now();
+                                        up.upload_part(n, c).unwrap()
+                                    })
+                                    .collect();
+                                up.complete(&parts).unwrap();
+                                model.insert(key.clone(), Some(body));
+                            }
+                            _ => {
+                                if let Some((k, up, body, first)) = open.take() {
+                                    let second = up.upload_part(2, &body[PART..]).unwrap();
+                                    up.complete(&[first, second]).unwrap();
+                                    let got = b.get(&k, &Default::default()).unwrap().unwrap();
+                                    assert!(got.bytes().unwrap() == body, "{k}: upload differs");
+                                    model.insert(k, Some(body));
+                                }
+                                let body = content(unique, PART + 500);
+                                let up = b
+                                    .create_multipart_upload(&key, &R2MultipartOptions::default())
+                                    .unwrap();
+                                let first = up.upload_part(1, &body[..PART]).unwrap();
+                                open = Some((key.clone(), up, body, first));
+                            }
+                        }
+                        let got = b.get(&key, &Default::default()).unwrap();
+                        let want = model.get(&key).cloned().flatten();
+                        assert!(
+                            got.map(|o| o.bytes().unwrap()) == want,
+                            "{key} reads back otherwise than written, step {step}"
+                        );
+                    }
+                    if let Some((k, up, body, first)) = open.take() {
+                        let second = up.upload_part(2, &body[PART..]).unwrap();
+                        up.complete(&[first, second]).unwrap();
+                        model.insert(k, Some(body));
+                    }
+                    model
+                })
+            })
+            .collect();
+        let models: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        // Stop the collector before a writer's panic is passed on, or the scope would
+        // wait for it forever.
+        done.store(true, Ordering::SeqCst);
+        let collected = collector.join().unwrap();
+        let models: Vec<_> = models
+            .into_iter()
+            .map(|m| m.unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect();
+        (models, collected)
+    });
+    assert!(
+        runs > 3 && deleted > 0,
+        "the collector ran {runs} times and removed {deleted} blobs: too few to race"
+    );
+
+    let b = store.r2().bucket("race").unwrap();
+    let mut live = 0;
+    for model in &models {
+        for (key, want) in model {
+            let got = b.get(key, &Default::default()).unwrap();
+            assert!(
+                got.map(|o| o.bytes().unwrap()) == *want,
+                "{key}: acknowledged state lost"
+            );
+            live += usize::from(want.is_some());
+        }
+    }
+    let listed = b.list(&Default::default()).unwrap().objects.len();
+    assert_eq!(
+        listed, live,
+        "listing differs from the acknowledged objects"
+    );
+    assert!(b.list_multipart_uploads().unwrap().is_empty());
+    let problems = store.r2().fsck().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let report = store.r2().gc(Duration::ZERO).unwrap();
+    assert_eq!(
+        count_files(&dir.path().join("r2/blobs")),
+        report.live_blobs,
+        "blobs besides the live ones remain: {report:?}"
+    );
+    assert!(store.r2().fsck().unwrap().is_empty());
+}

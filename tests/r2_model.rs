@@ -1,5 +1,10 @@
 //! Reference-model property test: random sequences of put / get / head / delete / list /
 //! multipart against an in-memory model, compared after every step.
+//!
+//! Keys look like an application's (nested paths, spaces, `+`, `%`, non-ASCII) and
+//! bodies are mostly small with now and then one of tens of KiB, multipart parts up to
+//! 8 KiB. The default run keeps to 24 cases; `TRISTORE_LONG_TESTS=1` runs 20 times as
+//! many.
 
 use std::collections::BTreeMap;
 
@@ -8,9 +13,41 @@ use proptest::prelude::*;
 use tristore::r2::*;
 use tristore::{Store, StoreOptions};
 
+/// A body described by its length and a seed, so that proptest shrinks the length
+/// rather than tens of thousands of separate bytes.
+#[derive(Debug, Clone, Copy)]
+struct Body {
+    len: usize,
+    seed: u64,
+}
+
+impl Body {
+    fn bytes(self) -> Vec<u8> {
+        let mut x = self.seed | 1;
+        (0..self.len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+}
+
+/// Mostly small, sometimes a few KiB, occasionally tens of KiB.
+fn body() -> impl Strategy<Value = Body> {
+    let len = prop_oneof![
+        6 => 0usize..64,
+        3 => 64usize..4096,
+        1 => 4096usize..48 * 1024,
+    ];
+    (len, any::<u64>()).prop_map(|(len, seed)| Body { len, seed })
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    Put(usize, Vec<u8>),
+    Put(usize, Body),
     Get(usize, Option<(u64, u64)>),
     Delete(Vec<usize>),
     List {
@@ -18,25 +55,83 @@ enum Op {
         delimiter: bool,
         limit: u32,
     },
-    Multipart(usize, Vec<Vec<u8>>),
-    AbortedMultipart(usize, Vec<u8>),
+    /// Non-last parts all of one size (at least the lowered minimum), the last one
+    /// never larger.
+    Multipart(usize, Vec<Body>),
+    AbortedMultipart(usize, Body),
 }
 
-const KEYS: &[&str] = &["a", "a/b", "a/c/d", "a/c/e", "b", "b/x", "c/é", "d"];
-const PREFIXES: &[&str] = &["", "a", "a/", "a/c/", "b/", "z"];
+const KEYS: &[&str] = &[
+    "index.html",
+    "photos/2024/IMG_0001.jpg",
+    "photos/2024/IMG 0002 (copy).jpg",
+    "photos/2025/été/plage+soleil.png",
+    "photos/thumbs/IMG_0001.jpg",
+    "docs/report 100%.pdf",
+    "docs/drafts/v2/notes.md",
+    "docs/日本語/ファイル.txt",
+    "logs/app/2026-11-28T00:00:00Z.log",
+    "logs/app/2026-11-28T00:00:01Z.log",
+    "backups/db.sqlite.gz",
+    "a?b=c&d#e",
+];
+const PREFIXES: &[&str] = &[
+    "",
+    "photos",
+    "photos/",
+    "photos/2024/",
+    "docs/",
+    "docs/drafts/",
+    "logs/app/2026-11-28T",
+    "zzz/",
+];
+/// The lowered minimum part size of the model's store.
+const MIN_PART: usize = 8;
+
+/// The number of cases: 24, or 20 times that with `TRISTORE_LONG_TESTS=1`.
+fn cases() -> u32 {
+    if std::env::var("TRISTORE_LONG_TESTS").is_ok_and(|v| v == "1") {
+        480
+    } else {
+        24
+    }
+}
 
 fn op() -> impl Strategy<Value = Op> {
     let key = 0..KEYS.len();
-    let body = proptest::collection::vec(any::<u8>(), 0..40);
+    // Ranges near the start of small bodies and anywhere in large ones.
+    let range = prop_oneof![
+        3 => (0u64..64, 1u64..64),
+        1 => (0u64..50_000, 1u64..20_000),
+    ];
+    let part_size = prop_oneof![3 => Just(MIN_PART), 1 => MIN_PART..8 * 1024];
+    let multipart = (
+        key.clone(),
+        part_size,
+        1usize..4,
+        any::<u64>(),
+        0.0f64..=1.0,
+    )
+        .prop_map(|(k, size, n, seed, last)| {
+            let mut parts: Vec<Body> = (0..n as u64)
+                .map(|i| Body {
+                    len: size,
+                    seed: seed.wrapping_add(i),
+                })
+                .collect();
+            parts.push(Body {
+                len: (size as f64 * last) as usize,
+                seed: !seed,
+            });
+            Op::Multipart(k, parts)
+        });
     prop_oneof![
-        3 => (key.clone(), body.clone()).prop_map(|(k, b)| Op::Put(k, b)),
-        2 => (key.clone(), proptest::option::of((0u64..50, 1u64..50))).prop_map(|(k, r)| Op::Get(k, r)),
+        3 => (key.clone(), body()).prop_map(|(k, b)| Op::Put(k, b)),
+        2 => (key.clone(), proptest::option::of(range)).prop_map(|(k, r)| Op::Get(k, r)),
         1 => proptest::collection::vec(key.clone(), 1..4).prop_map(Op::Delete),
         2 => (0..PREFIXES.len(), any::<bool>(), 1u32..4).prop_map(|(prefix, delimiter, limit)| Op::List { prefix, delimiter, limit }),
-        // Non-last parts of exactly the (lowered) minimum size; the last never larger.
-        1 => (key.clone(), proptest::collection::vec(proptest::collection::vec(any::<u8>(), 8..=8), 1..4), proptest::collection::vec(any::<u8>(), 0..=8))
-            .prop_map(|(k, mut parts, last)| { parts.push(last); Op::Multipart(k, parts) }),
-        1 => (key, body).prop_map(|(k, b)| Op::AbortedMultipart(k, b)),
+        1 => multipart,
+        1 => (key, body()).prop_map(|(k, b)| Op::AbortedMultipart(k, b)),
     ]
 }
 
@@ -66,12 +161,12 @@ fn model_list(model: &Model, prefix: &str, delimiter: bool) -> (Vec<String>, Vec
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn store_matches_the_model(ops in proptest::collection::vec(op(), 1..25)) {
         let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions { r2_limits: R2Limits { min_part_bytes: 8, ..R2Limits::default() }, ..StoreOptions::default() };
+        let options = StoreOptions { r2_limits: R2Limits { min_part_bytes: MIN_PART as u64, ..R2Limits::default() }, ..StoreOptions::default() };
         let store = Store::open_with(dir.path(), options).unwrap();
         store.r2().create_bucket("model").unwrap();
         let bucket = store.r2().bucket("model").unwrap();
@@ -80,6 +175,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Put(k, body) => {
+                    let body = body.bytes();
                     let o = bucket.put(KEYS[k], &body, &R2PutOptions::default()).unwrap().unwrap();
                     prop_assert_eq!(&o.etag, &md5_hex(&body));
                     model.insert(KEYS[k].to_owned(), (body.clone(), o.etag));
@@ -138,6 +234,7 @@ proptest! {
                     prop_assert_eq!(prefixes, want_prefixes);
                 }
                 Op::Multipart(k, parts) => {
+                    let parts: Vec<Vec<u8>> = parts.into_iter().map(Body::bytes).collect();
                     let up = bucket.create_multipart_upload(KEYS[k], &R2MultipartOptions::default()).unwrap();
                     let uploaded: Vec<_> = parts.iter().enumerate().map(|(i, p)| up.upload_part(i as u32 + 1, p).unwrap()).collect();
                     let o = up.complete(&uploaded).unwrap();
@@ -148,7 +245,7 @@ proptest! {
                 }
                 Op::AbortedMultipart(k, body) => {
                     let up = bucket.create_multipart_upload(KEYS[k], &R2MultipartOptions::default()).unwrap();
-                    up.upload_part(1, &body).unwrap();
+                    up.upload_part(1, body.bytes()).unwrap();
                     up.abort().unwrap();
                 }
             }

@@ -12,7 +12,6 @@ pub mod d1_transfer;
 pub mod envelope;
 pub mod guard;
 pub mod listen;
-pub mod load;
 pub mod r2;
 pub mod s3;
 pub mod stream;

@@ -22,6 +22,10 @@ pub fn err<T: std::fmt::Debug>(r: Result<T, tristore::d1::D1Error>) -> String {
 /// Runs the ignored test `child_test` of this same test binary as a child process with
 /// `env` set, kills it with SIGKILL after `kill_after`, and returns the lines it printed
 /// to standard output before dying (each line is flushed as it is printed).
+///
+/// Panics, showing the child's standard error, unless the child died of that SIGKILL:
+/// a child that panicked, exited, or never ran its test (a misspelt name runs nothing
+/// and exits 0) fails the calling test instead of counting as killed.
 pub fn run_and_kill_child(
     child_test: &str,
     env: &[(&str, String)],
@@ -63,7 +67,7 @@ fn run_and_kill(
             "--test-threads=1",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     for (k, v) in env {
         command.env(k, v);
     }
@@ -72,8 +76,22 @@ fn run_and_kill(
     let (send, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // libtest prints `test NAME ... ` without a newline before the test runs:
+            // the child's first line follows it on the same line.
+            let line = match line.split_once(" ... ") {
+                Some((head, rest)) if head.starts_with("test ") => rest.to_owned(),
+                _ => line,
+            };
             let _ = send.send(line);
         }
+    });
+    // Standard error is drained as the child runs (a full pipe would stall it) and kept
+    // for the message should the child die otherwise than by the kill.
+    let stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
     });
     let started = Instant::now();
     let mut printed = Vec::new();
@@ -95,11 +113,30 @@ fn run_and_kill(
             }
         }
     }
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    child.kill().unwrap(); // SIGKILL on Unix; a no-op if the child has already exited
+    let status = child.wait().unwrap();
     // The channel closes once the reader has seen the end of the dead child's output.
     printed.extend(lines);
+    let stderr = stderr.join().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the child {child_test} was not killed by SIGKILL but ended with {status}\n\
+         --- its standard output (last 20 lines) ---\n{}\n--- its standard error ---\n{stderr}",
+        printed[printed.len().saturating_sub(20)..].join("\n")
+    );
     printed
+}
+
+/// Fails the test unless a round's child acknowledged at least `min` writes.
+pub fn assert_round_acked(round: usize, acked: usize, min: usize, lines: &[String]) {
+    println!("round {round}: {acked} acknowledged");
+    assert!(
+        acked >= min,
+        "round {round}: the child acknowledged {acked} writes, fewer than {min}; \
+         its last lines: {:?}",
+        &lines[lines.len().saturating_sub(10)..]
+    );
 }
 
 /// A small pseudo-random generator for kill times: different each run, no dependency.

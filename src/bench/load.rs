@@ -1,24 +1,34 @@
 //! Load through the emulator's HTTP surface: the engine of `tristore bench http` and of
-//! the 64-client test. Each client is a thread with keep-alive connections and a small
-//! HTTP/1.1 client of its own, so the numbers measure the server, not a client library.
+//! the 64-client test (`tests/http_load.rs` includes this file). A load generator is a
+//! client, so it lives with the bench commands rather than in the server, and uses only
+//! tristore's public API. Each client is a thread with keep-alive connections and a
+//! small HTTP/1.1 client of its own, so the numbers measure the server, not a client
+//! library.
 //!
 //! A [`Target`] turns an [`Op`] into a request: [`Emulator`] for tristore (the v4 REST
 //! API for D1 and Vectorize, presigned S3 URLs for R2), [`MiniflareWorker`] for the
 //! Worker in `bench/miniflare_http.mjs`, which does the same D1 and R2 work through
 //! Miniflare's bindings.
+//!
+//! A mixed run ([`mixed`]) checks what the server answered, not only the status: GET
+//! bodies against the bytes stored, point queries against their row, vector queries'
+//! matches against the stored vectors they name; and afterwards every acknowledged
+//! write ([`verify`]), which the 64-client test repeats after reopening the store.
+
+#![allow(dead_code)] // The bench command and the test each use part of it.
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use md5::Digest;
 
-use crate::r2::presign::{presign_url, Credentials, PresignRequest};
-use crate::vectorize::dataset::Dataset;
-use crate::vectorize::{IndexConfig, Metric, VectorizeVector};
-use crate::Store;
+use tristore::r2::presign::{presign_url, Credentials, PresignRequest};
+use tristore::vectorize::dataset::Dataset;
+use tristore::vectorize::{IndexConfig, Metric, VectorizeVector};
+use tristore::Store;
 
 /// One kind of request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +39,8 @@ pub enum Op {
     D1Insert,
     /// A 768-dimension topK-10 cosine query.
     VectorQuery,
+    /// An upsert of one 768-dimension vector under a new id.
+    VectorUpsert,
     /// GET of a 4 KiB object.
     S3Get4K,
     /// PUT of a 4 KiB object under a new key.
@@ -41,10 +53,11 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 8] = [
         Op::D1PointQuery,
         Op::D1Insert,
         Op::VectorQuery,
+        Op::VectorUpsert,
         Op::S3Get4K,
         Op::S3Put4K,
         Op::S3Get1M,
@@ -57,6 +70,7 @@ impl Op {
             Op::D1PointQuery => "D1 point query",
             Op::D1Insert => "D1 single-row insert",
             Op::VectorQuery => "Vectorize query (768-d, topK 10)",
+            Op::VectorUpsert => "Vectorize upsert (768-d, one vector)",
             Op::S3Get4K => "R2 GET 4 KiB",
             Op::S3Put4K => "R2 PUT 4 KiB",
             Op::S3Get1M => "R2 GET 1 MiB",
@@ -80,19 +94,49 @@ pub struct Request {
     pub body: std::sync::Arc<[u8]>,
     /// What the request stores, to look for after the run once it is acknowledged.
     pub writes: Option<Stored>,
+    /// What a successful answer must contain.
+    pub expect: Expect,
+}
+
+/// What a successful answer must contain besides a 2xx status.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// Nothing more.
+    Status,
+    /// Exactly these bytes (an S3 GET).
+    Bytes(Arc<[u8]>),
+    /// The row `(k, 'row-k')` of the bench table, alone.
+    Row(u64),
+    /// Ten matches of query `n` of the bench set, best first, each one's score that of
+    /// the query against the vector its id names (a prepared or an upserted one).
+    Matches(usize),
 }
 
 /// A write a request makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Stored {
-    /// A `kv` row with this value.
-    Row(String),
-    /// An object under this key with this ETag.
+    /// A `kv` row with this value, at this row id (from the answer's `last_row_id`).
+    Row {
+        /// The value inserted.
+        value: String,
+        /// Its row id.
+        rowid: i64,
+    },
+    /// An object under this key with this body.
     Object {
         /// The key.
         key: String,
+        /// The bytes PUT.
+        body: Arc<[u8]>,
         /// MD5 hex of the body.
         etag: String,
+    },
+    /// A vector upserted in the namespace [`UPSERT_NAMESPACE`] with these values.
+    Vector {
+        /// Its id.
+        id: String,
+        /// Its values.
+        values: Vec<f32>,
     },
 }
 
@@ -314,8 +358,37 @@ pub fn run(
 
 /// The bench names in tristore: database, index and bucket.
 pub const BENCH: &str = "bench";
+/// The namespace of the vectors a load upserts.
+pub const UPSERT_NAMESPACE: &str = "load";
 const ROWS: u64 = 10_000;
 const GET_OBJECTS: u64 = 64;
+const DIMS: usize = 768;
+const TOP_K: usize = 10;
+
+/// The values of the vector client `client` upserts on its `seq`-th turn: distinct
+/// for each (client, seq), in [-1, 1).
+pub fn upserted_values(client: usize, seq: u64) -> Vec<f32> {
+    let mut x = (client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq.wrapping_add(1);
+    (0..DIMS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
 
 /// tristore's emulator as a load target.
 pub struct Emulator {
@@ -324,6 +397,9 @@ pub struct Emulator {
     credentials: Credentials,
     database: String,
     queries: Vec<std::sync::Arc<[u8]>>,
+    /// The query vectors and the prepared vectors (`v{i}`), for checking matches.
+    query_vectors: Vec<f32>,
+    base: Vec<f32>,
     small: std::sync::Arc<[u8]>,
     large: std::sync::Arc<[u8]>,
     /// MD5 hex of `small` and of `large`, the ETags their PUTs must leave.
@@ -347,7 +423,7 @@ impl Emulator {
         s3: SocketAddr,
         credentials: Credentials,
         vectors: usize,
-    ) -> crate::Result<Emulator> {
+    ) -> tristore::Result<Emulator> {
         if store.d1().get(BENCH).is_err() {
             store.d1().create(BENCH)?;
         }
@@ -403,6 +479,8 @@ impl Emulator {
             credentials,
             database: store.d1().get(BENCH)?.uuid,
             queries,
+            query_vectors: data.queries,
+            base: data.base,
             small,
             large,
             etags,
@@ -431,6 +509,7 @@ impl Emulator {
             headers: Vec::new(),
             body: std::sync::Arc::from(&[][..]),
             writes: None,
+            expect: Expect::Status,
         }
     }
 
@@ -446,7 +525,140 @@ impl Emulator {
             headers: vec![("Content-Type", "application/json".into())],
             body: serde_json::to_vec(&body).expect("JSON").into(),
             writes: None,
+            expect: Expect::Status,
         }
+    }
+
+    fn vectorize(&self, action: &str, content_type: &str, body: Vec<u8>) -> Request {
+        Request {
+            addr: self.rest,
+            method: "POST",
+            target: format!("/client/v4/accounts/bench/vectorize/v2/indexes/{BENCH}/{action}"),
+            headers: vec![("Content-Type", content_type.into())],
+            body: body.into(),
+            writes: None,
+            expect: Expect::Status,
+        }
+    }
+
+    /// The vector an id names: `v{i}` prepared, `load-{client}-{seq}` upserted.
+    fn vector_of(&self, id: &str) -> Option<Vec<f32>> {
+        if let Some(i) = id.strip_prefix('v').and_then(|i| i.parse::<usize>().ok()) {
+            return self.base.get(i * DIMS..(i + 1) * DIMS).map(<[f32]>::to_vec);
+        }
+        let (client, seq) = id.strip_prefix("load-")?.split_once('-')?;
+        Some(upserted_values(client.parse().ok()?, seq.parse().ok()?))
+    }
+
+    /// Checks a successful answer against what `req` expects; returns the write it
+    /// acknowledged, if any, completed from the answer (a D1 insert's row id).
+    pub fn check(&self, req: &Request, resp: &Response) -> Result<Option<Stored>, String> {
+        let json = || -> Result<serde_json::Value, String> {
+            serde_json::from_slice(&resp.body)
+                .map_err(|e| format!("{} answered {e}: not JSON", req.target))
+        };
+        match &req.expect {
+            Expect::Status => {}
+            Expect::Bytes(want) => {
+                if resp.body[..] != want[..] {
+                    return Err(format!(
+                        "GET {} returned {} bytes that differ from the {} stored",
+                        req.target,
+                        resp.body.len(),
+                        want.len()
+                    ));
+                }
+            }
+            Expect::Row(k) => {
+                let body = json()?;
+                let rows = &body["result"][0]["results"];
+                let want = serde_json::json!([{"k": k, "v": format!("row-{k}")}]);
+                if *rows != want {
+                    return Err(format!("point query of {k} returned {rows}, not {want}"));
+                }
+            }
+            Expect::Matches(n) => {
+                let body = json()?;
+                let query = &self.query_vectors[n * DIMS..(n + 1) * DIMS];
+                let matches = body["result"]["matches"]
+                    .as_array()
+                    .ok_or_else(|| format!("query answered without matches: {body}"))?;
+                if matches.len() != TOP_K {
+                    return Err(format!("{} matches, not {TOP_K}", matches.len()));
+                }
+                let mut last = f64::INFINITY;
+                for m in matches {
+                    let (Some(id), Some(score)) = (m["id"].as_str(), m["score"].as_f64()) else {
+                        return Err(format!("a match without id or score: {m}"));
+                    };
+                    let stored = self
+                        .vector_of(id)
+                        .ok_or_else(|| format!("a match names no vector written: {id}"))?;
+                    let want = cosine(query, &stored);
+                    if (score - want).abs() > 1e-3 {
+                        return Err(format!("match {id} scores {score}, its vector {want}"));
+                    }
+                    if score > last + 1e-6 {
+                        return Err(format!("matches out of order at {id}: {matches:?}"));
+                    }
+                    last = score;
+                }
+            }
+        }
+        Ok(match &req.writes {
+            Some(Stored::Row { value, .. }) => {
+                let body = json()?;
+                let rowid = body["result"][0]["meta"]["last_row_id"]
+                    .as_i64()
+                    .ok_or_else(|| format!("an insert answered without last_row_id: {body}"))?;
+                Some(Stored::Row {
+                    value: value.clone(),
+                    rowid,
+                })
+            }
+            other => other.clone(),
+        })
+    }
+
+    /// Asks the server, for each acknowledged upsert, for the nearest vector to its
+    /// values in [`UPSERT_NAMESPACE`] (an exact scan while that namespace holds at most
+    /// 2,048 vectors): it must be that vector, values and all. Returns the problems.
+    pub fn query_back(&self, acknowledged: &[Stored]) -> Vec<String> {
+        let mut connection = Connection {
+            addr: self.rest,
+            stream: None,
+        };
+        let mut problems = Vec::new();
+        for write in acknowledged {
+            let Stored::Vector { id, values } = write else {
+                continue;
+            };
+            let body = serde_json::json!({
+                "vector": values,
+                "topK": 1,
+                "namespace": UPSERT_NAMESPACE,
+                "returnValues": true,
+            });
+            let req = self.vectorize("query", "application/json", body.to_string().into());
+            let answer = match connection.send(&req) {
+                Ok(r) if r.status == 200 => r,
+                Ok(r) => {
+                    problems.push(format!("query for {id}: status {}", r.status));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(format!("query for {id}: {e}"));
+                    continue;
+                }
+            };
+            let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+            let top = &json["result"]["matches"][0];
+            let got: Option<Vec<f32>> = serde_json::from_value(top["values"].clone()).ok();
+            if top["id"].as_str() != Some(id) || got.as_ref() != Some(values) {
+                problems.push(format!("query for {id} found {}", top["id"]));
+            }
+        }
+        problems
     }
 }
 
@@ -458,23 +670,52 @@ impl Target for Emulator {
     fn request(&self, op: Op, client: usize, seq: u64) -> Option<Request> {
         let spread = (client as u64).wrapping_mul(7919).wrapping_add(seq);
         Some(match op {
-            Op::D1PointQuery => self.d1("SELECT * FROM kv WHERE k = ?", (spread % ROWS + 1).into()),
+            Op::D1PointQuery => {
+                let k = spread % ROWS + 1;
+                let mut req = self.d1("SELECT * FROM kv WHERE k = ?", k.into());
+                req.expect = Expect::Row(k);
+                req
+            }
             Op::D1Insert => {
                 let value = format!("load-{client}-{seq}");
                 let mut req = self.d1("INSERT INTO kv (v) VALUES (?)", value.clone().into());
-                req.writes = Some(Stored::Row(value));
+                req.writes = Some(Stored::Row { value, rowid: 0 });
                 req
             }
-            Op::VectorQuery => Request {
-                addr: self.rest,
-                method: "POST",
-                target: format!("/client/v4/accounts/bench/vectorize/v2/indexes/{BENCH}/query"),
-                headers: vec![("Content-Type", "application/json".into())],
-                body: self.queries[spread as usize % self.queries.len()].clone(),
-                writes: None,
-            },
-            Op::S3Get4K => self.presigned("GET", &format!("get-4k/{}", spread % GET_OBJECTS)),
-            Op::S3Get1M => self.presigned("GET", &format!("get-1m/{}", spread % GET_OBJECTS)),
+            Op::VectorQuery => {
+                let n = spread as usize % self.queries.len();
+                let mut req = self.vectorize("query", "application/json", Vec::new());
+                req.body = self.queries[n].clone();
+                req.expect = Expect::Matches(n);
+                req
+            }
+            Op::VectorUpsert => {
+                let id = format!("load-{client}-{seq}");
+                let values = upserted_values(client, seq);
+                let line = serde_json::json!({
+                    "id": id,
+                    "values": values,
+                    "namespace": UPSERT_NAMESPACE,
+                    "metadata": {"client": client, "seq": seq},
+                });
+                let mut req = self.vectorize(
+                    "upsert",
+                    "application/x-ndjson",
+                    format!("{line}\n").into_bytes(),
+                );
+                req.writes = Some(Stored::Vector { id, values });
+                req
+            }
+            Op::S3Get4K => {
+                let mut req = self.presigned("GET", &format!("get-4k/{}", spread % GET_OBJECTS));
+                req.expect = Expect::Bytes(self.small.clone());
+                req
+            }
+            Op::S3Get1M => {
+                let mut req = self.presigned("GET", &format!("get-1m/{}", spread % GET_OBJECTS));
+                req.expect = Expect::Bytes(self.large.clone());
+                req
+            }
             Op::S3Put4K | Op::S3Put1M => {
                 let (size, data, etag) = match op {
                     Op::S3Put4K => ("4k", &self.small, &self.etags[0]),
@@ -485,6 +726,7 @@ impl Target for Emulator {
                 req.body = data.clone();
                 req.writes = Some(Stored::Object {
                     key,
+                    body: data.clone(),
                     etag: etag.clone(),
                 });
                 req
@@ -512,6 +754,7 @@ impl MiniflareWorker {
             headers: Vec::new(),
             body: std::sync::Arc::from(&[][..]),
             writes: None,
+            expect: Expect::Status,
         };
         let r = c.send(&setup)?;
         if r.status != 200 {
@@ -539,7 +782,7 @@ impl Target for MiniflareWorker {
         let (method, target, body) = match op {
             Op::D1PointQuery => ("GET", format!("/d1/point?k={}", spread % ROWS + 1), None),
             Op::D1Insert => ("POST", format!("/d1/insert?v=load-{client}-{seq}"), None),
-            Op::VectorQuery => return None,
+            Op::VectorQuery | Op::VectorUpsert => return None,
             Op::S3Get4K => ("GET", format!("/r2/get-4k/{}", spread % GET_OBJECTS), None),
             Op::S3Get1M => ("GET", format!("/r2/get-1m/{}", spread % GET_OBJECTS), None),
             Op::S3Put4K => (
@@ -562,6 +805,7 @@ impl Target for MiniflareWorker {
                 .cloned()
                 .unwrap_or_else(|| std::sync::Arc::from(&[][..])),
             writes: None,
+            expect: Expect::Status,
         })
     }
 }
@@ -571,60 +815,143 @@ impl Target for MiniflareWorker {
 pub struct MixedReport {
     /// The run.
     pub outcome: Outcome,
-    /// D1 inserts answered 200.
-    pub inserts: usize,
-    /// Of those, rows not found afterwards.
-    pub lost_inserts: usize,
-    /// S3 PUTs answered 200.
-    pub puts: usize,
-    /// Of those, objects missing or with another ETag afterwards.
-    pub lost_puts: usize,
+    /// Reads (GETs, point and vector queries) whose answer was compared with what is
+    /// stored.
+    pub reads_checked: usize,
+    /// Answers that were 2xx but wrong (a few of them; `wrong_answers` counts all).
+    pub first_wrong: Vec<String>,
+    /// How many answers were wrong.
+    pub wrong_answers: usize,
+    /// Every write acknowledged (D1 inserts, S3 PUTs, vector upserts).
+    pub acknowledged: Vec<Stored>,
+    /// Acknowledged writes not found as written afterwards, read from the store directly.
+    pub lost: Vec<String>,
 }
 
-/// Every operation interleaved across `clients`, then every acknowledged write looked
-/// up in `store` directly.
+impl MixedReport {
+    /// How many acknowledged writes of each kind: (inserts, puts, upserts).
+    pub fn writes(&self) -> (usize, usize, usize) {
+        let count = |f: fn(&Stored) -> bool| self.acknowledged.iter().filter(|w| f(w)).count();
+        (
+            count(|w| matches!(w, Stored::Row { .. })),
+            count(|w| matches!(w, Stored::Object { .. })),
+            count(|w| matches!(w, Stored::Vector { .. })),
+        )
+    }
+}
+
+/// Every operation interleaved across `clients`, each answer checked against what it
+/// must contain, then every acknowledged write looked up in `store` directly.
 pub fn mixed(
     store: &Store,
     target: &Emulator,
     clients: usize,
     duration: Duration,
-) -> crate::Result<MixedReport> {
-    let acknowledged = Mutex::new(Vec::new());
-    let outcome = run(target, &Op::ALL, clients, duration, &|req, _| {
-        if let Some(w) = &req.writes {
-            acknowledged
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(w.clone());
+) -> tristore::Result<MixedReport> {
+    struct Seen {
+        acknowledged: Vec<Stored>,
+        reads: usize,
+        wrong: usize,
+        first_wrong: Vec<String>,
+    }
+    let seen = Mutex::new(Seen {
+        acknowledged: Vec::new(),
+        reads: 0,
+        wrong: 0,
+        first_wrong: Vec::new(),
+    });
+    let outcome = run(target, &Op::ALL, clients, duration, &|req, resp| {
+        let checked = target.check(req, resp);
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.reads += usize::from(!matches!(req.expect, Expect::Status));
+        match checked {
+            Ok(Some(write)) => seen.acknowledged.push(write),
+            Ok(None) => {}
+            Err(e) => {
+                seen.wrong += 1;
+                if seen.first_wrong.len() < 5 {
+                    seen.first_wrong.push(e);
+                }
+            }
         }
     });
-    let acknowledged = acknowledged.into_inner().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+    let lost = verify(store, &seen.acknowledged)?;
+    Ok(MixedReport {
+        outcome,
+        reads_checked: seen.reads,
+        first_wrong: seen.first_wrong,
+        wrong_answers: seen.wrong,
+        acknowledged: seen.acknowledged,
+        lost,
+    })
+}
+
+/// Looks up every acknowledged write in `store` (the one served, or the same data
+/// directory reopened): each row at its row id with its value and no other load row,
+/// each object's bytes and ETag, each vector's values and namespace. Returns what is
+/// missing or different.
+pub fn verify(store: &Store, acknowledged: &[Stored]) -> tristore::Result<Vec<String>> {
+    let mut lost = Vec::new();
     let db = store.d1().database(BENCH)?;
-    let stored: HashSet<String> = db
-        .prepare("SELECT v FROM kv WHERE v LIKE 'load-%'")
-        .raw(false)?
-        .into_iter()
-        .filter_map(|row| row.first().and_then(|v| v.as_str()).map(str::to_owned))
-        .collect();
+    let row = db.prepare("SELECT v FROM kv WHERE k = ?");
     let bucket = store.r2().bucket(BENCH)?;
-    let (mut inserts, mut lost_inserts, mut puts, mut lost_puts) = (0, 0, 0, 0);
-    for write in &acknowledged {
+    let index = store.vectorize().index(BENCH)?;
+    let mut rows = HashSet::new();
+    for write in acknowledged {
         match write {
-            Stored::Row(value) => {
-                inserts += 1;
-                lost_inserts += usize::from(!stored.contains(value));
+            Stored::Row { value, rowid } => {
+                rows.insert(value.as_str());
+                let got = row.bind([*rowid]).first_column("v")?;
+                if got.as_ref().and_then(|v| v.as_str()) != Some(value.as_str()) {
+                    lost.push(format!(
+                        "row {rowid}: {value:?} acknowledged, {got:?} stored"
+                    ));
+                }
             }
-            Stored::Object { key, etag } => {
-                puts += 1;
-                lost_puts += usize::from(bucket.head(key)?.is_none_or(|o| o.etag != *etag));
+            Stored::Object { key, body, etag } => match bucket.get(key, &Default::default())? {
+                Some(o) => {
+                    let tag = o.object.etag.clone();
+                    let same = o.bytes().is_ok_and(|b| b[..] == body[..]);
+                    if !same || tag != *etag {
+                        lost.push(format!("object {key}: other bytes (ETag {tag})"));
+                    }
+                }
+                None => lost.push(format!("object {key}: missing")),
+            },
+            Stored::Vector { id, values } => {
+                let got = index.get_by_ids(&[id])?;
+                match got.first() {
+                    Some(v)
+                        if v.values == *values
+                            && v.namespace.as_deref() == Some(UPSERT_NAMESPACE) => {}
+                    Some(_) => lost.push(format!("vector {id}: other values or namespace")),
+                    None => lost.push(format!("vector {id}: missing")),
+                }
             }
         }
     }
-    Ok(MixedReport {
-        outcome,
-        inserts,
-        lost_inserts,
-        puts,
-        lost_puts,
-    })
+    // No load row besides the acknowledged ones (with no failed request, none other
+    // was sent), and none twice. Row ids only grow, so the run's rows are those from
+    // its first acknowledged one on; earlier load rows (`tristore bench http` runs each
+    // operation alone first) are not counted.
+    let rowids = acknowledged.iter().filter_map(|w| match w {
+        Stored::Row { rowid, .. } => Some(*rowid),
+        _ => None,
+    });
+    if let Some(first) = rowids.min() {
+        let stored = db
+            .prepare("SELECT count(*) AS n FROM kv WHERE k >= ? AND v LIKE 'load-%'")
+            .bind([first])
+            .first_column("n")?
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0) as usize;
+        if stored != rows.len() {
+            lost.push(format!(
+                "{stored} load rows stored from row {first} on, {} acknowledged",
+                rows.len()
+            ));
+        }
+    }
+    Ok(lost)
 }
