@@ -206,6 +206,11 @@ impl<R: BufRead> ChunkedReader<R> {
                 }
                 break;
             }
+            if self.variant == Variant::Signed {
+                // STREAMING-AWS4-HMAC-SHA256-PAYLOAD has no trailer, and nothing would
+                // sign one: lines after its final chunk are not ignored but refused.
+                return Err(malformed("a trailer after a body framed without one"));
+            }
             let (name, value) = line
                 .split_once(':')
                 .ok_or_else(|| malformed("a trailer line lacks ':'"))?;
@@ -442,8 +447,12 @@ mod tests {
         let wrong_final = String::from_utf8(body.clone())
             .unwrap()
             .replace(AWS_FINAL, &AWS_FINAL.replace('b', "c"));
-        let e = read_all(wrong_final.as_bytes(), Variant::Signed, verified).unwrap_err();
+        let e = read_all(wrong_final.as_bytes(), Variant::Signed, verified.clone()).unwrap_err();
         assert_eq!(s3_code(&e), "SignatureDoesNotMatch");
+        // Trailer lines nothing signs, after a body framed without a trailer.
+        let appended = aws_example_body("x-amz-checksum-crc32:AAAAAA==\r\n\r\n");
+        let e = read_all(&appended, Variant::Signed, verified).unwrap_err();
+        assert_eq!(s3_code(&e), "IncompleteBody");
     }
 
     #[test]
