@@ -636,6 +636,40 @@ fn presigned_urls_work_with_a_plain_http_client() {
                         xml.contains("<CanonicalRequest>GET\n/vault/user-1/other.pdf"),
                         "{xml}"
                     );
+                    // StringToSign is the one SigV4 builds from that canonical request:
+                    // algorithm, the URL's X-Amz-Date, its credential scope, and the
+                    // SHA-256 of the canonical request.
+                    let element = |name: &str| {
+                        let open = format!("<{name}>");
+                        let start = xml.find(&open).unwrap_or_else(|| panic!("{name}: {xml}"));
+                        let rest = &xml[start + open.len()..];
+                        rest[..rest.find(&format!("</{name}>")).unwrap()]
+                            .replace("&lt;", "<")
+                            .replace("&gt;", ">")
+                            .replace("&quot;", "\"")
+                            .replace("&apos;", "'")
+                            .replace("&amp;", "&")
+                    };
+                    let param = |name: &str| {
+                        let raw = tampered
+                            .split(['?', '&'])
+                            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                            .unwrap();
+                        percent_encoding::percent_decode_str(raw)
+                            .decode_utf8()
+                            .unwrap()
+                            .into_owned()
+                    };
+                    let credential = param("X-Amz-Credential");
+                    let scope = credential.split_once('/').unwrap().1;
+                    use sha2::Digest;
+                    let canonical = element("CanonicalRequest");
+                    let expected = format!(
+                        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
+                        param("X-Amz-Date"),
+                        hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+                    );
+                    assert_eq!(element("StringToSign"), expected, "{xml}");
                 }
                 other => panic!("expected 403, got {other:?}"),
             }

@@ -309,7 +309,10 @@ mod tests {
             ["0001_flat.sql", "migration.sql"],
             "the default `*.sql`: files only, not the directory named 4_dir.sql"
         );
-        assert_eq!(names(Some("*/*/migration.sql")), ["3_x/deeper/migration.sql"]);
+        assert_eq!(
+            names(Some("*/*/migration.sql")),
+            ["3_x/deeper/migration.sql"]
+        );
         let loaded = load_dir(dir.path(), Some("2_init/notes.sql")).unwrap();
         assert_eq!(loaded[0].sql, "-- 2_init/notes.sql");
         assert!(names(Some("nothing-*")).is_empty());
