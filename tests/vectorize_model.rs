@@ -218,6 +218,7 @@ proptest! {
         }
         let ids: Vec<String> = model.keys().map(|i| format!("v{i}")).collect();
         let stored = idx.get_by_ids(&ids).unwrap();
+        prop_assert_eq!(stored.len(), model.len());
         for (v, (id, it)) in stored.iter().zip(&model) {
             prop_assert_eq!(v, &to_vector(*id, it));
         }
