@@ -394,8 +394,8 @@ mod tests {
         r.read_to_end(&mut out).map(|_| out)
     }
 
-    fn s3_code(e: &io::Error) -> &str {
-        &e.get_ref()
+    fn s3_code(e: &io::Error) -> &'static str {
+        e.get_ref()
             .and_then(|e| e.downcast_ref::<S3Error>())
             .unwrap_or_else(|| panic!("not an S3 error: {e:?}"))
             .code
