@@ -76,7 +76,11 @@ fn signed_body(
     body
 }
 
-fuzz_target!(|input: (&[u8], &[u8], u16, bool, &str, Vec<(u32, u8)>)| {
+/// Arbitrary bytes, the payload to sign, the chunk size, whether to add a signed
+/// trailer, the trailer's value, and single-byte changes (position, xor) to try.
+type Input<'a> = (&'a [u8], &'a [u8], u16, bool, &'a str, Vec<(u32, u8)>);
+
+fuzz_target!(|input: Input<'_>| {
     let (data, payload, chunk, with_trailer, trailer_value, mutations) = input;
     let verified = Verified {
         access_key_id: "k".into(),
