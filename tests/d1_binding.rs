@@ -94,6 +94,17 @@ fn raw_keeps_duplicates_and_header_even_without_rows() {
 #[test]
 fn meta_changes_count_trigger_changes_and_last_row_id_survives_non_inserts() {
     let (_d, db) = db();
+    // `size_after` is the database's page_count × page_size, read here through a second
+    // SQLite connection to the same file (WAL included).
+    let other = rusqlite::Connection::open(_d.path().join("test.sqlite")).unwrap();
+    let size = || -> u64 {
+        let pragma = |name: &str| -> u64 {
+            other
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        pragma("page_count") * pragma("page_size")
+    };
     db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)\nCREATE TABLE log (msg TEXT)\nCREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO log VALUES ('x'); END")
         .unwrap();
     let ins = db
@@ -109,7 +120,19 @@ fn meta_changes_count_trigger_changes_and_last_row_id_survives_non_inserts() {
     let read = db.prepare("SELECT * FROM t").all().unwrap();
     assert_eq!(read.meta.last_row_id, 1);
     assert!(!read.meta.changed_db);
+    assert_eq!(ddl.meta.size_after, size());
     assert_eq!(read.meta.size_after, ddl.meta.size_after);
+    // A write that adds pages grows it by whole pages, as the file does.
+    let page = db.prepare("PRAGMA page_size").first().unwrap().unwrap();
+    let page = json!(page)["page_size"].as_u64().unwrap();
+    let big = db
+        .prepare("INSERT INTO other (x) VALUES (?)")
+        .bind(["y".repeat(20_000)])
+        .run()
+        .unwrap();
+    assert_eq!(big.meta.size_after, size());
+    assert!(big.meta.size_after >= ddl.meta.size_after + 4 * page);
+    assert_eq!(big.meta.size_after % page, 0);
     assert_eq!(read.meta.served_by, "tristore.db");
     assert_eq!(read.meta.timings.sql_duration_ms, read.meta.duration);
 }
@@ -215,11 +238,30 @@ fn batch_is_one_transaction() {
 #[test]
 fn exec_splits_lines_and_reports_the_failing_line() {
     let (_d, db) = db();
+    let started = std::time::Instant::now();
     let r = db
         .exec("CREATE TABLE t (x);\nINSERT INTO t VALUES (1);\nINSERT INTO t VALUES (2);")
         .unwrap();
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(r.count, 3);
-    assert!(r.duration >= 0.0);
+    // The statements' time in milliseconds: some, and no more than the call took.
+    assert!(
+        r.duration > 0.0 && r.duration <= wall,
+        "{} of {wall} ms",
+        r.duration
+    );
+    // A statement that takes a while: the duration is its time, not seconds or µs.
+    let started = std::time::Instant::now();
+    let slow = db
+        .exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 400000) SELECT sum(i) FROM c")
+        .unwrap();
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    assert!(wall > 5.0, "the query was meant to take a while: {wall} ms");
+    assert!(
+        slow.duration <= wall && slow.duration >= wall / 2.0,
+        "{} of {wall} ms",
+        slow.duration
+    );
     let e = err(db.exec("INSERT INTO t VALUES (3);\nINSERT INTO nope VALUES (1);"));
     assert_eq!(e, "D1_EXEC_ERROR: Error in line 2: INSERT INTO nope VALUES (1);: no such table: nope: SQLITE_ERROR");
     assert_eq!(

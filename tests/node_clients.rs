@@ -16,8 +16,45 @@ const PACKAGES: [&str; 2] = [
     "@aws-sdk/s3-request-presigner@3.1169.0",
 ];
 
+/// The server's `tristore::s3::body` debug events (PutObject's framing), collected here.
+static SERVER_LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct ServerLog;
+
+impl std::io::Write for ServerLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        SERVER_LOG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The framing and checksum the server logged for each PutObject of `bucket`/`key`.
+fn framings_received(bucket: &str, key: &str) -> Vec<String> {
+    let log = SERVER_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let needle = format!("bucket={bucket:?} key={key:?} framing=");
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter_map(|line| line.split_once(&needle).map(|(_, rest)| rest.to_owned()))
+        .collect()
+}
+
 #[test]
 fn aws_sdk_for_javascript_streams_unsigned_trailers() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "tristore::s3::body=debug",
+        ))
+        .with_writer(|| ServerLog)
+        .with_ansi(false)
+        .try_init()
+        .expect("the only tracing subscriber in this test binary");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-clients");
     let marker = dir.join(format!(
         "installed-{}",
@@ -63,6 +100,16 @@ fn aws_sdk_for_javascript_streams_unsigned_trailers() {
     assert!(
         out.status.success() && report.contains("OK"),
         "the JS SDK suite failed:\n{report}"
+    );
+    // What the server received: the stream aws-chunked with an unsigned CRC32 trailer,
+    // the short string plain with its CRC32 in a header.
+    assert_eq!(
+        framings_received("js-sdk", "stream.txt"),
+        ["STREAMING-UNSIGNED-PAYLOAD-TRAILER checksum=Some(Crc32)"]
+    );
+    assert_eq!(
+        framings_received("js-sdk", "small.txt"),
+        ["plain checksum=Some(Crc32)"]
     );
     server.shutdown().unwrap();
 }

@@ -114,17 +114,48 @@ fn api_token_is_enforced_when_set() {
         },
     )
     .unwrap();
-    let status = |auth: &str| {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
-        let request = format!("GET /client/v4/accounts/a/d1/database HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}\r\n");
-        conn.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        conn.read_to_string(&mut response).unwrap();
-        response[9..12].to_owned()
+    // The status and the v4 envelope's first error code and message.
+    let answer = |auth: Option<&str>| -> (u16, serde_json::Value) {
+        let url = format!("http://{}/client/v4/accounts/a/d1/database", server.addr);
+        let mut request = ureq::get(&url);
+        if let Some(auth) = auth {
+            request = request.set("Authorization", auth);
+        }
+        let response = match request.call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        (response.status(), response.into_json().unwrap())
     };
-    assert_eq!(status(""), "400");
-    assert_eq!(status("Authorization: Bearer wrong\r\n"), "403");
-    assert_eq!(status("Authorization: Bearer secret\r\n"), "200");
+    let refused = |auth: Option<&str>| {
+        let (status, body) = answer(auth);
+        assert_eq!(body["success"], false, "{auth:?}: {body}");
+        let error = &body["errors"][0];
+        (
+            status,
+            error["code"].as_u64().unwrap(),
+            error["message"].as_str().unwrap().to_owned(),
+        )
+    };
+    let missing = (
+        400,
+        9106,
+        "Missing X-Auth-Key, X-Auth-Email or Authorization headers".to_owned(),
+    );
+    assert_eq!(refused(None), missing);
+    assert_eq!(
+        refused(Some("Basic c2VjcmV0")),
+        missing,
+        "not a bearer token"
+    );
+    let wrong = (403, 10000, "Authentication error".to_owned());
+    assert_eq!(refused(Some("Bearer wrong")), wrong);
+    assert_eq!(refused(Some("Bearer secretx")), wrong);
+    let (status, body) = answer(Some("Bearer secret"));
+    assert_eq!(
+        (status, &body["success"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
     server.shutdown().unwrap();
 }

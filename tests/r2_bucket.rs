@@ -13,6 +13,17 @@ fn bucket() -> (tempfile::TempDir, Store, R2Bucket) {
     (dir, store, b)
 }
 
+/// Files under `dir`, recursively (0 when it does not exist).
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { count_files(&p) } else { 1 })
+        .sum()
+}
+
 fn put(b: &R2Bucket, key: &str, body: &[u8]) -> R2Object {
     b.put(key, body, &R2PutOptions::default()).unwrap().unwrap()
 }
@@ -194,10 +205,39 @@ fn supplied_checksums_are_verified_and_kept() {
     );
     let e = b.put("c.bin", [1u8, 2, 4], &opts).unwrap_err();
     assert_eq!(e.kind, R2ErrorKind::BadDigest);
+    assert_eq!(e.kind.code(), 10037);
+    assert_eq!(
+        e.message,
+        format!(
+            "The SHA-256 checksum you specified did not match what we received.\n\
+             You provided a SHA-256 checksum with value: {sha}\n\
+             Actual SHA-256 was: d4b29a968c40173638ded8d174c86957afa211be479cee020dba5dfe127d91ca"
+        )
+    );
     assert!(
         b.head("c.bin").unwrap().is_none(),
         "nothing stored on a mismatch"
     );
+    // Nor over an existing object: it keeps its body. The bytes received were already
+    // placed as a blob when the digest was compared; nothing references it, and the next
+    // collection removes it.
+    let files = |sub: &str| count_files(&_d.path().join(sub));
+    let (blobs, tmp) = (files("r2/blobs"), files("r2/tmp"));
+    let e = b.put("b.bin", [9u8, 9, 9], &opts).unwrap_err();
+    assert_eq!(e.kind, R2ErrorKind::BadDigest);
+    let kept = b.get("b.bin", &Default::default()).unwrap().unwrap();
+    assert_eq!(kept.object.checksums.sha256.as_deref(), Some(sha));
+    assert_eq!(kept.bytes().unwrap(), [1u8, 2, 3]);
+    assert_eq!((files("r2/blobs"), files("r2/tmp")), (blobs + 1, tmp));
+    // Both refused bodies' blobs go; b.bin's (shared with nothing else yet) stays.
+    let report = _s.r2().gc(std::time::Duration::ZERO).unwrap();
+    assert_eq!(
+        (report.deleted_blobs, report.live_blobs),
+        (2, 1),
+        "{report:?}"
+    );
+    assert_eq!(files("r2/blobs"), 1);
+    assert!(_s.r2().fsck().unwrap().is_empty());
     let md5 = R2PutOptions {
         checksum: Some(
             ExpectedChecksum::from_hex("md5", "5289df737df57326fcdd22597afb1fac").unwrap(),
@@ -312,12 +352,29 @@ fn list_with_prefix_delimiter_cursor_and_start_after() {
         .unwrap();
     assert_eq!(keys(&after), vec!["c", "d/x/1", "d/y/2", "é"]);
     assert_eq!(after.objects[0].custom_metadata, Some(vec![]));
-    assert!(b
+    // A cursor tristore did not make, or one altered, is InvalidArgument, and the message
+    // says what to do.
+    let page = b
         .list(&R2ListOptions {
-            cursor: Some("not a cursor".into()),
+            limit: Some(1),
             ..Default::default()
         })
-        .is_err());
+        .unwrap();
+    let mut altered = page.cursor.clone().unwrap();
+    altered.push('!');
+    for cursor in ["not a cursor".to_owned(), altered, String::new()] {
+        let e = b
+            .list(&R2ListOptions {
+                cursor: Some(cursor.clone()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, R2ErrorKind::InvalidArgument, "{cursor:?}");
+        assert_eq!(
+            e.message, "Invalid cursor: pass back the cursor of the previous page unchanged",
+            "{cursor:?}"
+        );
+    }
 }
 
 #[test]
@@ -336,7 +393,21 @@ fn delete_one_or_many_and_strong_consistency() {
         .is_empty());
     let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
     let refs: Vec<&str> = too_many.iter().map(String::as_str).collect();
-    assert!(b.delete(&refs).is_err());
+    put(&b, "kept", b"x");
+    let mut refs = refs;
+    refs.push("kept");
+    let e = b.delete(&refs).unwrap_err();
+    assert_eq!(e.kind, R2ErrorKind::InvalidArgument);
+    assert_eq!(e.message, "You can delete at most 1000 keys per call");
+    assert!(
+        b.head("kept").unwrap().is_some(),
+        "a refused delete deletes nothing"
+    );
+    // Exactly 1,000 is allowed.
+    refs.truncate(999);
+    refs.push("kept");
+    b.delete(&refs).unwrap();
+    assert!(b.head("kept").unwrap().is_none());
 }
 
 #[test]

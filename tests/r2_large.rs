@@ -52,6 +52,15 @@ impl Read for Pattern {
     }
 }
 
+/// The `length` bytes of the pattern at `offset`, computed without the bytes before.
+fn pattern_at(offset: u64, length: u64) -> Vec<u8> {
+    let mut pattern = Pattern::new(length);
+    pattern.position = offset;
+    let mut out = vec![0u8; length as usize];
+    pattern.read_exact(&mut out).unwrap();
+    out
+}
+
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -109,7 +118,29 @@ fn two_gib_streaming_put_and_get_with_bounded_memory() {
         .unwrap()
         .unwrap();
     assert_eq!(tail.object.range.unwrap().offset, SIZE - 16);
-    assert_eq!(tail.bytes().unwrap().len(), 16);
+    assert_eq!(tail.bytes().unwrap(), pattern_at(SIZE - 16, 16));
+    // And one across a block boundary in the middle, so the next block's stamp is in it.
+    let middle = SIZE / 2 - 8;
+    let across = bucket
+        .get(
+            "two-gib",
+            &R2GetOptions {
+                range: Some(R2Range::Offset {
+                    offset: middle,
+                    length: Some(32),
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    let expected = pattern_at(middle, 32);
+    assert_eq!(
+        expected[8..16],
+        (SIZE / 2 / BLOCK as u64).to_le_bytes(),
+        "the stamp"
+    );
+    assert_eq!(across.bytes().unwrap(), expected);
 
     let grown_kib = peak_rss_kib().saturating_sub(before);
     assert!(

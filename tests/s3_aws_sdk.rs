@@ -144,12 +144,60 @@ fn refused(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
     }
 }
 
+/// The debug events of the server's S3 layer, collected from every test in this binary
+/// (the server logs `PutObject body bucket=… key=… framing=…` for each PutObject).
+static SERVER_LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct ServerLog;
+
+impl std::io::Write for ServerLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        SERVER_LOG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts collecting the server's `tristore::s3::body` debug events (once per process).
+fn capture_server_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "tristore::s3::body=debug",
+            ))
+            .with_writer(|| ServerLog)
+            .with_ansi(false)
+            .try_init()
+            .expect("no other tracing subscriber in this test binary");
+    });
+}
+
+/// The framing (`plain` or the `STREAMING-…` payload hash) of each PutObject the server
+/// received for `bucket`/`key` so far, in order, with the trailer checksum it announced.
+fn framings_received(bucket: &str, key: &str) -> Vec<String> {
+    let log = SERVER_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let needle = format!("bucket={bucket:?} key={key:?} ");
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter_map(|line| line.split_once(&needle).map(|(_, rest)| rest.to_owned()))
+        .map(|rest| rest.strip_prefix("framing=").unwrap_or(&rest).to_owned())
+        .collect()
+}
+
 fn presigning() -> PresigningConfig {
     PresigningConfig::expires_in(Duration::from_secs(600)).unwrap()
 }
 
 #[test]
 fn objects_round_trip_with_default_checksums() {
+    capture_server_log();
     let emu = Emulator::start();
     runtime().block_on(async {
         let s3 = emu.client();
@@ -169,6 +217,11 @@ fn objects_round_trip_with_default_checksums() {
             .await
             .unwrap();
         assert_eq!(put.e_tag(), Some("\"3e25960a79dbc69b674cd4ec67a72c62\""));
+        // An in-memory body goes out plain, its CRC32 in a header.
+        assert_eq!(
+            framings_received("docs", "user-1/doc 1/a+b.txt"),
+            ["plain checksum=Some(Crc32)"],
+        );
         assert_eq!(
             put.checksum_crc32(),
             Some("i9aeUg=="),
@@ -212,7 +265,9 @@ fn objects_round_trip_with_default_checksums() {
             b"world"
         );
 
-        // A streamed body from a file goes out aws-chunked with a CRC32 trailer.
+        // A streamed body from a file goes out aws-chunked with a CRC32 trailer: over plain
+        // HTTP the SDK signs each chunk and the trailer, so the signed-chunk and
+        // signed-trailer checks run on a real SDK's body here.
         let file = tempfile::NamedTempFile::new().unwrap();
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(file.path(), &big).unwrap();
@@ -224,6 +279,11 @@ fn objects_round_trip_with_default_checksums() {
             .await
             .unwrap();
         assert_eq!(read(&s3, "docs", "user-1/big.bin").await, big);
+        assert_eq!(
+            framings_received("docs", "user-1/big.bin"),
+            ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER checksum=Some(Crc32)"],
+            "the server decoded the file upload as signed aws-chunked with a CRC32 trailer"
+        );
 
         s3.copy_object()
             .bucket("docs")
@@ -576,6 +636,40 @@ fn presigned_urls_work_with_a_plain_http_client() {
                         xml.contains("<CanonicalRequest>GET\n/vault/user-1/other.pdf"),
                         "{xml}"
                     );
+                    // StringToSign is the one SigV4 builds from that canonical request:
+                    // algorithm, the URL's X-Amz-Date, its credential scope, and the
+                    // SHA-256 of the canonical request.
+                    let element = |name: &str| {
+                        let open = format!("<{name}>");
+                        let start = xml.find(&open).unwrap_or_else(|| panic!("{name}: {xml}"));
+                        let rest = &xml[start + open.len()..];
+                        rest[..rest.find(&format!("</{name}>")).unwrap()]
+                            .replace("&lt;", "<")
+                            .replace("&gt;", ">")
+                            .replace("&quot;", "\"")
+                            .replace("&apos;", "'")
+                            .replace("&amp;", "&")
+                    };
+                    let param = |name: &str| {
+                        let raw = tampered
+                            .split(['?', '&'])
+                            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                            .unwrap();
+                        percent_encoding::percent_decode_str(raw)
+                            .decode_utf8()
+                            .unwrap()
+                            .into_owned()
+                    };
+                    let credential = param("X-Amz-Credential");
+                    let scope = credential.split_once('/').unwrap().1;
+                    use sha2::Digest;
+                    let canonical = element("CanonicalRequest");
+                    let expected = format!(
+                        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
+                        param("X-Amz-Date"),
+                        hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+                    );
+                    assert_eq!(element("StringToSign"), expected, "{xml}");
                 }
                 other => panic!("expected 403, got {other:?}"),
             }
@@ -839,6 +933,7 @@ fn only_r2_regions_and_one_authentication_mechanism_are_accepted() {
 /// request cannot be replayed with another body.
 #[test]
 fn a_signed_payload_hash_holds_whatever_the_content_encoding_says() {
+    capture_server_log();
     // The SDK signs Content-Length, so the replayed body keeps the signed one's length.
     const SIGNED: &[u8] = b"the body the client signed.";
     const EVIL: &[u8] = b"ATTACKER CONTENT";
@@ -890,6 +985,11 @@ fn a_signed_payload_hash_holds_whatever_the_content_encoding_says() {
             .await
             .unwrap_err();
         assert!(nothing.as_service_error().unwrap().is_no_such_key());
+        assert_eq!(
+            framings_received("integrity", "doc.txt"),
+            ["plain checksum=None"],
+            "the server kept the plain framing the signed hash chose"
+        );
     });
 }
 
@@ -898,6 +998,7 @@ fn a_signed_payload_hash_holds_whatever_the_content_encoding_says() {
 /// encoding.
 #[test]
 fn aws_chunked_on_a_plain_body_is_only_a_label() {
+    capture_server_log();
     let emu = Emulator::start();
     runtime().block_on(async {
         let s3 = emu.client();
@@ -921,6 +1022,11 @@ fn aws_chunked_on_a_plain_body_is_only_a_label() {
             assert_eq!(head.content_encoding(), stored, "sent {sent:?}");
             assert_eq!(read(&s3, "integrity", "plain.txt").await, b"a plain body");
         }
+        assert_eq!(
+            framings_received("integrity", "plain.txt"),
+            ["plain checksum=Some(Crc32)"; 2],
+            "the label did not make the server decode aws-chunked"
+        );
     });
 }
 

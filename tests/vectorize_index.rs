@@ -91,6 +91,29 @@ fn insert_keeps_the_first_write_upsert_replaces_whole() {
     assert!(idx.get_by_ids(&["b"]).unwrap().is_empty());
 }
 
+/// `getByIds` answers in the order of the request, each id once, missing ids left out,
+/// whatever the insertion order (and the store's id order) is.
+#[test]
+fn get_by_ids_answers_in_request_order_each_id_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, idx) = index(dir.path(), 2, Metric::Euclidean);
+    idx.insert(&[
+        v("m", &[1.0, 0.0]),
+        v("b", &[2.0, 0.0]),
+        v("z", &[3.0, 0.0]),
+        v("a", &[4.0, 0.0]),
+    ])
+    .unwrap();
+    let got = idx
+        .get_by_ids(&["z", "a", "missing", "m", "z", "b", "a"])
+        .unwrap();
+    let got: Vec<(&str, f32)> = got.iter().map(|v| (v.id.as_str(), v.values[0])).collect();
+    assert_eq!(got, [("z", 3.0), ("a", 4.0), ("m", 1.0), ("b", 2.0)]);
+    let reversed = idx.get_by_ids(&["b", "m"]).unwrap();
+    let reversed: Vec<&str> = reversed.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(reversed, ["b", "m"]);
+}
+
 #[test]
 fn values_come_back_as_float32_widened() {
     let dir = tempfile::tempdir().unwrap();

@@ -267,6 +267,57 @@ mod tests {
         );
     }
 
+    /// `migrations_pattern` as `load_dir` applies it: `*` within one path segment,
+    /// segments matched level by level, files only at the last, wrangler's order.
+    #[test]
+    fn load_dir_applies_a_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("-- {rel}")).unwrap();
+        };
+        for rel in [
+            "10_users/migration.sql",
+            "2_init/migration.sql",
+            "2_init/notes.sql",
+            "3_x/deeper/migration.sql",
+            "0001_flat.sql",
+            "migration.sql",
+        ] {
+            write(rel);
+        }
+        std::fs::create_dir_all(dir.path().join("4_dir.sql")).unwrap();
+        let names = |pattern: Option<&str>| -> Vec<String> {
+            load_dir(dir.path(), pattern)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.name)
+                .collect()
+        };
+        assert_eq!(
+            names(Some("*/migration.sql")),
+            ["2_init/migration.sql", "10_users/migration.sql"],
+            "`*` stays within a segment: not 3_x/deeper/migration.sql nor the top-level file"
+        );
+        assert_eq!(
+            names(Some("*_init/*.sql")),
+            ["2_init/migration.sql", "2_init/notes.sql"]
+        );
+        assert_eq!(
+            names(None),
+            ["0001_flat.sql", "migration.sql"],
+            "the default `*.sql`: files only, not the directory named 4_dir.sql"
+        );
+        assert_eq!(
+            names(Some("*/*/migration.sql")),
+            ["3_x/deeper/migration.sql"]
+        );
+        let loaded = load_dir(dir.path(), Some("2_init/notes.sql")).unwrap();
+        assert_eq!(loaded[0].sql, "-- 2_init/notes.sql");
+        assert!(names(Some("nothing-*")).is_empty());
+    }
+
     #[test]
     fn globbing() {
         assert!(glob_segment("*.sql", "0001_a.sql"));

@@ -255,9 +255,11 @@ pub fn presign_url_with(
     headers: &[(&str, &str)],
     creds: &Credentials,
 ) -> Result<String, SigV4Error> {
+    // R2 answers a URL whose X-Amz-Expires is out of range with 400 InvalidArgument
+    // (cloudflare-surface, presigned URLs); the presigner refuses to make one the same way.
     if !(1..=MAX_EXPIRES).contains(&req.expires_in) {
         return Err(fail(
-            "AuthorizationQueryParametersError",
+            "InvalidArgument",
             400,
             format!("X-Amz-Expires must be between 1 and {MAX_EXPIRES} seconds (7 days)"),
         ));
@@ -751,7 +753,28 @@ mod tests {
             expires_in: MAX_EXPIRES + 1,
             now,
         };
-        assert_eq!(presign_url(&too_long, &creds).unwrap_err().status, 400);
+        // Beyond a week (or under a second): 400 InvalidArgument, from the presigner and
+        // from the server alike, as R2 answers.
+        for expires_in in [MAX_EXPIRES + 1, 0] {
+            let e = presign_url(
+                &PresignRequest {
+                    expires_in,
+                    ..too_long.clone()
+                },
+                &creds,
+            )
+            .unwrap_err();
+            assert_eq!((e.status, e.code), (400, "InvalidArgument"), "{expires_in}");
+        }
+        let week_url = presign_url(
+            &PresignRequest {
+                expires_in: MAX_EXPIRES,
+                ..too_long.clone()
+            },
+            &creds,
+        )
+        .unwrap();
+        assert!(week_url.contains("X-Amz-Expires=604800&"), "{week_url}");
         let week = query.replace("X-Amz-Expires=60", "X-Amz-Expires=604801");
         let req = SignedRequest {
             method: "PUT",
@@ -759,7 +782,12 @@ mod tests {
             query: &week,
             headers: &[("host", "127.0.0.1:8791")],
         };
-        assert_eq!(req.verify(secret, now).unwrap_err().code, "InvalidArgument");
+        let e = req.verify(secret, now).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "InvalidArgument"));
+        assert_eq!(
+            e.message,
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! hand-written SIMD chosen once at run time (AVX-512F, AVX2+FMA, or scalar).
 //!
 //! Cosine similarity is a dot product of vectors normalised at ingest, so these two
-//! kernels serve all three Vectorize metrics. Every SIMD kernel is tested against the
-//! scalar one on random inputs of every length up to 1,536.
+//! kernels serve all three Vectorize metrics. Every SIMD kernel the CPU running the tests
+//! supports is tested against the scalar one on random inputs of every length up to
+//! 1,536; one it does not support is named in a notice on stderr.
 
 use std::sync::OnceLock;
 
@@ -357,6 +358,79 @@ mod tests {
             for (isa, dot_k, l2_k) in available() {
                 prop_assert!(close(dot_k(&a, &b), dot_scalar(&a, &b), scale), "{isa:?} dot");
                 prop_assert!(close(l2_k(&a, &b), l2_squared_scalar(&a, &b), scale), "{isa:?} l2");
+            }
+        }
+    }
+
+    /// The SIMD kernels compiled for this architecture, with the CPU features each needs.
+    fn compiled_simd() -> Vec<(Isa, &'static str, &'static str, bool)> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            vec![
+                (
+                    Isa::Avx2Fma,
+                    "dot_avx2, l2_avx2",
+                    "avx2 and fma",
+                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+                ),
+                (
+                    Isa::Avx512,
+                    "dot_avx512, l2_avx512",
+                    "avx512f",
+                    std::is_x86_feature_detected!("avx512f"),
+                ),
+            ]
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Vec::new()
+        }
+    }
+
+    /// Every compiled SIMD kernel the CPU can run is among `available()` (so the tests
+    /// above compare it with the scalar kernel) and is compared here on fixed inputs of
+    /// every length from 0 to 300 against an f64 reference; one the CPU cannot run is
+    /// named in a notice, written straight to stderr so that `cargo test` shows it
+    /// (libtest captures `eprintln!` of passing tests).
+    #[test]
+    fn every_simd_kernel_is_tested_or_reported_as_skipped() {
+        use std::io::Write;
+        let kernels = available();
+        let available: Vec<Isa> = kernels.iter().map(|(isa, _, _)| *isa).collect();
+        for (isa, names, features, runs) in compiled_simd() {
+            if !runs {
+                assert!(!available.contains(&isa));
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "NOTICE kernels.rs: the {isa:?} kernels ({names}) are NOT tested on this \
+                     machine: its CPU lacks {features}. Run the tests on one that has it."
+                );
+                continue;
+            }
+            assert!(
+                available.contains(&isa),
+                "{isa:?} runs here but is not tested"
+            );
+            let (_, dot_k, l2_k) = *kernels.iter().find(|(i, _, _)| *i == isa).unwrap();
+            for n in 0..=300 {
+                let a: Vec<f32> = (0..n)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 16.0)
+                    .collect();
+                let b: Vec<f32> = (0..n)
+                    .map(|i| ((i * 53 % 89) as f32 - 44.0) / 8.0)
+                    .collect();
+                let scale = (n as f32 + 1.0) * 64.0;
+                let (dot, l2) = (dot_f64(&a, &b) as f32, l2_squared_f64(&a, &b) as f32);
+                assert!(close(dot_k(&a, &b), dot, scale), "{isa:?} dot, n = {n}");
+                assert!(
+                    close(dot_k(&a, &b), dot_scalar(&a, &b), scale),
+                    "{isa:?} dot, n = {n}"
+                );
+                assert!(close(l2_k(&a, &b), l2, scale), "{isa:?} l2, n = {n}");
+                assert!(
+                    close(l2_k(&a, &b), l2_squared_scalar(&a, &b), scale),
+                    "{isa:?} l2, n = {n}"
+                );
             }
         }
     }

@@ -254,3 +254,39 @@ pub struct VectorId {
     /// The vector's id.
     pub id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The five presets of the Vectorize docs (cloudflare-surface, "Presets") with their
+    /// dimensions, all cosine (tristore's choice: the docs name no metric); any other
+    /// name, including a near miss, is no preset.
+    #[test]
+    fn presets_map_to_their_models_dimensions_and_cosine() {
+        for (name, dimensions) in [
+            ("@cf/baai/bge-small-en-v1.5", 384),
+            ("@cf/baai/bge-base-en-v1.5", 768),
+            ("@cf/baai/bge-large-en-v1.5", 1024),
+            ("openai/text-embedding-ada-002", 1536),
+            ("cohere/embed-multilingual-v2.0", 768),
+        ] {
+            assert_eq!(
+                IndexConfig::preset(name),
+                Some(IndexConfig {
+                    dimensions,
+                    metric: Metric::Cosine
+                }),
+                "{name}"
+            );
+        }
+        for name in [
+            "",
+            "@cf/baai/bge-base-en-v1",
+            "@CF/BAAI/BGE-BASE-EN-V1.5",
+            "bge-base",
+        ] {
+            assert_eq!(IndexConfig::preset(name), None, "{name:?}");
+        }
+    }
+}

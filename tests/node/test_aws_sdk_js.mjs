@@ -24,7 +24,8 @@ const put = await s3.send(new PutObjectCommand({
   Bucket: "js-sdk", Key: "stream.txt", Body: Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]),
   ContentLength: data.length, ContentType: "text/plain",
 }));
-assert.ok(put.ChecksumCRC32, "the CRC32 is echoed");
+// CRC-32 (IEEE) of 300,000 "x", big-endian, base64 (Python's zlib.crc32 gives it).
+assert.equal(put.ChecksumCRC32, "s8gqzQ==", "the body's CRC32 is echoed");
 const got = await s3.send(new GetObjectCommand({ Bucket: "js-sdk", Key: "stream.txt" }));
 assert.equal(await text(got.Body), data.toString());
 assert.equal(got.ContentType, "text/plain");

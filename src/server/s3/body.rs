@@ -123,6 +123,16 @@ impl BodyPlan {
         })
     }
 
+    /// The framing the request announced: its `STREAMING-…` payload hash, or `plain`.
+    pub fn framing(&self) -> &'static str {
+        match self.variant {
+            Some(Variant::Signed) => "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            Some(Variant::SignedWithTrailer) => "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+            Some(Variant::UnsignedWithTrailer) => "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            None => "plain",
+        }
+    }
+
     /// The decoded body's length, which S3 requires up front.
     pub fn length(&self) -> Result<u64, S3Error> {
         self.length.ok_or_else(|| {

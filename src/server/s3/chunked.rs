@@ -206,6 +206,11 @@ impl<R: BufRead> ChunkedReader<R> {
                 }
                 break;
             }
+            if self.variant == Variant::Signed {
+                // STREAMING-AWS4-HMAC-SHA256-PAYLOAD has no trailer, and nothing would
+                // sign one: lines after its final chunk are not ignored but refused.
+                return Err(malformed("a trailer after a body framed without one"));
+            }
             let (name, value) = line
                 .split_once(':')
                 .ok_or_else(|| malformed("a trailer line lacks ':'"))?;
@@ -320,6 +325,169 @@ mod tests {
             .and_then(|e| e.downcast_ref::<S3Error>())
             .unwrap();
         assert_eq!(s3.code, "SignatureDoesNotMatch");
+    }
+
+    /// The secret of AWS's SigV4 documentation examples.
+    const AWS_DOC_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    /// The signatures of the example "Signature Calculations for the Authorization Header:
+    /// Transferring Payload in Multiple Chunks" in AWS's S3 API reference: the request's
+    /// (the seed), the 64 KiB chunk's, the 1 KiB chunk's and the final empty chunk's.
+    const AWS_SEED: &str = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+    const AWS_CHUNK_1: &str = "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648";
+    const AWS_CHUNK_2: &str = "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497";
+    const AWS_FINAL: &str = "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9";
+    /// The trailer signature AWS's own signer (aws-c-auth, through aws-crt-swift's
+    /// `ChunkSignerTests`) gives the trailer `first:1st`, `second:2nd`, `third:3rd` after
+    /// that example's final chunk, with the same key, date and scope.
+    const AWS_CRT_TRAILER: &str =
+        "df5735bd9f3295cd9386572292562fefc93ba94e80a0a1ddcbd652c4e0a75e6c";
+
+    /// AWS's example request, verified by our SigV4 code: its signature must come out as
+    /// the published seed, and what it proves then checks the body.
+    fn aws_example_request() -> Verified {
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,\
+             SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;\
+             x-amz-decoded-content-length;x-amz-storage-class,Signature={AWS_SEED}"
+        );
+        let headers = [
+            ("Host", "s3.amazonaws.com"),
+            ("x-amz-date", "20130524T000000Z"),
+            ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+            ("Authorization", authorization.as_str()),
+            ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+            ("Content-Encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", "66560"),
+            ("Content-Length", "66824"),
+        ];
+        let request = crate::r2::presign::SignedRequest {
+            method: "PUT",
+            path: "/examplebucket/chunkObject.txt",
+            query: "",
+            headers: &headers,
+        };
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_369_353_600 + 60);
+        let verified = request
+            .verify(|_| Some(AWS_DOC_SECRET.to_owned()), at)
+            .expect("AWS's example request verifies");
+        assert_eq!(verified.signature, AWS_SEED);
+        verified
+    }
+
+    /// AWS's example body: 66560 bytes of `a` in a 64 KiB chunk, a 1 KiB chunk and the
+    /// final empty chunk, each with its published signature, then `trailer` (which for the
+    /// plain signed framing is only the closing CRLF).
+    fn aws_example_body(trailer: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend(format!("10000;chunk-signature={AWS_CHUNK_1}\r\n").as_bytes());
+        body.extend([b'a'; 65_536]);
+        body.extend(format!("\r\n400;chunk-signature={AWS_CHUNK_2}\r\n").as_bytes());
+        body.extend([b'a'; 1_024]);
+        body.extend(format!("\r\n0;chunk-signature={AWS_FINAL}\r\n").as_bytes());
+        body.extend(trailer.as_bytes());
+        body
+    }
+
+    fn read_all(body: &[u8], variant: Variant, verified: Verified) -> io::Result<Vec<u8>> {
+        let mut r = ChunkedReader::new(body, variant, Some(verified)).unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map(|_| out)
+    }
+
+    fn s3_code(e: &io::Error) -> &'static str {
+        e.get_ref()
+            .and_then(|e| e.downcast_ref::<S3Error>())
+            .unwrap_or_else(|| panic!("not an S3 error: {e:?}"))
+            .code
+    }
+
+    #[test]
+    fn aws_published_streaming_example_decodes() {
+        let body = aws_example_body("\r\n");
+        assert_eq!(body.len(), 66_824, "the example's Content-Length");
+        let data = read_all(&body, Variant::Signed, aws_example_request()).unwrap();
+        assert_eq!(data, vec![b'a'; 66_560]);
+        // Read through a small buffer too, so chunk boundaries fall inside reads.
+        let mut r =
+            ChunkedReader::new(&body[..], Variant::Signed, Some(aws_example_request())).unwrap();
+        let (mut out, mut buf) = (Vec::<u8>::new(), [0u8; 777]);
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend(&buf[..n]);
+        }
+        assert_eq!(out, vec![b'a'; 66_560]);
+    }
+
+    #[test]
+    fn aws_published_streaming_example_refuses_tampering() {
+        let verified = aws_example_request();
+        let body = aws_example_body("\r\n");
+        // One data byte changed in the second chunk.
+        let mut tampered = body.clone();
+        let at = body.len() - 200;
+        assert_eq!(tampered[at], b'a');
+        tampered[at] = b'b';
+        let e = read_all(&tampered, Variant::Signed, verified.clone()).unwrap_err();
+        assert_eq!(s3_code(&e), "SignatureDoesNotMatch");
+        // The two data chunks swapped with their signatures: the chain is broken.
+        let swapped = [
+            format!("400;chunk-signature={AWS_CHUNK_2}\r\n").as_bytes(),
+            &[b'a'; 1_024][..],
+            format!("\r\n10000;chunk-signature={AWS_CHUNK_1}\r\n").as_bytes(),
+            &[b'a'; 65_536][..],
+            format!("\r\n0;chunk-signature={AWS_FINAL}\r\n\r\n").as_bytes(),
+        ]
+        .concat();
+        let e = read_all(&swapped, Variant::Signed, verified.clone()).unwrap_err();
+        assert_eq!(s3_code(&e), "SignatureDoesNotMatch");
+        // A different final-chunk signature.
+        let wrong_final = String::from_utf8(body.clone())
+            .unwrap()
+            .replace(AWS_FINAL, &AWS_FINAL.replace('b', "c"));
+        let e = read_all(wrong_final.as_bytes(), Variant::Signed, verified.clone()).unwrap_err();
+        assert_eq!(s3_code(&e), "SignatureDoesNotMatch");
+        // Trailer lines nothing signs, after a body framed without a trailer.
+        let appended = aws_example_body("x-amz-checksum-crc32:AAAAAA==\r\n\r\n");
+        let e = read_all(&appended, Variant::Signed, verified).unwrap_err();
+        assert_eq!(s3_code(&e), "IncompleteBody");
+    }
+
+    #[test]
+    fn signed_trailer_is_verified_against_aws_signer() {
+        let verified = aws_example_request();
+        let trailer = |value: &str, signature: &str| {
+            format!(
+                "first:1st\r\nsecond:{value}\r\nthird:3rd\r\nx-amz-trailer-signature:{signature}\r\n\r\n"
+            )
+        };
+        let good = aws_example_body(&trailer("2nd", AWS_CRT_TRAILER));
+        let mut r = ChunkedReader::new(
+            &good[..],
+            Variant::SignedWithTrailer,
+            Some(verified.clone()),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, vec![b'a'; 66_560]);
+        assert_eq!(r.trailer("second"), Some("2nd"));
+
+        // A changed trailer value under the original signature.
+        let changed = aws_example_body(&trailer("2nx", AWS_CRT_TRAILER));
+        let e = read_all(&changed, Variant::SignedWithTrailer, verified.clone()).unwrap_err();
+        assert_eq!(s3_code(&e), "SignatureDoesNotMatch");
+        // A changed signature, and none at all.
+        let mut wrong_sig = AWS_CRT_TRAILER.to_owned();
+        wrong_sig.replace_range(0..1, "e");
+        let wrong = aws_example_body(&trailer("2nd", &wrong_sig));
+        let e = read_all(&wrong, Variant::SignedWithTrailer, verified.clone()).unwrap_err();
+        assert_eq!(s3_code(&e), "SignatureDoesNotMatch");
+        let unsigned = aws_example_body("first:1st\r\nsecond:2nd\r\nthird:3rd\r\n\r\n");
+        let e = read_all(&unsigned, Variant::SignedWithTrailer, verified).unwrap_err();
+        assert_eq!(s3_code(&e), "SignatureDoesNotMatch");
     }
 
     #[test]

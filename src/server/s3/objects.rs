@@ -47,6 +47,14 @@ fn target_bucket(ctx: &Ctx) -> impl FnOnce() -> Result<crate::r2::R2Bucket, S3Er
 
 pub(crate) async fn put_object(ctx: Ctx, body: Body) -> Result<Response, S3Error> {
     let plan = BodyPlan::from_request(&ctx.headers, &ctx.verified)?;
+    tracing::debug!(
+        target: "tristore::s3::body",
+        bucket = ?ctx.bucket_name(),
+        key = ?ctx.key(),
+        framing = %plan.framing(),
+        checksum = ?plan.checksum_algorithm(),
+        "PutObject body"
+    );
     let length = plan.length()?;
     let options = R2PutOptions {
         only_if: write_condition(&ctx.headers, "")?,
