@@ -90,13 +90,9 @@ fn assert_only_live_data_left(store: &Store, dir: &Path, b: &R2Bucket, live_byte
     assert_eq!(kept.bytes().unwrap(), content(300, 30_000));
 }
 
-#[test]
-fn the_emulator_collects_garbage_and_expires_uploads_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
-    store.r2().create_bucket("churn").unwrap();
-    let b = store.r2().bucket("churn").unwrap();
-    let server = tristore::server::start(
+/// The emulator on `store`, its collector running every 50 ms with no grace period.
+fn serve(store: &Arc<Store>, housekeeping: Housekeeping) -> tristore::server::RunningServer {
+    tristore::server::start(
         store.clone(),
         tristore::server::ServerOptions {
             port: 0,
@@ -104,13 +100,27 @@ fn the_emulator_collects_garbage_and_expires_uploads_in_the_background() {
             r2_housekeeping: Housekeeping {
                 interval: Duration::from_millis(50),
                 grace: Duration::ZERO,
-                lifecycle: true,
-                upload_expiry: Some(Duration::from_secs(1)),
+                ..housekeeping
             },
             ..Default::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn the_emulator_collects_garbage_and_expires_uploads_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
+    store.r2().create_bucket("churn").unwrap();
+    let b = store.r2().bucket("churn").unwrap();
+    let server = serve(
+        &store,
+        Housekeeping {
+            upload_expiry: Some(Duration::from_secs(1)),
+            ..Housekeeping::default()
+        },
+    );
     let live = make_garbage(&b);
     // Not a speed check: the collector runs every 50 ms, so this only bounds a hang.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -198,20 +208,7 @@ fn the_emulator_carries_out_each_buckets_lifecycle_rules() {
         b.put("keep/b", content(seed + 1, 3000), &R2PutOptions::default())
             .unwrap();
     }
-    let server = tristore::server::start(
-        store.clone(),
-        tristore::server::ServerOptions {
-            port: 0,
-            s3_port: 0,
-            r2_housekeeping: Housekeeping {
-                interval: Duration::from_millis(50),
-                grace: Duration::ZERO,
-                ..Housekeeping::default()
-            },
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let server = serve(&store, Housekeeping::default());
     // Not a speed check: the collector runs every 50 ms, so this only bounds a hang.
     let deadline = Instant::now() + Duration::from_secs(60);
     while ruled.head("tmp/a").unwrap().is_some() || du(&dir.path().join("r2/blobs")) != 10_000 {

@@ -233,30 +233,20 @@ fn check(metric: Metric, actions: Vec<Action>) -> Result<(), TestCaseError> {
     };
     for a in actions {
         match a {
-            Action::Upsert(batch) => {
-                let batch = fix(batch);
-                idx.upsert(
-                    &batch
-                        .iter()
-                        .map(|(id, it)| to_vector(*id, it))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap();
-                for (id, it) in batch {
-                    model.insert(id, it);
+            Action::Upsert(ref batch) | Action::Insert(ref batch) => {
+                let upsert = matches!(a, Action::Upsert(_));
+                let batch = fix(batch.clone());
+                let vectors: Vec<_> = batch.iter().map(|(id, it)| to_vector(*id, it)).collect();
+                if upsert {
+                    idx.upsert(&vectors).unwrap();
+                } else {
+                    idx.insert(&vectors).unwrap();
                 }
-            }
-            Action::Insert(batch) => {
-                let batch = fix(batch);
-                idx.insert(
-                    &batch
-                        .iter()
-                        .map(|(id, it)| to_vector(*id, it))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap();
                 for (id, it) in batch {
-                    model.entry(id).or_insert(it);
+                    // An insert keeps the first write of an id, an upsert the last.
+                    if upsert || !model.contains_key(&id) {
+                        model.insert(id, it);
+                    }
                 }
             }
             Action::Delete(ids) => {
