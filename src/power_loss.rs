@@ -69,7 +69,6 @@ struct State {
     /// The content the replay has for each inode after the last event.
     last: HashMap<u64, Vec<u8>>,
     events: Vec<Event>,
-    sites: BTreeSet<String>,
 }
 
 /// A running recording of the fsyncs under one directory; stops when dropped.
@@ -102,7 +101,6 @@ impl Recording {
             base_dirs,
             base_files,
             events: Vec::new(),
-            sites: BTreeSet::new(),
         });
         ACTIVE.store(true, Ordering::SeqCst);
         Ok(Recording { _private: () })
@@ -112,13 +110,6 @@ impl Recording {
     /// acknowledged, it is the earliest cut that write must survive.
     pub fn mark(&self) -> usize {
         state().as_ref().map_or(0, |s| s.events.len())
-    }
-
-    /// Every site that fsynced under the root, left-out one included.
-    pub fn sites(&self) -> BTreeSet<String> {
-        state()
-            .as_ref()
-            .map_or_else(BTreeSet::new, |s| s.sites.clone())
     }
 
     /// The sites of the fsyncs recorded between two marks (a left-out site has none).
@@ -273,7 +264,6 @@ pub(crate) fn synced_dir(path: &Path, site: &dyn std::fmt::Display) {
     if !path.starts_with(&s.root) {
         return;
     }
-    s.sites.insert(site.clone());
     if s.skip.as_deref() == Some(site.as_str()) {
         return;
     }
@@ -296,7 +286,6 @@ fn record_file(open: &Path, path: &Path, site: &str) {
     if !path.starts_with(&s.root) {
         return;
     }
-    s.sites.insert(site.to_owned());
     if s.skip.as_deref() == Some(site) {
         return;
     }
