@@ -39,6 +39,7 @@ pub mod provision;
 pub mod r2;
 pub mod server;
 pub mod store;
+pub mod usage;
 pub mod vectorize;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ mod bench_http;
 use clap::{Args, Parser, Subcommand};
 use tristore::d1::dump::DumpOptions;
 use tristore::d1::migrations;
+use tristore::usage::{Allowance, FreeTier, Policy, Usage};
 use tristore::{defaults, Store};
 
 #[derive(Parser)]
@@ -54,6 +55,13 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// What was used today and this month against Cloudflare's free tier: D1 rows,
+    /// Vectorize dimensions, R2 operations, and what is stored.
+    Usage {
+        /// Print the report as JSON (the shape of GET /cdn-cgi/tristore/usage).
+        #[arg(long)]
+        json: bool,
     },
     /// Reclaim R2's space now: abort multipart uploads past their expiry, then remove
     /// blobs no object or upload references (a running `serve` does this itself, every
@@ -148,6 +156,16 @@ struct ServeArgs {
     gc_interval: u64,
     #[command(flatten)]
     housekeeping: HousekeepingArgs,
+    /// Past one of Cloudflare's free-tier allowances (`tristore usage` lists them):
+    /// count only, log a warning once, or refuse requests as the free plan does.
+    #[arg(long, value_enum, default_value = "count", env = "TRISTORE_FREE_TIER")]
+    free_tier: Policy,
+    /// Change an allowance (repeatable), e.g. d1-rows-read=1000.
+    #[arg(long = "free-tier-allowance", value_name = "NAME=VALUE", value_parser = FreeTier::parse_override)]
+    free_tier_allowances: Vec<(Allowance, u64)>,
+    /// Count nothing (no /metrics, no usage): to measure what counting costs.
+    #[arg(long)]
+    no_metering: bool,
 }
 
 impl Default for ServeArgs {
@@ -168,6 +186,9 @@ impl Default for ServeArgs {
             allow_exposed: false,
             gc_interval: options.r2_housekeeping.interval.as_secs(),
             housekeeping: HousekeepingArgs::default(),
+            free_tier: options.free_tier.policy,
+            free_tier_allowances: Vec::new(),
+            no_metering: !options.metering,
         }
     }
 }
@@ -289,6 +310,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve(open()?, args),
         Command::D1 { command } => d1(&open()?, command),
         Command::Gc(what) => gc(&open()?, &what),
+        Command::Usage { json } => usage(open(), &cli.data_dir, json),
         // Benchmarks work in a temporary directory, not the data directory.
         Command::Bench { command } => match command {
             BenchCommand::Vectors(args) => bench::vectors(args),
@@ -369,6 +391,11 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
             r2_housekeeping: args
                 .housekeeping
                 .settings(std::time::Duration::from_secs(args.gc_interval.max(1))),
+            metering: !args.no_metering,
+            free_tier: FreeTier {
+                policy: args.free_tier,
+                overrides: args.free_tier_allowances.iter().copied().collect(),
+            },
             ..Default::default()
         },
     )?;
@@ -418,6 +445,14 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         }
     );
     println!("Remote bindings: {bindings_url}  (Workers under Miniflare or the vitest pool)");
+    if !args.no_metering {
+        println!(
+            "Metrics:         http://{}{}  (Prometheus); usage against the free tier: tristore usage, or GET {}",
+            server.addr,
+            tristore::server::METRICS_PATH,
+            tristore::server::USAGE_PATH,
+        );
+    }
     println!();
     let reset = format!(
         "http://{}{}",
@@ -561,6 +596,23 @@ impl StopSignal {
             }
         });
     }
+}
+
+/// The report from the store itself, or, while the emulator holds it, from what the
+/// emulator last saved.
+fn usage(store: tristore::Result<Store>, dir: &Path, json: bool) -> CliResult {
+    let report = match store {
+        Ok(store) => Usage::read(dir)?.report(&store)?,
+        Err(e) => {
+            eprintln!("({e}: showing the counts the emulator saved, at most a second old, and the stored amounts it measured last)");
+            Usage::read(dir)?.saved_report()
+        }
+    };
+    if json {
+        return print_json(&report);
+    }
+    print!("{report}");
+    Ok(())
 }
 
 fn gc(store: &Store, what: &HousekeepingArgs) -> CliResult {

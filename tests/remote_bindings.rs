@@ -13,6 +13,7 @@ use tristore::d1::migrations::Migration;
 use tristore::provision::{Plan, PlannedBucket, PlannedDatabase, PlannedIndex};
 use tristore::r2::R2Limits;
 use tristore::server::{start, RunningServer, ServerOptions};
+use tristore::usage::{Allowance, FreeTier, Policy};
 use tristore::vectorize::{IndexConfig, MetadataIndex, MetadataIndexType, Metric};
 use tristore::{Store, StoreOptions};
 
@@ -59,6 +60,10 @@ struct Served {
 
 impl Served {
     fn new(token: Option<&str>) -> Served {
+        Served::with(token, FreeTier::default())
+    }
+
+    fn with(token: Option<&str>, free_tier: FreeTier) -> Served {
         // Small R2 limits so that the size checks can be reached cheaply.
         let options = StoreOptions {
             r2_limits: R2Limits {
@@ -78,6 +83,7 @@ impl Served {
                 s3_port: 0,
                 api_token: token.map(str::to_owned),
                 plan: plan(),
+                free_tier,
                 ..ServerOptions::default()
             },
         )
@@ -573,6 +579,95 @@ fn d1_and_r2_calls_get_the_bindings_answers() {
         .head("docs/a.txt")
         .unwrap();
     assert!(gone.is_none());
+}
+
+/// The metrics after the captured D1 and R2 calls: each call counted once under its
+/// operation (R2's by their S3 names, so that they are classed), D1's rows as the
+/// answers' `meta` reports them.
+#[test]
+fn binding_calls_are_metered_like_the_other_apis() {
+    let served = Served::new(None);
+    let captured = fixture("d1-r2-proxy-requests.jsonl");
+    let mut rows = (0, 0);
+    for c in &captured {
+        let reply = replay(served.addr(), c);
+        if op_of(c).starts_with("d1") && reply.status == 200 {
+            for result in reply.json().as_array().unwrap() {
+                rows.0 += result["meta"]["rows_read"].as_u64().unwrap();
+                rows.1 += result["meta"]["rows_written"].as_u64().unwrap();
+            }
+        }
+    }
+    let scrape = send(served.addr(), "GET", "/metrics", &[], b"");
+    let scrape = String::from_utf8(scrape.body).unwrap();
+    let value = |series: &str| -> u64 {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
+            .parse()
+            .unwrap()
+    };
+    let requests = |api: &str, op: &str, status: u16| {
+        value(&format!(
+            "tristore_requests_total{{api=\"{api}\",surface=\"binding\",operation=\"{op}\",status=\"{status}\"}}"
+        ))
+    };
+    assert_eq!(requests("d1", "query", 400), 1);
+    assert_eq!(requests("r2", "PutObject", 200), 1);
+    assert_eq!(requests("r2", "HeadObject", 404), 1);
+    assert_eq!(
+        value("tristore_d1_rows_read_total{database=\"app\"}"),
+        rows.0
+    );
+    assert_eq!(
+        value("tristore_d1_rows_written_total{database=\"app\"}"),
+        rows.1
+    );
+    assert!(rows.1 > 0);
+    // put, list: Class A; get, ranged get, head: Class B; delete: free.
+    assert_eq!(
+        value("tristore_r2_operations_total{bucket=\"files\",class=\"a\"}"),
+        2
+    );
+    assert_eq!(
+        value("tristore_r2_operations_total{bucket=\"files\",class=\"b\"}"),
+        3
+    );
+    assert_eq!(
+        value("tristore_r2_operations_total{bucket=\"files\",class=\"free\"}"),
+        1
+    );
+}
+
+/// Under `--free-tier enforce` with every allowance used up, each binding refuses in
+/// its own error format, which the Worker sees as D1's, Vectorize's or R2's error.
+#[test]
+fn binding_calls_past_the_free_tier_get_the_bindings_own_errors() {
+    let tier = FreeTier {
+        policy: Policy::Enforce,
+        overrides: Allowance::ALL.into_iter().map(|a| (a, 0)).collect(),
+    };
+    let served = Served::with(None, tier);
+    let r = d1(served.addr(), "query", json!({"sql": "SELECT 1"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"],
+        "Your account has exceeded D1's free tier daily row read limit. Upgrade to a paid plan or wait until tomorrow (midnight UTC) to continue."
+    );
+    let r = vectorize(served.addr(), "query", r#"{"vector":[1,0,0],"topK":1}"#);
+    assert_eq!((r.status, r.json()["code"].clone()), (403, json!(40011)));
+    // info is not a query: it counts against nothing.
+    assert_eq!(vectorize(served.addr(), "info", "").status, 200);
+    let r = r2_write(served.addr(), json!({"method": "put", "object": "k"}), b"v");
+    assert_eq!(
+        (r.status, r.r2_error()["v4code"].clone()),
+        (403, json!(10042))
+    );
+    let r = r2_read(served.addr(), json!({"method": "head", "object": "k"}));
+    assert_eq!(r.r2_error()["v4code"], 10042);
+    let bucket = served.store.r2().bucket("files").unwrap();
+    assert!(bucket.head("k").unwrap().is_none());
 }
 
 #[test]

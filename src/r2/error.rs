@@ -37,6 +37,9 @@ pub enum R2ErrorKind {
     InvalidRange,
     NonUniformParts,
     EntityTooLarge,
+    /// The account's plan does not allow this: tristore answers it past a free-tier
+    /// allowance under `--free-tier enforce`.
+    NotEntitled,
 }
 
 impl R2ErrorKind {
@@ -62,6 +65,7 @@ impl R2ErrorKind {
             PreconditionFailed => 10031,
             BadDigest => 10037,
             InvalidRange => 10039,
+            NotEntitled => 10042,
             NonUniformParts => 10048,
             BucketAlreadyExists => 10073,
             EntityTooLarge => 100100,
@@ -92,6 +96,7 @@ impl R2ErrorKind {
             BadDigest => "BadDigest",
             InvalidRange => "InvalidRange",
             EntityTooLarge => "EntityTooLarge",
+            NotEntitled => "NotEntitled",
         }
     }
 
@@ -102,6 +107,7 @@ impl R2ErrorKind {
             InternalError => 500,
             NoSuchBucket | NoSuchKey | NoSuchUpload => 404,
             BucketNotEmpty | BucketAlreadyExists => 409,
+            NotEntitled => 403,
             PreconditionFailed => 412,
             InvalidRange => 416,
             _ => 400,

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::envelope::{blocking, json_body, ok, ok_page_of, ApiError, Paging};
 use crate::d1::{D1Result, D1Value, Interrupt};
+use crate::usage::Units;
 use crate::Store;
 
 /// Routes under `/client/v4/accounts/{account}/d1/database`.
@@ -110,7 +111,9 @@ async fn run(
                 db.batch(&statements)?
             }
         };
-        Ok(answer(&results))
+        let mut response = answer(&results);
+        response.extensions_mut().insert(Units::d1(&results));
+        Ok(response)
     })
     .await
 }

@@ -12,6 +12,7 @@ pub mod d1_transfer;
 pub mod envelope;
 pub mod guard;
 pub mod listen;
+pub mod meter;
 pub mod r2;
 pub mod s3;
 pub mod stream;
@@ -60,6 +61,11 @@ pub struct ServerOptions {
     pub blocking_threads: usize,
     /// R2's background housekeeping: upload expiry and garbage collection.
     pub r2_housekeeping: crate::r2::Housekeeping,
+    /// Count requests (`/metrics`, `usage.json`); off only to measure what counting
+    /// costs.
+    pub metering: bool,
+    /// The free tier's allowances, and what happens past one.
+    pub free_tier: crate::usage::FreeTier,
 }
 
 impl Default for ServerOptions {
@@ -81,19 +87,36 @@ impl Default for ServerOptions {
             body_timeout: std::time::Duration::from_secs(30),
             blocking_threads: 512,
             r2_housekeeping: crate::r2::Housekeeping::default(),
+            metering: true,
+            free_tier: crate::usage::FreeTier::default(),
         }
     }
 }
 
+/// Where `GET` answers the metrics in Prometheus's text format.
+pub const METRICS_PATH: &str = "/metrics";
+/// Where `GET` answers the usage report (`tristore usage --json`'s shape).
+pub const USAGE_PATH: &str = "/cdn-cgi/tristore/usage";
+
 /// The REST API over `store`, with the remote-bindings route for the bindings of
-/// `options.plan`, guarded as `options.browsers` and `options.api_token` say.
-pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
+/// `options.plan`, guarded as `options.browsers` and `options.api_token` say, counted
+/// by `meter` when there is one.
+pub fn router(
+    store: Arc<Store>,
+    options: &ServerOptions,
+    meter: Option<Arc<meter::Meter>>,
+) -> Router {
     let api_token = options.api_token.clone();
     let account = Router::new()
         .nest("/d1/database", d1::routes())
         .nest("/vectorize/v2/indexes", vectorize::routes())
         .nest("/r2/buckets", r2::routes());
-    let bindings = bindings::routes(store.clone(), options.plan.clone(), api_token.clone());
+    let bindings = bindings::routes(
+        store.clone(),
+        options.plan.clone(),
+        api_token.clone(),
+        meter.clone(),
+    );
     let policy = Arc::new(guard::BrowserPolicy {
         token_required: api_token.is_some(),
         ..options.browsers.clone()
@@ -102,6 +125,7 @@ pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
     let rest = Router::new()
         .nest("/client/v4/accounts/{account}", account)
         .merge(d1_transfer::file_routes())
+        .merge(meter_routes(meter.clone()))
         .fallback(|request: Request| async move {
             ApiError::new(
                 404,
@@ -111,7 +135,22 @@ pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
                     request.uri().path()
                 ),
             )
-        })
+        });
+    // Inside the token check: requests refused for their credentials are not counted,
+    // as Cloudflare does not bill them.
+    let rest = match meter {
+        Some(meter) => rest.layer(middleware::from_fn(move |request: Request, next: Next| {
+            meter::layer(
+                meter.clone(),
+                meter::Surface::Rest,
+                meter::rest_operation,
+                request,
+                next,
+            )
+        })),
+        None => rest,
+    };
+    let rest = rest
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();
             async move { authorize(token.as_deref(), request, next).await }
@@ -131,6 +170,49 @@ pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             guard::check(policy.clone(), request, next)
         }))
+}
+
+/// `/metrics` and the usage report; without a meter, both say how to get one.
+fn meter_routes(meter: Option<Arc<meter::Meter>>) -> Router<Arc<Store>> {
+    use axum::extract::State;
+    use axum::routing::get;
+    let Some(meter) = meter else {
+        let off = || async {
+            ApiError::new(
+                404,
+                7003,
+                "metering is off (serve without --no-metering to count requests)",
+            )
+        };
+        return Router::new()
+            .route(METRICS_PATH, get(off))
+            .route(USAGE_PATH, get(off));
+    };
+    let scraped = meter.clone();
+    Router::new()
+        .route(
+            METRICS_PATH,
+            get(move |State(store): State<Arc<Store>>| async move {
+                let text = envelope::blocking(move || Ok(scraped.scrape(&store))).await?;
+                Ok::<_, ApiError>(
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                )
+            }),
+        )
+        .route(
+            USAGE_PATH,
+            get(move |State(store): State<Arc<Store>>| async move {
+                let report = envelope::blocking(move || Ok(meter.usage().report(&store)?)).await?;
+                Ok::<_, ApiError>(envelope::ok(report))
+            }),
+        )
 }
 
 /// Largest REST request body: Cloudflare's API takes up to 100 MB (a Vectorize insert
@@ -175,6 +257,27 @@ pub(crate) async fn log(request: Request, next: Next) -> Response {
     response
 }
 
+/// Keeps `usage.json` at most a second behind the counts, and the stored amounts at
+/// most a minute old.
+async fn keep_usage(usage: Arc<crate::usage::Usage>, store: Arc<Store>) {
+    const MEASURE_EVERY: u32 = 60;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    for n in 0u32.. {
+        tick.tick().await;
+        let (usage, store) = (usage.clone(), store.clone());
+        let kept = tokio::task::spawn_blocking(move || {
+            if n.is_multiple_of(MEASURE_EVERY) {
+                usage.measure(&store)?;
+            }
+            usage.flush()
+        })
+        .await;
+        if let Ok(Err(e)) = kept {
+            tracing::warn!(target: "tristore::usage", "the usage counts could not be saved: {e}");
+        }
+    }
+}
+
 /// A server running on its own threads; dropping the handle does not stop it, call
 /// [`RunningServer::shutdown`].
 pub struct RunningServer {
@@ -213,8 +316,16 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
     let (addr, s3_addr) = (rest.local_addr()?, s3_listener.local_addr()?);
     let collector =
         crate::r2::Collector::start(store.r2().clone(), options.r2_housekeeping.clone())?;
-    let rest_app = router(store.clone(), &options);
-    let s3_app = s3::router(store, options.s3_credentials);
+    let meter = if options.metering {
+        let usage = crate::usage::Usage::open(store.dir(), options.free_tier.clone())
+            .map_err(std::io::Error::other)?;
+        Some(Arc::new(meter::Meter::new(Arc::new(usage))))
+    } else {
+        None
+    };
+    let rest_app = router(store.clone(), &options, meter.clone());
+    let s3_app = s3::router(store.clone(), options.s3_credentials, meter.clone());
+    let usage = meter.map(|m| m.usage().clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let limits = options.limits;
     let serve = move |listener: tokio::net::TcpListener, app: Router| {
@@ -225,10 +336,19 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
         .spawn(move || {
             // Stops when the server does, after a run in progress.
             let _collector = collector;
-            runtime.block_on(async move {
+            let flushed = usage.clone();
+            let served = runtime.block_on(async move {
+                let flusher = flushed.map(|usage| tokio::spawn(keep_usage(usage, store)));
                 let (a, b) = tokio::join!(serve(rest, rest_app), serve(s3_listener, s3_app));
+                if let Some(flusher) = flusher {
+                    flusher.abort();
+                }
                 a.and(b)
-            })
+            });
+            match usage.map(|usage| usage.flush()) {
+                Some(Err(e)) => served.and(Err(std::io::Error::other(e))),
+                _ => served,
+            }
         })?;
     Ok(RunningServer {
         addr,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::envelope::{blocking, ok, ApiError};
+use crate::usage::Units;
 use crate::vectorize::error::code;
 use crate::vectorize::ndjson::{self, Unparsable};
 use crate::vectorize::{
@@ -238,8 +239,16 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: QueryBody = parse(Op::Query, &body)?;
-    let matches = blocking(move || Ok(body.run(&index(&store, &name, Op::Query)?)?)).await?;
-    Ok(ok(matches))
+    let (matches, dimensions) = blocking(move || {
+        let index = index(&store, &name, Op::Query)?;
+        Ok((body.run(&index)?, index.config().dimensions))
+    })
+    .await?;
+    let mut response = ok(matches);
+    response
+        .extensions_mut()
+        .insert(Units::vectorize_query(dimensions));
+    Ok(response)
 }
 
 /// `{ids: [...]}` of `get_by_ids` / `delete_by_ids`.

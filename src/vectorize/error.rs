@@ -76,6 +76,8 @@ pub mod code {
     pub const INVALID_CURSOR: u32 = 40010;
     /// Storage failed (I/O, corrupt files).
     pub const STORAGE: u32 = 1001;
+    /// The free tier's queried-dimensions allowance is used up (`--free-tier enforce`).
+    pub const FREE_TIER: u32 = 40011;
 }
 
 /// An error from a Vectorize call.

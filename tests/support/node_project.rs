@@ -149,12 +149,21 @@ pub struct Tristore {
 
 impl Tristore {
     pub fn start(args: &[&str]) -> Tristore {
+        Tristore::spawn(args, Stdio::null())
+    }
+
+    /// [`Tristore::start`], its log (standard error) written to `log`.
+    pub fn start_logging(args: &[&str], log: &Path) -> Tristore {
+        Tristore::spawn(args, fs::File::create(log).unwrap().into())
+    }
+
+    fn spawn(args: &[&str], stderr: Stdio) -> Tristore {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tristore"))
             .arg("serve")
             .args(args)
             .args(["--port", "0", "--s3-port", "0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start tristore serve");
         let mut banner = String::new();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use super::{json_bytes, Answer, Call};
 use crate::d1::sql_text::{self, Shape};
 use crate::d1::{D1Database, D1Error, D1Result};
+use crate::server::meter::{refused, Api, Meter, Operation};
 use crate::server::REST_BODY_LIMIT;
+use crate::usage::Units;
 use crate::Store;
 
 /// The session bookmark header (request: the session's constraint or bookmark;
@@ -54,8 +56,13 @@ enum Format {
     Objects,
 }
 
-/// Runs one binding call on the database `name`.
-pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answer {
+/// Runs one binding call on the database `name`, once the free tier admits it.
+pub(super) async fn handle(
+    store: Arc<Store>,
+    name: String,
+    call: Call,
+    meter: Option<Arc<Meter>>,
+) -> Answer {
     let op = call.url.path().trim_start_matches('/').to_owned();
     let exec_like = match (&call.method, op.as_str()) {
         (&Method::POST, "query") => false,
@@ -81,6 +88,17 @@ pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answe
         Some("ROWS_AND_COLUMNS") => Format::RowsAndColumns,
         _ => Format::Objects,
     };
+    let operation = Operation {
+        api: Api::D1,
+        name: op.clone().into(),
+        resource: Some(name.clone()),
+    };
+    if let Some(Err(exceeded)) = meter.map(|m| m.admit(&operation)) {
+        return Answer {
+            op,
+            response: refused(error(400, &exceeded.message())),
+        };
+    }
     let body = match json_bytes(call.body, REST_BODY_LIMIT).await {
         Ok(b) => b,
         Err(message) => {
@@ -100,13 +118,18 @@ pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answe
         let results = run(&db, &body, exec_like).map_err(|e| (400, without_prefix(&e)))?;
         let json = serde_json::to_vec(&Shaped(&results, format))
             .map_err(|e| (500, format!("encoding the answer: {e}")))?;
-        Ok::<_, (u16, String)>((json, db.bookmark()))
+        Ok::<_, (u16, String)>((json, db.bookmark(), Units::d1(&results)))
     })
     .await
     .unwrap_or_else(|e| Err((500, format!("internal error: {e}"))));
     let response = match ran {
-        Ok((json, bookmark)) => {
-            let mut response = ([("content-type", "application/json")], json).into_response();
+        Ok((json, bookmark, units)) => {
+            let mut response = (
+                [("content-type", "application/json")],
+                Extension(units),
+                json,
+            )
+                .into_response();
             if let Ok(v) = HeaderValue::from_str(&bookmark) {
                 response.headers_mut().insert(SESSION_HEADER, v);
             }

@@ -32,6 +32,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::envelope::{blocking, ok, ApiError};
+use super::meter::{Api, Meter, Operation, Surface};
 use crate::provision::Plan;
 use crate::Store;
 
@@ -110,23 +111,36 @@ struct Shared {
     plan: Plan,
     defaults: Plan,
     token: Option<String>,
+    meter: Option<Arc<Meter>>,
 }
 
 /// The remote-bindings route and the reset route over `store`. `plan` maps binding
 /// names to resources (and is what a reset restores); `token`, when set, must come as
-/// `?token=` (the proxy client sends no `Authorization`, but keeps the URL's query).
-pub fn routes(store: Arc<Store>, plan: Plan, token: Option<String>) -> Router {
+/// `?token=` (the proxy client sends no `Authorization`, but keeps the URL's query);
+/// `meter`, when there is one, counts the calls.
+pub fn routes(
+    store: Arc<Store>,
+    plan: Plan,
+    token: Option<String>,
+    meter: Option<Arc<Meter>>,
+) -> Router {
     let shared = Arc::new(Shared {
         store,
         plan,
         defaults: crate::defaults::metacogna_plan(),
         token,
+        meter: meter.clone(),
     });
-    Router::new()
+    let calls = Router::new()
         .route(PATH, any(unnamed))
-        .route(&format!("{PATH}/{{kind}}/{{name}}"), any(named))
-        .route(RESET_PATH, post(reset))
-        .with_state(shared)
+        .route(&format!("{PATH}/{{kind}}/{{name}}"), any(named));
+    let calls = match meter {
+        Some(meter) => calls.layer(axum::middleware::from_fn(move |request, next| {
+            super::meter::layer(meter.clone(), Surface::Binding, |_| None, request, next)
+        })),
+        None => calls,
+    };
+    calls.route(RESET_PATH, post(reset)).with_state(shared)
 }
 
 async fn unnamed(State(shared): State<Arc<Shared>>, request: Request) -> Response {
@@ -239,11 +253,25 @@ async fn dispatch(
         body,
     };
     let store = shared.store.clone();
-    let answer = match kind {
-        Kind::Vectorize => vectorize::handle(store, resource.clone(), call).await,
-        Kind::D1 => d1::handle(store, resource.clone(), call).await,
-        Kind::R2 => r2::handle(store, resource.clone(), call).await,
+    let meter = shared.meter.clone();
+    let mut answer = match kind {
+        Kind::Vectorize => vectorize::handle(store, resource.clone(), call, meter).await,
+        Kind::D1 => d1::handle(store, resource.clone(), call, meter).await,
+        Kind::R2 => r2::handle(store, resource.clone(), call, meter).await,
     };
+    let operation = Operation {
+        api: match kind {
+            Kind::Vectorize => Api::Vectorize,
+            Kind::D1 => Api::D1,
+            Kind::R2 => Api::R2,
+        },
+        name: match kind {
+            Kind::R2 => r2::s3_name(&answer.op).into(),
+            _ => answer.op.clone().into(),
+        },
+        resource: Some(resource.clone()),
+    };
+    answer.response.extensions_mut().insert(operation);
     Ok((kind, resource, answer))
 }
 

@@ -25,6 +25,7 @@ use crate::r2::{
     R2ErrorKind, R2GetOptions, R2ListOptions, R2MultipartOptions, R2Object, R2PutOptions, R2Range,
     R2UploadedPart,
 };
+use crate::server::meter::{self, Meter, Operation};
 use crate::server::stream;
 use crate::Store;
 
@@ -267,8 +268,37 @@ enum Outcome {
     NoSuchKey,
 }
 
-/// Runs one binding call on the bucket `name`.
-pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answer {
+/// The S3 name of a binding method (R2's pricing page classes operations by these).
+pub(super) fn s3_name(op: &str) -> &'static str {
+    match op {
+        "head" => "HeadObject",
+        "get" => "GetObject",
+        "put" => "PutObject",
+        "list" => "ListObjects",
+        "delete" => "DeleteObject",
+        "createMultipartUpload" => "CreateMultipartUpload",
+        "uploadPart" => "UploadPart",
+        "completeMultipartUpload" => "CompleteMultipartUpload",
+        "abortMultipartUpload" => "AbortMultipartUpload",
+        _ => "-",
+    }
+}
+
+/// Refuses `op` past a free-tier allowance it counts against.
+fn admit(meter: &Option<Arc<Meter>>, op: &'static str, bucket: &str) -> Result<(), R2Error> {
+    let Some(meter) = meter else { return Ok(()) };
+    meter
+        .admit(&Operation::r2(s3_name(op), Some(bucket)))
+        .map_err(|e| meter::r2_refusal(op, &e))
+}
+
+/// Runs one binding call on the bucket `name`, once the free tier admits it.
+pub(super) async fn handle(
+    store: Arc<Store>,
+    name: String,
+    call: Call,
+    meter: Option<Arc<Meter>>,
+) -> Answer {
     let Call {
         method,
         headers,
@@ -284,13 +314,16 @@ pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answe
             match request {
                 Ok(request) => {
                     let op = request.op();
-                    let run = move || read(&open(&store, &name, op)?, request);
+                    let run = move || {
+                        admit(&meter, op, &name)?;
+                        read(&open(&store, &name, op)?, request)
+                    };
                     (op, blocking(op, run).await)
                 }
                 Err(e) => ("-", Err(e)),
             }
         }
-        Method::PUT => write(store, name, &headers, body).await,
+        Method::PUT => write(store, name, &headers, body, meter).await,
         other => (
             "-",
             Err(invalid(
@@ -302,6 +335,8 @@ pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answe
     let (op, result) = ran;
     let response = match result {
         Ok(outcome) => respond(outcome).await,
+        // Refused before it ran: not billed.
+        Err(e) if e.kind == R2ErrorKind::NotEntitled => meter::refused(r2_error(&e)),
         Err(e) => r2_error(&e),
     };
     Answer {
@@ -403,6 +438,7 @@ async fn write(
     name: String,
     headers: &HeaderMap,
     body: Body,
+    meter: Option<Arc<Meter>>,
 ) -> (&'static str, Result<Outcome, R2Error>) {
     let number = |h: &str| {
         headers
@@ -444,6 +480,7 @@ async fn write(
         })?;
         let request = Request::parse(&json)?;
         *seen.lock().unwrap_or_else(|p| p.into_inner()) = request.op();
+        admit(&meter, request.op(), &name)?;
         let bucket = open(&store, &name, request.op())?;
         apply(&bucket, request, &mut reader, total - meta_size)
     });

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 
 use super::{json_bytes, Answer, Call};
+use crate::server::meter::{refused, Api, Meter, Operation};
 use crate::server::vectorize::{index, parse, Ids, QueryBody};
 use crate::server::REST_BODY_LIMIT;
+use crate::usage::Units;
 use crate::vectorize::error::code;
 use crate::vectorize::ndjson::{self, Unparsable};
 use crate::vectorize::{Op, VectorizeError};
@@ -27,8 +29,13 @@ pub(super) fn error(status: u16, code: u32, message: &str) -> Response {
     (status, Json(json!({"code": code, "error": message}))).into_response()
 }
 
-/// Runs one binding call on the index `name`.
-pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answer {
+/// Runs one binding call on the index `name`, once the free tier admits it.
+pub(super) async fn handle(
+    store: Arc<Store>,
+    name: String,
+    call: Call,
+    meter: Option<Arc<Meter>>,
+) -> Answer {
     let path = call.url.path().trim_start_matches('/').to_owned();
     let op = match (&call.method, path.as_str()) {
         (&Method::GET, "info") => Op::IndexGet,
@@ -48,6 +55,18 @@ pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answe
             };
         }
     };
+    let operation = Operation {
+        api: Api::Vectorize,
+        name: path.clone().into(),
+        resource: Some(name.clone()),
+    };
+    if let Some(Err(exceeded)) = meter.map(|m| m.admit(&operation)) {
+        let response = error(403, code::FREE_TIER, &exceeded.message());
+        return Answer {
+            op: path,
+            response: refused(response),
+        };
+    }
     let response = match json_bytes(call.body, REST_BODY_LIMIT).await {
         Ok(body) => {
             let run = tokio::task::spawn_blocking(move || run(&store, &name, op, &body)).await;
@@ -58,7 +77,12 @@ pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answe
                     format!("internal error: {e}"),
                 ))
             }) {
-                Ok(json) => ([("content-type", "application/json")], json).into_response(),
+                Ok((json, units)) => (
+                    [("content-type", "application/json")],
+                    Extension(units),
+                    json,
+                )
+                    .into_response(),
                 Err(e) => error(e.http_status(), e.code, &e.message),
             }
         }
@@ -67,9 +91,13 @@ pub(super) async fn handle(store: Arc<Store>, name: String, call: Call) -> Answe
     Answer { op: path, response }
 }
 
-/// The JSON the binding returns to the Worker for `op`.
-fn run(store: &Store, name: &str, op: Op, body: &[u8]) -> Result<Vec<u8>, VectorizeError> {
+/// The JSON the binding returns to the Worker for `op`, and what it cost.
+fn run(store: &Store, name: &str, op: Op, body: &[u8]) -> Result<(Vec<u8>, Units), VectorizeError> {
     let index = index(store, name, op)?;
+    let units = match op {
+        Op::Query => Units::vectorize_query(index.config().dimensions),
+        _ => Units::default(),
+    };
     let json = match op {
         Op::IndexGet => serde_json::to_vec(&index.describe()),
         Op::Query => serde_json::to_vec(&parse::<QueryBody>(op, body)?.run(&index)?),
@@ -85,5 +113,7 @@ fn run(store: &Store, name: &str, op: Op, body: &[u8]) -> Result<Vec<u8>, Vector
         Op::Get => serde_json::to_vec(&index.get_by_ids(&parse::<Ids>(op, body)?.ids)?),
         _ => serde_json::to_vec(&index.delete_by_ids(&parse::<Ids>(op, body)?.ids)?),
     };
-    json.map_err(|e| VectorizeError::new(op, code::STORAGE, format!("encoding the answer: {e}")))
+    let json = json
+        .map_err(|e| VectorizeError::new(op, code::STORAGE, format!("encoding the answer: {e}")))?;
+    Ok((json, units))
 }

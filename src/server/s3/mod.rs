@@ -34,6 +34,7 @@ use percent_encoding::percent_decode_str;
 
 use error::S3Error;
 
+use super::meter::{self, Meter, Operation as MeteredOperation, Surface};
 use crate::r2::presign::{parse_query, Credentials, SignedRequest, Verified};
 use crate::r2::R2Bucket;
 use crate::Store;
@@ -46,13 +47,25 @@ pub const DEFAULT_SECRET_ACCESS_KEY: &str = "tristore-secret";
 struct S3State {
     store: Arc<Store>,
     credentials: Credentials,
+    meter: Option<Arc<Meter>>,
 }
 
-/// The S3 API over `store`, accepting requests signed with `credentials`.
-pub fn router(store: Arc<Store>, credentials: Credentials) -> Router {
-    let state = Arc::new(S3State { store, credentials });
-    Router::new()
-        .fallback(handle)
+/// The S3 API over `store`, accepting requests signed with `credentials`, counted by
+/// `meter` when there is one.
+pub fn router(store: Arc<Store>, credentials: Credentials, meter: Option<Arc<Meter>>) -> Router {
+    let state = Arc::new(S3State {
+        store,
+        credentials,
+        meter: meter.clone(),
+    });
+    let router = Router::new().fallback(handle);
+    let router = match meter {
+        Some(meter) => router.layer(axum::middleware::from_fn(move |request, next| {
+            meter::layer(meter.clone(), Surface::S3, |_| None, request, next)
+        })),
+        None => router,
+    };
+    router
         .layer(axum::middleware::from_fn(super::log))
         .with_state(state)
 }
@@ -183,7 +196,7 @@ async fn dispatch(
         headers: parts.headers,
         verified,
     };
-    route(ctx, body).await
+    route(ctx, state.meter.as_deref(), body).await
 }
 
 /// The bucket and key a request addresses.
@@ -291,55 +304,171 @@ fn unsupported(ctx: &Ctx) -> Option<String> {
         })
 }
 
-async fn route(ctx: Ctx, body: Body) -> Result<Response, S3Error> {
-    if let Some(operation) = unsupported(&ctx) {
-        return Err(S3Error::not_implemented(&operation));
-    }
-    let method = ctx.method.clone();
-    match (ctx.bucket.is_some(), ctx.key.is_some(), method) {
-        (false, _, Method::GET) => buckets::list_buckets(ctx).await,
-        (false, _, _) => Err(S3Error::new(
-            405,
-            "MethodNotAllowed",
-            "The specified method is not allowed against this resource. Name a bucket in the path or the host.",
-        )),
-        (true, false, _) if ctx.has("cors") => cors::configure(ctx, body).await,
-        (true, false, _) if ctx.has("lifecycle") => lifecycle::configure(ctx, body).await,
-        (true, false, Method::GET) if ctx.has("encryption") => buckets::encryption(ctx).await,
-        (true, false, Method::PUT) => buckets::create_bucket(ctx, body).await,
-        (true, false, Method::DELETE) => buckets::delete_bucket(ctx).await,
-        (true, false, Method::HEAD) => buckets::head_bucket(ctx).await,
-        (true, false, Method::POST) if ctx.has("delete") => objects::delete_objects(ctx, body).await,
-        (true, false, Method::GET) if ctx.has("location") => buckets::location(ctx).await,
-        (true, false, Method::GET) if ctx.has("versioning") => buckets::versioning(ctx).await,
-        (true, false, Method::GET) if ctx.has("uploads") => multipart::list_uploads(ctx).await,
-        (true, false, Method::GET) if ctx.q("list-type") == Some("2") => {
-            buckets::list_objects(ctx, true).await
+/// The S3 operations R2 offers, named as S3 names them (R2's pricing page classes
+/// operations by these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    ListBuckets,
+    /// GET, PUT or DELETE `?cors`.
+    BucketCors,
+    /// GET, PUT or DELETE `?lifecycle`.
+    BucketLifecycle,
+    GetBucketEncryption,
+    CreateBucket,
+    DeleteBucket,
+    HeadBucket,
+    DeleteObjects,
+    GetBucketLocation,
+    GetBucketVersioning,
+    ListMultipartUploads,
+    ListObjectsV2,
+    ListObjects,
+    UploadPartCopy,
+    UploadPart,
+    CopyObject,
+    PutObject,
+    ListParts,
+    GetObject,
+    HeadObject,
+    AbortMultipartUpload,
+    DeleteObject,
+    CreateMultipartUpload,
+    CompleteMultipartUpload,
+}
+
+impl Operation {
+    /// The operation `ctx` asks for.
+    fn of(ctx: &Ctx) -> Result<Operation, S3Error> {
+        use Operation::*;
+        if let Some(operation) = unsupported(ctx) {
+            return Err(S3Error::not_implemented(&operation));
         }
-        (true, false, Method::GET) => buckets::list_objects(ctx, false).await,
-        (true, true, Method::PUT) if ctx.has("uploadId") => {
-            if ctx.header("x-amz-copy-source").is_some() {
-                multipart::upload_part_copy(ctx).await
-            } else {
-                multipart::upload_part(ctx, body).await
+        let copy = ctx.header("x-amz-copy-source").is_some();
+        Ok(match (ctx.bucket.is_some(), ctx.key.is_some(), &ctx.method) {
+            (false, _, &Method::GET) => ListBuckets,
+            (false, _, _) => return Err(S3Error::new(
+                405,
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource. Name a bucket in the path or the host.",
+            )),
+            (true, false, _) if ctx.has("cors") => BucketCors,
+            (true, false, _) if ctx.has("lifecycle") => BucketLifecycle,
+            (true, false, &Method::GET) if ctx.has("encryption") => GetBucketEncryption,
+            (true, false, &Method::PUT) => CreateBucket,
+            (true, false, &Method::DELETE) => DeleteBucket,
+            (true, false, &Method::HEAD) => HeadBucket,
+            (true, false, &Method::POST) if ctx.has("delete") => DeleteObjects,
+            (true, false, &Method::GET) if ctx.has("location") => GetBucketLocation,
+            (true, false, &Method::GET) if ctx.has("versioning") => GetBucketVersioning,
+            (true, false, &Method::GET) if ctx.has("uploads") => ListMultipartUploads,
+            (true, false, &Method::GET) if ctx.q("list-type") == Some("2") => ListObjectsV2,
+            (true, false, &Method::GET) => ListObjects,
+            (true, true, &Method::PUT) if ctx.has("uploadId") && copy => UploadPartCopy,
+            (true, true, &Method::PUT) if ctx.has("uploadId") => UploadPart,
+            (true, true, &Method::PUT) if copy => CopyObject,
+            (true, true, &Method::PUT) => PutObject,
+            (true, true, &Method::GET) if ctx.has("uploadId") => ListParts,
+            (true, true, &Method::GET) => GetObject,
+            (true, true, &Method::HEAD) => HeadObject,
+            (true, true, &Method::DELETE) if ctx.has("uploadId") => AbortMultipartUpload,
+            (true, true, &Method::DELETE) => DeleteObject,
+            (true, true, &Method::POST) if ctx.has("uploads") => CreateMultipartUpload,
+            (true, true, &Method::POST) if ctx.has("uploadId") => CompleteMultipartUpload,
+            (true, true, &Method::POST) => return Err(S3Error::not_implemented("PostObject")),
+            (true, _, other) => return Err(S3Error::new(
+                405,
+                "MethodNotAllowed",
+                format!("The specified method {other} is not allowed against this resource."),
+            )),
+        })
+    }
+
+    /// S3's name; the configuration subresources by the request's method.
+    fn name(self, method: &Method) -> &'static str {
+        let by_method = |get, put, delete| match *method {
+            Method::GET | Method::HEAD => get,
+            Method::DELETE => delete,
+            _ => put,
+        };
+        match self {
+            Operation::BucketCors => {
+                by_method("GetBucketCors", "PutBucketCors", "DeleteBucketCors")
             }
+            Operation::BucketLifecycle => by_method(
+                "GetBucketLifecycleConfiguration",
+                "PutBucketLifecycleConfiguration",
+                "DeleteBucketLifecycle",
+            ),
+            Operation::ListBuckets => "ListBuckets",
+            Operation::GetBucketEncryption => "GetBucketEncryption",
+            Operation::CreateBucket => "CreateBucket",
+            Operation::DeleteBucket => "DeleteBucket",
+            Operation::HeadBucket => "HeadBucket",
+            Operation::DeleteObjects => "DeleteObjects",
+            Operation::GetBucketLocation => "GetBucketLocation",
+            Operation::GetBucketVersioning => "GetBucketVersioning",
+            Operation::ListMultipartUploads => "ListMultipartUploads",
+            Operation::ListObjectsV2 => "ListObjectsV2",
+            Operation::ListObjects => "ListObjects",
+            Operation::UploadPartCopy => "UploadPartCopy",
+            Operation::UploadPart => "UploadPart",
+            Operation::CopyObject => "CopyObject",
+            Operation::PutObject => "PutObject",
+            Operation::ListParts => "ListParts",
+            Operation::GetObject => "GetObject",
+            Operation::HeadObject => "HeadObject",
+            Operation::AbortMultipartUpload => "AbortMultipartUpload",
+            Operation::DeleteObject => "DeleteObject",
+            Operation::CreateMultipartUpload => "CreateMultipartUpload",
+            Operation::CompleteMultipartUpload => "CompleteMultipartUpload",
         }
-        (true, true, Method::PUT) if ctx.header("x-amz-copy-source").is_some() => {
-            objects::copy_object(ctx).await
-        }
-        (true, true, Method::PUT) => objects::put_object(ctx, body).await,
-        (true, true, Method::GET) if ctx.has("uploadId") => multipart::list_parts(ctx).await,
-        (true, true, Method::GET) => objects::get_object(ctx, false).await,
-        (true, true, Method::HEAD) => objects::get_object(ctx, true).await,
-        (true, true, Method::DELETE) if ctx.has("uploadId") => multipart::abort(ctx).await,
-        (true, true, Method::DELETE) => objects::delete_object(ctx).await,
-        (true, true, Method::POST) if ctx.has("uploads") => multipart::create(ctx).await,
-        (true, true, Method::POST) if ctx.has("uploadId") => multipart::complete(ctx, body).await,
-        (true, true, Method::POST) => Err(S3Error::not_implemented("PostObject")),
-        (true, _, other) => Err(S3Error::new(
-            405,
-            "MethodNotAllowed",
-            format!("The specified method {other} is not allowed against this resource."),
-        )),
     }
+
+    async fn run(self, ctx: Ctx, body: Body) -> Result<Response, S3Error> {
+        use Operation::*;
+        match self {
+            ListBuckets => buckets::list_buckets(ctx).await,
+            BucketCors => cors::configure(ctx, body).await,
+            BucketLifecycle => lifecycle::configure(ctx, body).await,
+            GetBucketEncryption => buckets::encryption(ctx).await,
+            CreateBucket => buckets::create_bucket(ctx, body).await,
+            DeleteBucket => buckets::delete_bucket(ctx).await,
+            HeadBucket => buckets::head_bucket(ctx).await,
+            DeleteObjects => objects::delete_objects(ctx, body).await,
+            GetBucketLocation => buckets::location(ctx).await,
+            GetBucketVersioning => buckets::versioning(ctx).await,
+            ListMultipartUploads => multipart::list_uploads(ctx).await,
+            ListObjectsV2 => buckets::list_objects(ctx, true).await,
+            ListObjects => buckets::list_objects(ctx, false).await,
+            UploadPartCopy => multipart::upload_part_copy(ctx).await,
+            UploadPart => multipart::upload_part(ctx, body).await,
+            CopyObject => objects::copy_object(ctx).await,
+            PutObject => objects::put_object(ctx, body).await,
+            ListParts => multipart::list_parts(ctx).await,
+            GetObject => objects::get_object(ctx, false).await,
+            HeadObject => objects::get_object(ctx, true).await,
+            AbortMultipartUpload => multipart::abort(ctx).await,
+            DeleteObject => objects::delete_object(ctx).await,
+            CreateMultipartUpload => multipart::create(ctx).await,
+            CompleteMultipartUpload => multipart::complete(ctx, body).await,
+        }
+    }
+}
+
+/// Runs the operation a request asks for, once the free tier admits it; the answer
+/// carries the operation for the meter.
+async fn route(ctx: Ctx, meter: Option<&Meter>, body: Body) -> Result<Response, S3Error> {
+    let operation = Operation::of(&ctx)?;
+    let metered = MeteredOperation::r2(operation.name(&ctx.method), ctx.bucket.as_deref());
+    let mut response = match meter.map(|m| m.admit(&metered)) {
+        Some(Err(exceeded)) => {
+            meter::refused(S3Error::from(meter::r2_refusal("s3", &exceeded)).into_response())
+        }
+        _ => operation
+            .run(ctx, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    };
+    response.extensions_mut().insert(metered);
+    Ok(response)
 }
