@@ -27,6 +27,50 @@ pub struct HttpBench {
     /// A running `bench/miniflare_http.mjs` (e.g. http://127.0.0.1:8787) to compare with.
     #[arg(long)]
     miniflare: Option<String>,
+    /// Instead, measure what metering costs: D1 point queries and R2 4 KiB GETs on this
+    /// server and on a second one over the same store with metering off
+    /// (`serve --no-metering`), in rounds that alternate which goes first.
+    #[arg(long)]
+    unmetered: bool,
+}
+
+/// Rounds of the metering comparison; each alternates which server goes first, since
+/// the second run of a pair profits from the first's warm caches.
+const METERING_ROUNDS: usize = 4;
+
+/// Prints each round of metered and unmetered runs of the two cheapest operations, and
+/// the median ratio of their request rates.
+fn metering_cost(metered: &Emulator, unmetered: &Emulator, clients: usize, duration: Duration) {
+    for op in [Op::D1PointQuery, Op::S3Get4K] {
+        let mut ratios = Vec::new();
+        for round in 0..METERING_ROUNDS {
+            let mut pair: [&Emulator; 2] = [metered, unmetered];
+            if round % 2 == 1 {
+                pair.reverse();
+            }
+            let rates: Vec<f64> = pair
+                .iter()
+                .map(|target| {
+                    let outcome = load::run(*target, &[op], clients, duration, &|_, _| {});
+                    row(target.name(), op, clients, &outcome);
+                    outcome.per_second()
+                })
+                .collect();
+            let (on, off) = if round % 2 == 1 {
+                (rates[1], rates[0])
+            } else {
+                (rates[0], rates[1])
+            };
+            ratios.push(on / off);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = (ratios[1] + ratios[2]) / 2.0;
+        println!(
+            "\n{}: metered / unmetered request rate, median of {METERING_ROUNDS} rounds: {median:.3} ({:+.1}%)\n",
+            op.name(),
+            (median - 1.0) * 100.0
+        );
+    }
 }
 
 fn row(target: &str, op: Op, clients: usize, o: &Outcome) {
@@ -53,6 +97,10 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let credentials = options.s3_credentials.clone();
+    let unmetered_options = ServerOptions {
+        metering: false,
+        ..options.clone()
+    };
     let server = start(store.clone(), options)?;
     eprintln!(
         "provisioning: 10,000 rows, {} vectors, 128 objects",
@@ -62,9 +110,24 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
         &store,
         server.addr,
         server.s3_addr,
-        credentials,
+        credentials.clone(),
         args.vectors,
     )?;
+    let unmetered = match args.unmetered {
+        true => {
+            let server = start(store.clone(), unmetered_options)?;
+            let target = Emulator::prepare(
+                &store,
+                server.addr,
+                server.s3_addr,
+                credentials.clone(),
+                args.vectors,
+            )?
+            .labelled("tristore, metering off");
+            Some((server, target))
+        }
+        false => None,
+    };
     let miniflare = match &args.miniflare {
         Some(url) => {
             let authority = url.trim_start_matches("http://").trim_end_matches('/');
@@ -79,6 +142,12 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
     let duration = Duration::from_secs_f64(args.seconds);
     println!("| server | operation | clients | requests | req/s | p50 ms | p99 ms | errors |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    if let Some((unmetered_server, unmetered)) = unmetered {
+        metering_cost(&tristore, &unmetered, args.clients, duration);
+        unmetered_server.shutdown()?;
+        server.shutdown()?;
+        return Ok(());
+    }
     for op in Op::ALL {
         // Interleave the servers per operation, so drift in machine load hits both.
         let mut targets: Vec<&dyn Target> = vec![&tristore];

@@ -392,6 +392,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// tristore's emulator as a load target.
 pub struct Emulator {
+    /// What the report calls it.
+    label: &'static str,
     rest: SocketAddr,
     s3: SocketAddr,
     credentials: Credentials,
@@ -415,6 +417,11 @@ fn payload(n: usize) -> std::sync::Arc<[u8]> {
 }
 
 impl Emulator {
+    /// The same target under another name in the report.
+    pub fn labelled(self, label: &'static str) -> Emulator {
+        Emulator { label, ..self }
+    }
+
     /// Provisions the bench database (10,000 rows), an index of `vectors` 768-d vectors
     /// and a bucket of 4 KiB and 1 MiB objects in `store`, served at `rest` and `s3`.
     pub fn prepare(
@@ -474,6 +481,7 @@ impl Emulator {
         }
         let etags = [&small, &large].map(|p| format!("{:x}", md5::Md5::digest(p)));
         Ok(Emulator {
+            label: "tristore",
             rest,
             s3,
             credentials,
@@ -664,7 +672,7 @@ impl Emulator {
 
 impl Target for Emulator {
     fn name(&self) -> &str {
-        "tristore"
+        self.label
     }
 
     fn request(&self, op: Op, client: usize, seq: u64) -> Option<Request> {

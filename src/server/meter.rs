@@ -7,16 +7,16 @@
 //! routes need none: their route names the operation) and its [`Units`] extension
 //! (rows a D1 query touched, dimensions a Vectorize query searched).
 
-use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -79,8 +79,9 @@ impl Surface {
 pub struct Operation {
     /// The service.
     pub api: Api,
-    /// Its name (`PutObject`, `query`, `POST d1/database/{db}/query`).
-    pub name: Cow<'static, str>,
+    /// Its name (`PutObject`, `query`, `POST d1/database/{db}/query`), from a bounded
+    /// set: it is a metric label.
+    pub name: &'static str,
     /// The database, index or bucket, when there is one.
     pub resource: Option<String>,
 }
@@ -90,7 +91,7 @@ impl Operation {
     pub fn r2(name: &'static str, bucket: Option<&str>) -> Operation {
         Operation {
             api: Api::R2,
-            name: Cow::Borrowed(name),
+            name,
             resource: bucket.map(str::to_owned),
         }
     }
@@ -105,13 +106,23 @@ impl Operation {
             Api::Vectorize if self.name.ends_with("query") => {
                 &[Allowance::VectorizeQueriedDimensions]
             }
-            Api::R2 => match R2Class::of(&self.name) {
+            Api::R2 => match R2Class::of(self.name) {
                 Some(R2Class::A) => &[Allowance::R2ClassA],
                 Some(R2Class::B) => &[Allowance::R2ClassB],
                 _ => &[],
             },
             _ => &[],
         }
+    }
+
+    /// `name` if it is one of `names`, else `unknown`: a label never takes a client's
+    /// arbitrary text.
+    pub fn known(name: &str, names: &[&'static str]) -> &'static str {
+        names
+            .iter()
+            .find(|n| **n == name)
+            .copied()
+            .unwrap_or("unknown")
     }
 
     fn runs_sql(&self) -> bool {
@@ -125,11 +136,15 @@ impl Operation {
 /// buckets share the label `_other`, so that a scrape stays small.
 const MAX_RESOURCES: usize = 100;
 
+/// A database, index or bucket name as a label value: shared, so that counting a
+/// request allocates nothing.
+type Resource = Arc<String>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     api: &'static str,
     surface: &'static str,
-    operation: String,
+    operation: &'static str,
     status: u16,
 }
 
@@ -137,27 +152,27 @@ struct RequestLabels {
 struct LatencyLabels {
     api: &'static str,
     surface: &'static str,
-    operation: String,
+    operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Database {
-    database: String,
+    database: Resource,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Index {
-    index: String,
+    index: Resource,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Bucket {
-    bucket: String,
+    bucket: Resource,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BucketClass {
-    bucket: String,
+    bucket: Resource,
     class: &'static str,
 }
 
@@ -174,7 +189,11 @@ pub struct Meter {
     r2_operations: Family<BucketClass, Counter>,
     r2_bytes_in: Family<Bucket, Counter>,
     r2_bytes_out: Family<Bucket, Counter>,
-    resources: Mutex<HashSet<String>>,
+    /// Label values in use, by name.
+    resources: RwLock<HashMap<String, Resource>>,
+    /// The label past [`MAX_RESOURCES`], and the one for no resource.
+    other: Resource,
+    none: Resource,
 }
 
 impl Meter {
@@ -247,7 +266,9 @@ impl Meter {
             r2_operations,
             r2_bytes_in,
             r2_bytes_out,
-            resources: Mutex::new(HashSet::new()),
+            resources: RwLock::new(HashMap::new()),
+            other: Arc::new("_other".into()),
+            none: Arc::new("_none".into()),
         }
     }
 
@@ -262,16 +283,25 @@ impl Meter {
     }
 
     /// A resource label, or `_other` once [`MAX_RESOURCES`] are in use.
-    fn label(&self, resource: Option<&str>) -> String {
+    fn label(&self, resource: Option<&str>) -> Resource {
         let Some(name) = resource else {
-            return "_none".into();
+            return self.none.clone();
         };
-        let mut seen = self.resources.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(name) || (seen.len() < MAX_RESOURCES && seen.insert(name.to_owned())) {
-            name.to_owned()
-        } else {
-            "_other".into()
+        let known = self.resources.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(label) = known.get(name) {
+            return label.clone();
         }
+        drop(known);
+        let mut seen = self.resources.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(label) = seen.get(name) {
+            return label.clone();
+        }
+        if seen.len() >= MAX_RESOURCES {
+            return self.other.clone();
+        }
+        let label = Arc::new(name.to_owned());
+        seen.insert(name.to_owned(), label.clone());
+        label
     }
 
     fn observe(
@@ -283,12 +313,12 @@ impl Meter {
         units: Units,
         received: u64,
     ) {
-        let (api, name) = (operation.api.name(), operation.name.to_string());
+        let (api, name) = (operation.api.name(), operation.name);
         self.requests
             .get_or_create(&RequestLabels {
                 api,
                 surface: surface.name(),
-                operation: name.clone(),
+                operation: name,
                 status,
             })
             .inc();
@@ -359,9 +389,23 @@ impl Meter {
         text
     }
 
-    /// The bytes of a response body, counted as they are sent.
-    fn count_sent(&self, response: Response, bucket: String) -> Response {
+    /// The bytes of a response body: its length when known (a HEAD answer's is 0),
+    /// else counted as they are sent.
+    fn count_sent(&self, response: Response, bucket: Resource) -> Response {
         let counter = self.r2_bytes_out.get_or_create_owned(&Bucket { bucket });
+        let known = response.body().size_hint().exact().or_else(|| {
+            response
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()
+        });
+        if let Some(length) = known {
+            counter.inc_by(length);
+            return response;
+        }
         response.map(|body| {
             Counted::body(body, move |n| {
                 counter.inc_by(n);
@@ -409,33 +453,49 @@ impl<F: FnMut(u64) + Unpin> http_body::Body for Counted<F> {
     }
 }
 
-/// Counts the requests of one surface. `describe` names the operation from the
-/// request where the route alone does (REST); elsewhere the handler's [`Operation`]
-/// extension does.
-pub async fn layer(
-    meter: Arc<Meter>,
+/// The one middleware of each surface: logs the request (REST and S3; the bindings
+/// log their own richer line) and, with a meter, counts it. `describe` names the
+/// operation from the request where the route alone does (REST); elsewhere the
+/// handler's [`Operation`] extension does. A request whose answer carries no operation
+/// (refused for its credentials, or unroutable) is logged but not counted.
+pub async fn observe(
+    meter: Option<Arc<Meter>>,
     surface: Surface,
     describe: fn(&Request) -> Option<Operation>,
     request: Request,
     next: Next,
 ) -> Response {
     let start = Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let Some(meter) = meter else {
+        let response = next.run(request).await;
+        log(surface, &method, &path, &response, start);
+        return response;
+    };
     let described = describe(&request);
-    if let Some(operation) = &described {
-        if let Err(exceeded) = meter.admit(operation) {
-            let mut response = rest_refusal(operation, &exceeded);
-            response.extensions_mut().insert(operation.clone());
-            return finish(&meter, surface, response, start, Some(Units::default()), 0);
-        }
-    }
+    // Only R2 counts the bytes it receives, and an empty body has none to count.
+    let bodied =
+        !request.body().is_end_stream() && described.as_ref().is_none_or(|o| o.api == Api::R2);
     let received = Arc::new(AtomicU64::new(0));
-    let counted = received.clone();
-    let request = request.map(|body| {
-        Counted::body(body, move |n| {
-            counted.fetch_add(n, Ordering::Relaxed);
-        })
-    });
+    let mut request = match bodied {
+        true => {
+            let counted = received.clone();
+            request.map(|body| {
+                Counted::body(body, move |n| {
+                    counted.fetch_add(n, Ordering::Relaxed);
+                })
+            })
+        }
+        false => request,
+    };
+    if let Some(operation) = &described {
+        request.extensions_mut().insert(operation.clone());
+    }
     let mut response = next.run(request).await;
+    log(surface, &method, &path, &response, start);
+    if response.extensions().get::<Unauthenticated>().is_some() {
+        return response;
+    }
     if let Some(operation) = described {
         response.extensions_mut().get_or_insert(operation);
     }
@@ -448,6 +508,43 @@ pub async fn layer(
         units,
         received.load(Ordering::Relaxed),
     )
+}
+
+/// Marks an answer refused for its credentials: not counted, as Cloudflare does not
+/// bill those.
+#[derive(Debug, Clone, Copy)]
+pub struct Unauthenticated;
+
+fn log(
+    surface: Surface,
+    method: &axum::http::Method,
+    path: &str,
+    response: &Response,
+    start: Instant,
+) {
+    if surface == Surface::Binding {
+        return;
+    }
+    tracing::info!(
+        target: "tristore::http",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+        "request"
+    );
+}
+
+/// Under `--free-tier enforce`, refuses a REST request past an allowance its operation
+/// (named by [`observe`]) counts against. It runs after the token check, so that an
+/// unauthenticated request gets the authentication error.
+pub async fn admit_rest(meter: Arc<Meter>, request: Request, next: Next) -> Response {
+    if let Some(operation) = request.extensions().get::<Operation>() {
+        if let Err(exceeded) = meter.admit(operation) {
+            return refused(rest_refusal(operation, &exceeded));
+        }
+    }
+    next.run(request).await
 }
 
 /// Counts an answered request that carries its [`Operation`].
@@ -467,7 +564,7 @@ fn finish(
     let units = match units {
         Some(units) => units,
         None if operation.api == Api::R2 => Units {
-            r2_class: R2Class::of(&operation.name),
+            r2_class: R2Class::of(operation.name),
             ..Units::default()
         },
         None => Units::default(),
@@ -513,10 +610,11 @@ fn rest_refusal(operation: &Operation, exceeded: &Exceeded) -> Response {
 /// R2's bucket routes by their S3 names, so that they are classed.
 pub fn rest_operation(request: &Request) -> Option<Operation> {
     let route = request.extensions().get::<MatchedPath>()?.as_str();
+    let method = request.method().as_str();
     let Some(under_account) = route.strip_prefix("/client/v4/accounts/{account}/") else {
         return Some(Operation {
             api: Api::Other,
-            name: Cow::Owned(format!("{} {route}", request.method())),
+            name: route_name(method, route),
             resource: None,
         });
     };
@@ -528,29 +626,52 @@ pub fn rest_operation(request: &Request) -> Option<Operation> {
     };
     // The resource is the path's segment where the route has its first parameter
     // after the account.
-    let path: Vec<&str> = request.uri().path().split('/').collect();
     let resource = route
         .split('/')
         .enumerate()
         .skip(5)
         .find(|(_, segment)| segment.starts_with('{'))
-        .and_then(|(i, _)| path.get(i))
+        .and_then(|(i, _)| request.uri().path().split('/').nth(i))
         .map(|s| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
                 .into_owned()
         });
-    let method = request.method().as_str();
     let name = match (api, method, resource.is_some()) {
-        (Api::R2, "GET", false) => Cow::Borrowed("ListBuckets"),
-        (Api::R2, "POST", false) => Cow::Borrowed("PutBucket"),
-        (Api::R2, "GET", true) => Cow::Borrowed("HeadBucket"),
-        (Api::R2, "DELETE", true) => Cow::Borrowed("DeleteBucket"),
-        _ => Cow::Owned(format!("{method} {under_account}")),
+        (Api::R2, "GET", false) => "ListBuckets",
+        (Api::R2, "POST", false) => "PutBucket",
+        (Api::R2, "GET", true) => "HeadBucket",
+        (Api::R2, "DELETE", true) => "DeleteBucket",
+        _ => route_name(method, under_account),
     };
     Some(Operation {
         api,
         name,
         resource,
     })
+}
+
+/// `METHOD route`, made once per route: the routes are a fixed table, so the names
+/// kept for the life of the process are bounded by it.
+fn route_name(method: &str, route: &str) -> &'static str {
+    type Names = HashMap<String, Vec<(String, &'static str)>>;
+    static NAMES: std::sync::OnceLock<RwLock<Names>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let find = |names: &Names| {
+        let methods = names.get(route)?;
+        methods.iter().find(|(m, _)| m == method).map(|(_, n)| *n)
+    };
+    if let Some(name) = find(&names.read().unwrap_or_else(|p| p.into_inner())) {
+        return name;
+    }
+    let mut names = names.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(name) = find(&names) {
+        return name;
+    }
+    let name: &'static str = Box::leak(format!("{method} {route}").into_boxed_str());
+    names
+        .entry(route.to_owned())
+        .or_default()
+        .push((method.to_owned(), name));
+    name
 }

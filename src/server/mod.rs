@@ -20,7 +20,6 @@ pub mod vectorize;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::header::AUTHORIZATION;
@@ -136,19 +135,15 @@ pub fn router(
                 ),
             )
         });
-    // Inside the token check: requests refused for their credentials are not counted,
-    // as Cloudflare does not bill them.
-    let rest = match meter {
-        Some(meter) => rest.layer(middleware::from_fn(move |request: Request, next: Next| {
-            meter::layer(
-                meter.clone(),
-                meter::Surface::Rest,
-                meter::rest_operation,
-                request,
-                next,
-            )
-        })),
-        None => rest,
+    // After the token check, so that an unauthenticated request gets its error.
+    let rest = match &meter {
+        Some(m) if options.free_tier.policy == crate::usage::Policy::Enforce => {
+            let m = m.clone();
+            rest.layer(middleware::from_fn(move |request: Request, next: Next| {
+                meter::admit_rest(m.clone(), request, next)
+            }))
+        }
+        _ => rest,
     };
     let rest = rest
         .layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -156,7 +151,15 @@ pub fn router(
             async move { authorize(token.as_deref(), request, next).await }
         }))
         .layer(middleware::from_fn(envelope::plain_errors_as_envelope))
-        .layer(middleware::from_fn(log))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            meter::observe(
+                meter.clone(),
+                meter::Surface::Rest,
+                meter::rest_operation,
+                request,
+                next,
+            )
+        }))
         .layer(axum::Extension(d1_transfer::UrlSigner::new(
             options.api_token.as_deref(),
         )))
@@ -230,8 +233,8 @@ async fn authorize(token: Option<&str>, request: Request, next: Next) -> Respons
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match given.and_then(|v| v.strip_prefix("Bearer ")) {
-        Some(t) if t == token => next.run(request).await,
+    let mut refused = match given.and_then(|v| v.strip_prefix("Bearer ")) {
+        Some(t) if t == token => return next.run(request).await,
         Some(_) => ApiError::new(403, 10000, "Authentication error").into_response(),
         None => ApiError::new(
             400,
@@ -239,22 +242,9 @@ async fn authorize(token: Option<&str>, request: Request, next: Next) -> Respons
             "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
         )
         .into_response(),
-    }
-}
-
-pub(crate) async fn log(request: Request, next: Next) -> Response {
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let start = Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        target: "tristore::http",
-        %method,
-        path,
-        status = response.status().as_u16(),
-        micros = start.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
+    };
+    refused.extensions_mut().insert(meter::Unauthenticated);
+    refused
 }
 
 /// Keeps `usage.json` at most a second behind the counts, and the stored amounts at

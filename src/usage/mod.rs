@@ -182,11 +182,18 @@ struct Ledger {
     stored: Stored,
     /// The free tier the emulator last ran with, for `tristore usage`.
     free_tier: FreeTier,
+    /// The UTC date `day` names, so that most calls compare dates, not text.
+    #[serde(skip)]
+    date: Option<time::Date>,
 }
 
 impl Ledger {
     /// Starts a new day or month when `now` is past the ledger's.
     fn roll(&mut self, now: OffsetDateTime) {
+        if self.date == Some(now.date()) {
+            return;
+        }
+        self.date = Some(now.date());
         let (day, month) = period_keys(now);
         if self.month != month {
             self.month = month;

@@ -25,6 +25,9 @@ use crate::Store;
 /// answer: the bookmark after the call).
 const SESSION_HEADER: &str = "x-cf-d1-session-commit-token";
 
+/// The calls served, by path.
+pub(super) const OPERATIONS: &[&str] = &["query", "execute"];
+
 /// An answer the binding throws as `D1_ERROR: <message>`.
 pub(super) fn error(status: u16, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -90,7 +93,7 @@ pub(super) async fn handle(
     };
     let operation = Operation {
         api: Api::D1,
-        name: op.clone().into(),
+        name: Operation::known(&op, OPERATIONS),
         resource: Some(name.clone()),
     };
     if let Some(Err(exceeded)) = meter.map(|m| m.admit(&operation)) {

@@ -136,7 +136,13 @@ pub fn routes(
         .route(&format!("{PATH}/{{kind}}/{{name}}"), any(named));
     let calls = match meter {
         Some(meter) => calls.layer(axum::middleware::from_fn(move |request, next| {
-            super::meter::layer(meter.clone(), Surface::Binding, |_| None, request, next)
+            super::meter::observe(
+                Some(meter.clone()),
+                Surface::Binding,
+                |_| None,
+                request,
+                next,
+            )
         })),
         None => calls,
     };
@@ -266,8 +272,9 @@ async fn dispatch(
             Kind::R2 => Api::R2,
         },
         name: match kind {
-            Kind::R2 => r2::s3_name(&answer.op).into(),
-            _ => answer.op.clone().into(),
+            Kind::R2 => r2::s3_name(&answer.op),
+            Kind::D1 => Operation::known(&answer.op, d1::OPERATIONS),
+            Kind::Vectorize => Operation::known(&answer.op, vectorize::OPERATIONS),
         },
         resource: Some(resource.clone()),
     };

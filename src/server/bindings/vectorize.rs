@@ -23,6 +23,16 @@ use crate::Store;
 /// The code of a missing index (`INDEX_GET_ERROR (code = 3000)` from `describe()`).
 pub(super) const INDEX_NOT_FOUND: u32 = code::INDEX_NOT_FOUND;
 
+/// The calls served, by path.
+pub(super) const OPERATIONS: &[&str] = &[
+    "info",
+    "query",
+    "insert",
+    "upsert",
+    "getByIds",
+    "deleteByIds",
+];
+
 /// An answer the binding throws as `<OP>_ERROR (code = <code>): <message>`.
 pub(super) fn error(status: u16, code: u32, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -57,7 +67,7 @@ pub(super) async fn handle(
     };
     let operation = Operation {
         api: Api::Vectorize,
-        name: path.clone().into(),
+        name: Operation::known(&path, OPERATIONS),
         resource: Some(name.clone()),
     };
     if let Some(Err(exceeded)) = meter.map(|m| m.admit(&operation)) {

@@ -58,15 +58,11 @@ pub fn router(store: Arc<Store>, credentials: Credentials, meter: Option<Arc<Met
         credentials,
         meter: meter.clone(),
     });
-    let router = Router::new().fallback(handle);
-    let router = match meter {
-        Some(meter) => router.layer(axum::middleware::from_fn(move |request, next| {
-            meter::layer(meter.clone(), Surface::S3, |_| None, request, next)
-        })),
-        None => router,
-    };
-    router
-        .layer(axum::middleware::from_fn(super::log))
+    Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            meter::observe(meter.clone(), Surface::S3, |_| None, request, next)
+        }))
         .with_state(state)
 }
 
