@@ -28,6 +28,7 @@
 //! [`defaults`] what Metacogna's does.
 
 mod catalog_file;
+pub mod consistency;
 pub mod d1;
 pub mod defaults;
 mod error;

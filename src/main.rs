@@ -51,11 +51,19 @@ enum Command {
         #[command(subcommand)]
         command: D1Command,
     },
+    /// Vectorize indexes: export and import vectors.
+    Vectorize {
+        #[command(subcommand)]
+        command: VectorizeCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Check every store, and the links between a database's documents, their objects
+    /// and their vectors (Metacogna's schema); exits non-zero when anything is wrong.
+    Fsck(FsckArgs),
     /// What was used today and this month against Cloudflare's free tier: D1 rows,
     /// Vectorize dimensions, R2 operations, and what is stored.
     Usage {
@@ -67,6 +75,23 @@ enum Command {
     /// blobs no object or upload references (a running `serve` does this itself, every
     /// 10 minutes, with the same settings).
     Gc(HousekeepingArgs),
+}
+
+#[derive(Args)]
+struct FsckArgs {
+    /// Remove what nothing points to (vectors whose docId names no document, objects
+    /// no document's r2Key names), after printing it.
+    #[arg(long)]
+    repair: bool,
+    /// The database with the `documents` table.
+    #[arg(long, default_value = defaults::METACOGNA_DATABASE)]
+    database: String,
+    /// The index of the documents' chunks.
+    #[arg(long, default_value = defaults::METACOGNA_INDEX)]
+    index: String,
+    /// The bucket of the documents' files.
+    #[arg(long, default_value = defaults::METACOGNA_BUCKET)]
+    bucket: String,
 }
 
 /// What R2 housekeeping removes: the settings `gc` and `serve` share.
@@ -204,6 +229,20 @@ enum BenchCommand {
 }
 
 #[derive(Subcommand)]
+enum VectorizeCommand {
+    /// Write every vector of an index as NDJSON (id, values, namespace, metadata), the
+    /// format `wrangler vectorize insert --file` and the REST API take.
+    Export {
+        index: String,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Upsert the vectors of an NDJSON file (as `export` writes it) into an index.
+    Import { index: String, file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum D1Command {
     /// List databases.
     List,
@@ -309,7 +348,9 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Serve(args) => serve(open()?, args),
         Command::D1 { command } => d1(&open()?, command),
+        Command::Vectorize { command } => vectorize(&open()?, command),
         Command::Gc(what) => gc(&open()?, &what),
+        Command::Fsck(args) => fsck(&open()?, args),
         Command::Usage { json } => usage(open(), &cli.data_dir, json),
         // Benchmarks work in a temporary directory, not the data directory.
         Command::Bench { command } => match command {
@@ -613,6 +654,102 @@ fn usage(store: tristore::Result<Store>, dir: &Path, json: bool) -> CliResult {
     }
     print!("{report}");
     Ok(())
+}
+
+fn vectorize(store: &Store, command: VectorizeCommand) -> CliResult {
+    use tristore::vectorize::ndjson;
+    match command {
+        VectorizeCommand::Export { index, output } => {
+            let index = store.vectorize().index(&index)?;
+            let written = match output {
+                Some(path) => {
+                    // Written beside, then renamed: an interrupted export leaves no
+                    // partial file under the name asked for.
+                    let tmp = path.with_extension("partial");
+                    let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                    let n = ndjson::export(&index, &mut file)?;
+                    file.into_inner()?.sync_all()?;
+                    std::fs::rename(&tmp, &path)?;
+                    n
+                }
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    let n = ndjson::export(&index, &mut out)?;
+                    std::io::Write::flush(&mut out)?;
+                    n
+                }
+            };
+            eprintln!("exported {written} vectors");
+        }
+        VectorizeCommand::Import { index, file } => {
+            let index = store.vectorize().index(&index)?;
+            let mut input = std::io::BufReader::new(std::fs::File::open(&file)?);
+            let n = ndjson::import(&index, &mut input)?;
+            eprintln!("imported {n} vectors");
+        }
+    }
+    Ok(())
+}
+
+/// Each store's own check, then the links; every problem on its own line.
+fn fsck(store: &Store, args: FsckArgs) -> CliResult {
+    let mut problems = 0;
+    for problem in store.r2().fsck()? {
+        println!("r2: {problem}");
+        problems += 1;
+    }
+    for db in store.d1().list()? {
+        let rows = store
+            .d1()
+            .database(&db.uuid)?
+            .prepare("PRAGMA quick_check")
+            .raw(false)?;
+        for row in rows.iter().filter(|r| r[0] != "ok") {
+            println!("d1 {}: {}", db.name, row[0]);
+            problems += 1;
+        }
+    }
+    let links = tristore::consistency::Links {
+        database: args.database,
+        index: args.index,
+        bucket: args.bucket,
+    };
+    let present = store.d1().get(&links.database).is_ok()
+        && store.vectorize().get(&links.index).is_ok()
+        && store.r2().bucket(&links.bucket).is_ok();
+    if present {
+        let report = tristore::consistency::check(store, &links)?;
+        for problem in &report.problems {
+            println!("links: {problem}");
+        }
+        problems += report.problems.len();
+        println!(
+            "links: {} documents, {} vectors, {} objects checked",
+            report.documents, report.vectors, report.objects
+        );
+        let orphans: Vec<_> = report
+            .problems
+            .into_iter()
+            .filter(|p| p.is_orphan())
+            .collect();
+        if args.repair && !orphans.is_empty() {
+            for orphan in &orphans {
+                println!("removing: {orphan}");
+            }
+            let (vectors, objects) = tristore::consistency::repair(store, &links, &orphans)?;
+            println!("removed {vectors} vectors and {objects} objects");
+            problems -= orphans.len();
+        }
+    } else {
+        println!(
+            "links: not checked (no database {}, index {} and bucket {} together; name them with --database, --index and --bucket)",
+            links.database, links.index, links.bucket
+        );
+    }
+    match problems {
+        0 => Ok(()),
+        n => Err(format!("{n} problems found").into()),
+    }
 }
 
 fn gc(store: &Store, what: &HousekeepingArgs) -> CliResult {
