@@ -153,7 +153,8 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
         row(ef.to_string(), s);
     }
 
-    // Filtered: 1% (one bucket) and 10% (ten buckets), truth by exact scan of the matches.
+    // Filtered: 1%, 10% and 50% of the rows (1, 10, 50 buckets), truth by exact scan of
+    // the matches.
     for (label, filter, keep) in [
         (
             "1%",
@@ -162,6 +163,9 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
         ),
         ("10%", json!({"bucket": {"$lt": 10}}), |i: usize| {
             i % 100 < 10
+        }),
+        ("50%", json!({"bucket": {"$lt": 50}}), |i: usize| {
+            i % 100 < 50
         }),
     ] {
         let members: Vec<u32> = (0..n as u32).filter(|&i| keep(i as usize)).collect();

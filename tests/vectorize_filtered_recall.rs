@@ -1,6 +1,6 @@
 //! The filtered and namespaced graph walk at a size where it matters: 20,000 clustered
-//! vectors, metadata filters that keep 20% to 60% of them and a namespace that keeps a
-//! third. With the graph alone answering (no exact scan to fall back on), every hit must
+//! vectors, metadata filters that keep 2% to 60% of them (below a quarter the walk hops
+//! over rejected neighbours) and a namespace that keeps a third. With the graph alone answering (no exact scan to fall back on), every hit must
 //! pass the filter and recall@10 against brute force must stay high; the default plan
 //! must do at least as well.
 
@@ -117,6 +117,18 @@ struct Selection {
 
 fn selections() -> Vec<Selection> {
     vec![
+        Selection {
+            name: "bucket 3 and colour red (2%)",
+            namespace: None,
+            filter: Some(json!({"bucket": 3, "colour": "red"})),
+            keeps: |it| it.bucket == 3 && it.colour == "red",
+        },
+        Selection {
+            name: "bucket 5 (10%)",
+            namespace: None,
+            filter: Some(json!({"bucket": 5})),
+            keeps: |it| it.bucket == 5,
+        },
         Selection {
             name: "bucket < 2 (20%)",
             namespace: None,

@@ -808,14 +808,15 @@ impl Hnsw {
     }
 
     /// Best-first search of one layer; returns up to `ef` nodes in ascending distance.
-    /// `accept` says which nodes may be returned (all nodes are still traversed).
+    /// `admit` says which nodes may be returned, and whether a rejected neighbour is
+    /// measured (a stepping stone) or hopped over (see [`Admit`]).
     fn search_layer(
         &self,
         p: &Probe,
         entries: &[Near],
         ef: usize,
         level: usize,
-        accept: Option<&dyn Fn(u32) -> bool>,
+        admit: Option<&Admit<'_>>,
     ) -> Vec<Near> {
         let mut pool = self.visited.lock().unwrap_or_else(|p| p.into_inner());
         let mut visited = pool.pop().unwrap_or(Visited {
@@ -826,7 +827,8 @@ impl Hnsw {
         visited.reset(self.slots());
         let mut frontier: BinaryHeap<std::cmp::Reverse<Near>> = BinaryHeap::new();
         let mut best: BinaryHeap<Near> = BinaryHeap::new();
-        let ok = |s: u32| accept.is_none_or(|f| f(s));
+        let ok = |s: u32| admit.is_none_or(|a| (a.accept)(s));
+        let hop = admit.is_some_and(|a| a.hop);
         for &e in entries {
             if visited.insert(e.1) {
                 frontier.push(std::cmp::Reverse(e));
@@ -835,6 +837,7 @@ impl Hnsw {
                 }
             }
         }
+        let (mut reached, mut hopped) = (Vec::with_capacity(self.degree()), Vec::new());
         // The bound on what is worth expanding: the worst accepted result once there are
         // `ef` of them. Before that, everything is.
         while let Some(std::cmp::Reverse(c)) = frontier.pop() {
@@ -842,13 +845,38 @@ impl Hnsw {
                 break;
             }
             let list = self.neighbours(c.1, level);
-            for &n in list {
+            reached.clear();
+            if hop {
+                // Accepted neighbours first, then accepted neighbours of rejected ones,
+                // up to a full neighbour list: as many measurements as an unfiltered step.
+                hopped.clear();
+                for &n in list {
+                    if ok(n) {
+                        if visited.insert(n) {
+                            reached.push(n);
+                        }
+                    } else if reached.len() + hopped.len() < self.degree() && visited.insert(n) {
+                        kernels::prefetch(self.neighbours(n, level));
+                        hopped.push(n);
+                    }
+                }
+                for &n in &hopped {
+                    for &m in self.neighbours(n, level) {
+                        if reached.len() >= self.degree() {
+                            break;
+                        }
+                        if ok(m) && visited.insert(m) {
+                            reached.push(m);
+                        }
+                    }
+                }
+            } else {
+                reached.extend(list.iter().copied().filter(|&n| visited.insert(n)));
+            }
+            for &n in &reached {
                 kernels::prefetch(self.row(n));
             }
-            for &n in list {
-                if !visited.insert(n) {
-                    continue;
-                }
+            for &n in &reached {
                 let d = self.dist(p, n);
                 if best.len() < ef || best.peek().is_some_and(|w| d < w.0) {
                     frontier.push(std::cmp::Reverse(Near(d, n)));
@@ -891,8 +919,30 @@ impl Hnsw {
             cur = self.greedy(&p, cur.0, cur.1, l);
         }
         let accept = |s: u32| !self.deleted.contains(s) && allowed.is_none_or(|a| a.contains(s));
-        let found = self.search_layer(&p, &[Near(cur.1, cur.0)], ef.max(k), 0, Some(&accept));
+        let accepted = allowed.map(Bitset::count);
+        let admit = Admit {
+            accept: &accept,
+            hop: accepted.is_some_and(|n| self.hops_for(n)),
+        };
+        let (start, ef) = ([Near(cur.1, cur.0)], ef.max(k));
+        let mut found = self.search_layer(&p, &start, ef, 0, Some(&admit));
+        if admit.hop && found.len() < ef.min(accepted.unwrap_or(0)) {
+            // The walk ran out of accepted slots two hops away before it had ef of them,
+            // and there are more: a small or scattered selection. Walk again measuring
+            // every node, as stepping stones.
+            let admit = Admit {
+                hop: false,
+                ..admit
+            };
+            found = self.search_layer(&p, &start, ef, 0, Some(&admit));
+        }
         self.results(query, found, k)
+    }
+
+    /// Whether a filtered search that accepts `accepted` slots hops over rejected
+    /// neighbours (see [`Admit::hop`]).
+    pub fn hops_for(&self, accepted: usize) -> bool {
+        accepted.saturating_mul(HOP_BELOW_ONE_IN) < self.slots()
     }
 
     /// Exact search over the live slots (the reference, and the plan for small sets).
@@ -925,6 +975,21 @@ impl Hnsw {
         self.results(query, best.into_sorted_vec(), k)
     }
 }
+
+/// What a filtered search may return, and how it walks past what it may not.
+struct Admit<'a> {
+    /// Whether a slot may be returned.
+    accept: &'a dyn Fn(u32) -> bool,
+    /// Reach past a rejected neighbour to its own neighbours instead of measuring it
+    /// (ACORN's two-hop expansion). When few slots are accepted, most neighbours are
+    /// rejected: measuring them as stepping stones is most of a query's work, and a
+    /// walk over accepted slots alone falls apart into islands.
+    hop: bool,
+}
+
+/// Filters that accept fewer than one slot in this many hop over rejected neighbours;
+/// above it, enough neighbours are accepted for the graph itself to carry the walk.
+const HOP_BELOW_ONE_IN: usize = 4;
 
 /// `a·b`: the SIMD kernel's f32 sum, or the f64 one where f32 cannot hold it.
 #[inline]

@@ -977,12 +977,19 @@ impl State {
             }
             (QueryPlan::Auto, None) => self.graph.search(vector, k, ef),
             (QueryPlan::Auto, Some(allowed)) => {
-                // A filtered walk visits about ef / selectivity nodes and measures
-                // `degree` neighbours of each; an exact scan measures each candidate
-                // once. Scan when that is cheaper: candidates² ≤ degree · ef · slots.
+                // An exact scan measures each candidate once. A walk that hops over
+                // rejected neighbours measures about `degree` accepted ones per step, like
+                // an unfiltered walk, plus the reading of the lists it hops through (about
+                // as much again); one that does not visits about ef / selectivity nodes.
+                // Scan when that is cheaper.
                 let candidates = allowed.count();
-                let walk_cost = self.graph.degree() * ef * self.graph.slots();
-                if candidates <= exact_max || candidates.saturating_mul(candidates) <= walk_cost {
+                let step = self.graph.degree() * ef;
+                let walk_cost = if self.graph.hops_for(candidates) {
+                    2 * step
+                } else {
+                    step.saturating_mul(self.graph.slots()) / candidates.max(1)
+                };
+                if candidates <= exact_max || candidates <= walk_cost {
                     self.graph.exact(vector, k, allowed.iter())
                 } else {
                     let walked = self.graph.search_filtered(vector, k, ef, Some(&allowed));

@@ -77,7 +77,7 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 /// Asks the CPU to start loading `row` into cache; the graph walk calls it for a node's
 /// neighbours before measuring them, so that the loads overlap.
 #[inline(always)]
-pub fn prefetch(row: &[f32]) {
+pub fn prefetch<T>(row: &[T]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint; it never faults, even on an invalid address.
     unsafe {
