@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Operations: `r2-4k`, `r2-1m` (a put of that size, new bytes each time), `d1-insert`
-//! (one autocommit insert), `d1-batch` (a batch of 100 inserts). Setup runs before the
-//! marker line on stderr; divide the counts by N after subtracting a run with N = 0.
+//! (one autocommit insert), `d1-batch` (a batch of 100 inserts). The setup (store,
+//! bucket, schema) flushes too: subtract a run with N = 0, then divide by N.
 
 use tristore::d1::{D1Database, D1Limits};
 use tristore::r2::R2PutOptions;
