@@ -109,6 +109,9 @@ pub fn iso8601_millis(ms: i64) -> String {
     t.format(&f).unwrap_or_default()
 }
 
+/// Marks the content of an inline object after its record in a catalog row.
+const INLINE_TAG: u8 = 1;
+
 /// What the catalog stores for an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ObjectRecord {
@@ -122,8 +125,12 @@ pub(crate) struct ObjectRecord {
     #[serde(with = "stored::checksums")]
     pub checksums: Checksums,
     pub storage_class: String,
-    /// The content, in order: one blob for a put, one per part for multipart.
+    /// The content, in order: one blob for a put, one per part for multipart. An inline
+    /// object keeps its one `BlobRef` (its BLAKE3 and size) but has no blob file.
     pub parts: Vec<BlobRef>,
+    /// The content of a small object, stored in the row itself (see [`Self::encode`]).
+    #[serde(skip)]
+    pub inline: Option<Vec<u8>>,
 }
 
 impl ObjectRecord {
@@ -131,12 +138,41 @@ impl ObjectRecord {
     /// checksums were kept (five digests where there are now seven). An old row never
     /// decodes in the new layout: the byte after its fifth digest starts the storage
     /// class, a string of 8 or more bytes, which is no valid `Option` tag.
+    ///
+    /// An inline object's content follows the postcard-encoded record as
+    /// [`INLINE_TAG`] and the raw bytes; a row without anything after the record (every
+    /// row written before inline objects) has its content in blob files.
     pub(crate) fn decode(op: &'static str, bytes: &[u8]) -> Result<ObjectRecord, super::R2Error> {
-        super::catalog::decode::<ObjectRecord>(op, bytes).or_else(|e| {
-            super::catalog::decode::<legacy::Record>(op, bytes)
+        match postcard::take_from_bytes::<ObjectRecord>(bytes) {
+            Ok((mut record, rest)) => {
+                match rest.split_first() {
+                    None => {}
+                    Some((&INLINE_TAG, body)) if body.len() as u64 == record.size => {
+                        record.inline = Some(body.to_vec());
+                    }
+                    Some(_) => {
+                        return Err(super::R2Error::internal(
+                            op,
+                            "catalog row is corrupt: unexpected bytes after the object record",
+                        ))
+                    }
+                }
+                Ok(record)
+            }
+            Err(e) => super::catalog::decode::<legacy::Record>(op, bytes)
                 .map(ObjectRecord::from)
-                .map_err(|_| e)
-        })
+                .map_err(|_| super::R2Error::internal(op, format!("catalog row is corrupt: {e}"))),
+        }
+    }
+
+    /// The catalog row: the record, then an inline object's content (see [`Self::decode`]).
+    pub(crate) fn encode(&self, op: &'static str) -> Result<Vec<u8>, super::R2Error> {
+        let mut row = super::catalog::encode(op, self)?;
+        if let Some(body) = &self.inline {
+            row.push(INLINE_TAG);
+            row.extend_from_slice(body);
+        }
+        Ok(row)
     }
 
     /// The object as `head` / `get` / `put` return it (metadata always present).
@@ -203,6 +239,7 @@ mod legacy {
                 checksums: r.checksums,
                 storage_class: r.storage_class,
                 parts: r.parts,
+                inline: None,
             }
         }
     }
