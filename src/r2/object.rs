@@ -143,24 +143,30 @@ impl ObjectRecord {
     /// [`INLINE_TAG`] and the raw bytes; a row without anything after the record (every
     /// row written before inline objects) has its content in blob files.
     pub(crate) fn decode(op: &'static str, bytes: &[u8]) -> Result<ObjectRecord, super::R2Error> {
+        let (mut record, inline) = Self::decode_borrowed(op, bytes)?;
+        record.inline = inline.map(<[u8]>::to_vec);
+        Ok(record)
+    }
+
+    /// [`Self::decode`], leaving an inline object's content in the row instead of
+    /// copying it into the record: all a listing needs is the metadata.
+    pub(crate) fn decode_borrowed<'a>(
+        op: &'static str,
+        bytes: &'a [u8],
+    ) -> Result<(ObjectRecord, Option<&'a [u8]>), super::R2Error> {
         match postcard::take_from_bytes::<ObjectRecord>(bytes) {
-            Ok((mut record, rest)) => {
-                match rest.split_first() {
-                    None => {}
-                    Some((&INLINE_TAG, body)) if body.len() as u64 == record.size => {
-                        record.inline = Some(body.to_vec());
-                    }
-                    Some(_) => {
-                        return Err(super::R2Error::internal(
-                            op,
-                            "catalog row is corrupt: unexpected bytes after the object record",
-                        ))
-                    }
+            Ok((record, rest)) => match rest.split_first() {
+                None => Ok((record, None)),
+                Some((&INLINE_TAG, body)) if body.len() as u64 == record.size => {
+                    Ok((record, Some(body)))
                 }
-                Ok(record)
-            }
+                Some(_) => Err(super::R2Error::internal(
+                    op,
+                    "catalog row is corrupt: unexpected bytes after the object record",
+                )),
+            },
             Err(e) => super::catalog::decode::<legacy::Record>(op, bytes)
-                .map(ObjectRecord::from)
+                .map(|r| (ObjectRecord::from(r), None))
                 .map_err(|_| super::R2Error::internal(op, format!("catalog row is corrupt: {e}"))),
         }
     }
@@ -375,5 +381,41 @@ mod tests {
         };
         let again = ObjectRecord::decode("get", &postcard::to_allocvec(&new).unwrap()).unwrap();
         assert_eq!(again, new);
+    }
+
+    #[test]
+    fn an_inline_row_carries_its_content_and_a_torn_one_is_refused() {
+        let content = b"hello inline".to_vec();
+        let record = ObjectRecord {
+            version: "v".into(),
+            size: content.len() as u64,
+            etag: "e".into(),
+            uploaded: 1,
+            http: HttpMetadata::default(),
+            custom: Vec::new(),
+            checksums: Checksums::default(),
+            storage_class: "Standard".into(),
+            parts: vec![BlobRef {
+                hash: *blake3::hash(&content).as_bytes(),
+                size: content.len() as u64,
+            }],
+            inline: Some(content.clone()),
+        };
+        let row = record.encode("put").unwrap();
+        assert_eq!(ObjectRecord::decode("get", &row).unwrap(), record);
+        let (meta, borrowed) = ObjectRecord::decode_borrowed("list", &row).unwrap();
+        assert_eq!((meta.inline, borrowed), (None, Some(&content[..])));
+        // A row cut short, or with bytes after the record that are not an inline body,
+        // is corrupt rather than read as some other content.
+        assert!(ObjectRecord::decode("get", &row[..row.len() - 1]).is_err());
+        let mut odd = row.clone();
+        odd.push(0);
+        assert!(ObjectRecord::decode("get", &odd).is_err());
+        let file_backed = ObjectRecord {
+            inline: None,
+            ..record
+        };
+        let row = file_backed.encode("put").unwrap();
+        assert_eq!(ObjectRecord::decode("get", &row).unwrap(), file_backed);
     }
 }
