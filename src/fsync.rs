@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::power_loss;
 
-/// Where an fsync is called from, and what it syncs: `src/r2/blobs.rs:272 file`.
+/// Where an fsync is called from, and what it syncs: `src/r2/blobs.rs:287 file`.
 #[derive(Clone, Copy)]
 pub(crate) struct Site {
     at: &'static Location<'static>,

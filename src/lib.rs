@@ -44,4 +44,6 @@ pub mod usage;
 pub mod vectorize;
 
 pub use error::{Error, Result};
-pub use store::{DatabaseInfo, Store, StoreOptions, DEFAULT_OPEN_D1_DATABASES};
+pub use store::{
+    DatabaseInfo, Store, StoreOptions, DEFAULT_OPEN_D1_DATABASES, DEFAULT_R2_INLINE_MAX_BYTES,
+};

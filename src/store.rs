@@ -37,6 +37,10 @@ pub struct StoreOptions {
     /// **Benchmarks only.** Skip fsync in R2 (blob files, directories, catalog commits):
     /// an acknowledged write can be lost in a crash. Off by default.
     pub r2_relaxed_durability_for_benchmarks: bool,
+    /// R2 objects put whole with at most this many bytes are stored in their catalog
+    /// row, not in a blob file: one flush per put instead of three (`None`:
+    /// [`DEFAULT_R2_INLINE_MAX_BYTES`]; `Some(0)` keeps only empty objects inline).
+    pub r2_inline_max_bytes: Option<u64>,
     /// Limits every Vectorize index of the store enforces.
     pub vectorize_limits: crate::vectorize::Limits,
     /// Vectorize engine settings (search breadth, checkpoint size).
@@ -47,6 +51,10 @@ pub struct StoreOptions {
     /// descriptors, plus two per idle reader connection (at most eight).
     pub max_open_d1_databases: Option<usize>,
 }
+
+/// R2 objects up to 32 KiB live in their catalog row by default: "tens of KiB", chosen
+/// rather than tuned; a put at or under it costs one flush (docs/benchmarks.md).
+pub const DEFAULT_R2_INLINE_MAX_BYTES: u64 = 32 << 10;
 
 /// D1 databases kept open by default: 64 hold about 200 file descriptors, a fifth of
 /// Linux's usual limit of 1,024 (macOS: 256, which leaves room for about 40 more
@@ -113,6 +121,9 @@ impl Store {
             &dir.join("r2"),
             options.r2_limits.clone(),
             !options.r2_relaxed_durability_for_benchmarks,
+            options
+                .r2_inline_max_bytes
+                .unwrap_or(DEFAULT_R2_INLINE_MAX_BYTES),
         )?;
         let vectorize = VectorizeStore::open(
             &dir.join("vectorize"),

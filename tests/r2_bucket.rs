@@ -218,25 +218,22 @@ fn supplied_checksums_are_verified_and_kept() {
         b.head("c.bin").unwrap().is_none(),
         "nothing stored on a mismatch"
     );
-    // Nor over an existing object: it keeps its body. The bytes received were already
-    // placed as a blob when the digest was compared; nothing references it, and the next
-    // collection removes it.
+    // Nor over an existing object: it keeps its body. These bodies are small enough to
+    // live in the catalog row, so a refused one leaves no file behind (a large one's blob
+    // is left for the next collection: `refused_large_bodies_are_collected`).
     let files = |sub: &str| count_files(&_d.path().join(sub));
-    let (blobs, tmp) = (files("r2/blobs"), files("r2/tmp"));
     let e = b.put("b.bin", [9u8, 9, 9], &opts).unwrap_err();
     assert_eq!(e.kind, R2ErrorKind::BadDigest);
     let kept = b.get("b.bin", &Default::default()).unwrap().unwrap();
     assert_eq!(kept.object.checksums.sha256.as_deref(), Some(sha));
     assert_eq!(kept.bytes().unwrap(), [1u8, 2, 3]);
-    assert_eq!((files("r2/blobs"), files("r2/tmp")), (blobs + 1, tmp));
-    // Both refused bodies' blobs go; b.bin's (shared with nothing else yet) stays.
+    assert_eq!((files("r2/blobs"), files("r2/tmp")), (0, 0));
     let report = _s.r2().gc(std::time::Duration::ZERO).unwrap();
     assert_eq!(
         (report.deleted_blobs, report.live_blobs),
-        (2, 1),
+        (0, 0),
         "{report:?}"
     );
-    assert_eq!(files("r2/blobs"), 1);
     assert!(_s.r2().fsck().unwrap().is_empty());
     let md5 = R2PutOptions {
         checksum: Some(
@@ -603,6 +600,32 @@ fn buckets_follow_r2_rules() {
     );
 }
 
+/// A body refused for its checksum was already placed as a blob when the digest was
+/// compared (it is too large to live in the catalog row); nothing references it, and
+/// the next collection removes it.
+#[test]
+fn refused_large_bodies_are_collected() {
+    let (d, s, b) = bucket();
+    let body = vec![5u8; 100_000];
+    let opts = R2PutOptions {
+        checksum: Some(ExpectedChecksum::from_hex("md5", &"0".repeat(32)).unwrap()),
+        ..Default::default()
+    };
+    let e = b.put("big.bin", &body, &opts).unwrap_err();
+    assert_eq!(e.kind, R2ErrorKind::BadDigest);
+    assert!(b.head("big.bin").unwrap().is_none());
+    let files = |sub: &str| count_files(&d.path().join(sub));
+    assert_eq!((files("r2/blobs"), files("r2/tmp")), (1, 0));
+    let report = s.r2().gc(std::time::Duration::ZERO).unwrap();
+    assert_eq!(
+        (report.deleted_blobs, report.live_blobs),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(files("r2/blobs"), 0);
+    assert!(s.r2().fsck().unwrap().is_empty());
+}
+
 #[test]
 fn identical_content_is_stored_once_and_gc_reclaims_what_nothing_references() {
     let (dir, store, b) = bucket();
@@ -626,7 +649,8 @@ fn identical_content_is_stored_once_and_gc_reclaims_what_nothing_references() {
         "101 copies of 10 MiB take {disk} bytes"
     );
 
-    put(&b, "orphan-to-be", b"unique bytes");
+    // Larger than the inline threshold, so that it has a blob file to collect.
+    put(&b, "orphan-to-be", &ten_mib[..1 << 20]);
     b.delete(&["orphan-to-be"]).unwrap();
     let report = store.r2().gc(std::time::Duration::ZERO).unwrap();
     assert_eq!(report.deleted_blobs, 1);

@@ -57,13 +57,18 @@ pub struct Written<'a> {
     pub md5: [u8; 16],
     /// The extra digest asked for, if any.
     pub extra: Option<(HashAlgorithm, Vec<u8>)>,
-    _placed: RwLockReadGuard<'a, ()>,
+    /// The content itself when it is small enough to live in the catalog row (see
+    /// [`BlobStore::write`]); then no blob file was written.
+    pub inline: Option<Vec<u8>>,
+    _placed: Option<RwLockReadGuard<'a, ()>>,
 }
 
 pub(crate) struct BlobStore {
     root: PathBuf,
     /// fsync files and directories (always, except in the benchmark-only relaxed mode).
     durable: bool,
+    /// Bodies up to this many bytes are kept in the catalog row instead of a blob file.
+    inline_max: u64,
     /// Held shared from placing a blob until the row naming it commits (by [`Written`]),
     /// exclusively by garbage collection while it marks and sweeps: a collection never
     /// takes a blob about to be referenced for garbage. Not held while a body streams
@@ -161,7 +166,7 @@ impl From<io::Error> for WriteError {
 impl BlobStore {
     /// Opens (creating) the blob directories. All 256 shard directories are made up
     /// front, once, so that placing a blob never has to create and fsync a directory.
-    pub fn open(root: PathBuf, durable: bool) -> io::Result<BlobStore> {
+    pub fn open(root: PathBuf, durable: bool, inline_max: u64) -> io::Result<BlobStore> {
         let blobs = root.join("blobs");
         fs::create_dir_all(root.join("tmp"))?;
         if !blobs.join("ff").is_dir() {
@@ -174,6 +179,7 @@ impl BlobStore {
         Ok(BlobStore {
             root,
             durable,
+            inline_max,
             guard: RwLock::new(()),
             receiving: Mutex::new(HashSet::new()),
         })
@@ -221,13 +227,22 @@ impl BlobStore {
     /// Streams `body` into a durable blob. `expected` is the declared length, `limit` the
     /// most bytes accepted. The result holds the blob guard: keep it until the catalog
     /// row that references the blob has committed.
+    ///
+    /// With `may_inline`, a body declared no longer than the store's inline threshold
+    /// is only read and hashed, and returned in [`Written::inline`] for the caller to
+    /// store in its catalog row: one durable commit instead of a blob fsync, a
+    /// directory fsync and the commit. This is the one place that decides.
     pub fn write(
         &self,
         body: &mut dyn Read,
         expected: Option<u64>,
         limit: u64,
         extra: Option<HashAlgorithm>,
+        may_inline: bool,
     ) -> Result<Written<'_>, WriteError> {
+        if let Some(len) = expected.filter(|&n| may_inline && n <= self.inline_max.min(limit)) {
+            return read_inline(body, len, extra);
+        }
         let tmp = self
             .tmp_dir()
             .join(uuid::Uuid::new_v4().simple().to_string());
@@ -282,7 +297,8 @@ impl BlobStore {
             blob,
             md5,
             extra: extra.map(Extra::finish),
-            _placed: placed,
+            inline: None,
+            _placed: Some(placed),
         })
     }
 
@@ -366,8 +382,26 @@ impl BlobStore {
         Ok(())
     }
 
-    /// A reader over `length` bytes from `offset` of the concatenation of `parts`.
-    pub fn reader(&self, parts: &[BlobRef], offset: u64, length: u64) -> BlobReader {
+    /// A reader over `length` bytes from `offset` of the concatenation of `parts`, or of
+    /// `inline` when the content lives in the catalog row.
+    pub fn reader(
+        &self,
+        parts: &[BlobRef],
+        inline: Option<Vec<u8>>,
+        offset: u64,
+        length: u64,
+    ) -> BlobReader {
+        if let Some(bytes) = inline {
+            let mut cursor = io::Cursor::new(bytes);
+            cursor.set_position(offset);
+            return BlobReader {
+                paths: Vec::new(),
+                index: 0,
+                skip: 0,
+                remaining: length,
+                current: Some(Box::new(cursor)),
+            };
+        }
         BlobReader {
             paths: parts
                 .iter()
@@ -379,6 +413,38 @@ impl BlobStore {
             current: None,
         }
     }
+}
+
+/// Reads a body of declared length `len` (small: at most the inline threshold) into
+/// memory and hashes it as [`BlobStore::write`] would have, in this thread: for a few
+/// KiB, MD5's own thread would cost more than it saves.
+fn read_inline(
+    body: &mut dyn Read,
+    len: u64,
+    extra: Option<HashAlgorithm>,
+) -> Result<Written<'static>, WriteError> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // One byte more than declared, to tell a longer body from an exact one.
+    body.take(len + 1).read_to_end(&mut bytes)?;
+    let got = bytes.len() as u64;
+    if got != len {
+        return Err(WriteError::LengthMismatch { expected: len, got });
+    }
+    let extra = extra.map(|alg| {
+        let mut h = Extra::new(alg);
+        h.update(&bytes);
+        h.finish()
+    });
+    Ok(Written {
+        blob: BlobRef {
+            hash: *blake3::hash(&bytes).as_bytes(),
+            size: got,
+        },
+        md5: md5::Md5::digest(&bytes).into(),
+        extra,
+        inline: Some(bytes),
+        _placed: None,
+    })
 }
 
 /// Asks the kernel to start writing a just-written range to disk without waiting, so
@@ -422,7 +488,8 @@ pub struct BlobReader {
     index: usize,
     skip: u64,
     remaining: u64,
-    current: Option<io::Take<File>>,
+    /// The part being read: a blob file, or an inline body.
+    current: Option<Box<dyn Read + Send>>,
 }
 
 impl Read for BlobReader {
@@ -457,7 +524,7 @@ impl Read for BlobReader {
             let mut file = File::open(path)
                 .map_err(|e| io::Error::new(e.kind(), format!("blob {}: {e}", path.display())))?;
             file.seek(SeekFrom::Start(self.skip))?;
-            self.current = Some(file.take(size - self.skip));
+            self.current = Some(Box::new(file.take(size - self.skip)));
             self.skip = 0;
         }
     }

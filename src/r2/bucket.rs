@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redb::ReadableTable;
 
 use super::blobs::{BlobReader, HashAlgorithm, WriteError};
-use super::catalog::{encode, objects_table, OrR2};
+use super::catalog::{objects_table, OrR2};
 use super::conditional::R2Conditional;
 use super::error::{R2Error, R2ErrorKind};
 use super::object::{new_version, now_ms, Checksums, HttpMetadata, ObjectRecord, R2Object};
@@ -186,7 +186,7 @@ impl R2Bucket {
     /// such key. If `only_if` fails, the object comes back without a body.
     pub fn get(&self, key: &str, options: &R2GetOptions) -> Result<Option<R2ObjectBody>, R2Error> {
         self.check_key("get", key)?;
-        let Some(record) = self.record("get", key)? else {
+        let Some(mut record) = self.record("get", key)? else {
             return Ok(None);
         };
         let mut object = record.to_object(key);
@@ -208,10 +208,12 @@ impl R2Bucket {
             },
         };
         object.range = Some(range);
-        let body = self
-            .inner
-            .blobs
-            .reader(&record.parts, range.offset, range.length);
+        let body = self.inner.blobs.reader(
+            &record.parts,
+            record.inline.take(),
+            range.offset,
+            range.length,
+        );
         Ok(Some(R2ObjectBody {
             object,
             body: Some(body),
@@ -229,7 +231,7 @@ impl R2Bucket {
     ) -> Result<Option<(R2ObjectBody, Option<usize>)>, R2Error> {
         const OP: &str = "get";
         self.check_key(OP, key)?;
-        let Some(record) = self.record(OP, key)? else {
+        let Some(mut record) = self.record(OP, key)? else {
             return Ok(None);
         };
         let mut object = record.to_object(key);
@@ -253,7 +255,12 @@ impl R2Bucket {
         };
         object.range = Some(super::object::ReturnedRange { offset, length });
         let body = R2ObjectBody {
-            body: Some(self.inner.blobs.reader(&record.parts, offset, length)),
+            body: Some(self.inner.blobs.reader(
+                &record.parts,
+                record.inline.take(),
+                offset,
+                length,
+            )),
             object,
         };
         Ok(Some((body, multipart.then_some(count))))
@@ -301,10 +308,10 @@ impl R2Bucket {
                     let (alg, digest) = c.parts();
                     (alg, Some(digest.to_vec()))
                 });
-        let written = self
+        let mut written = self
             .inner
             .blobs
-            .write(body, Some(length), limits.max_upload_bytes, extra)
+            .write(body, Some(length), limits.max_upload_bytes, extra, true)
             .map_err(|e| write_error(OP, e, limits.max_upload_bytes))?;
         if let Some(want) = expected {
             let got: &[u8] = match &written.extra {
@@ -352,6 +359,7 @@ impl R2Bucket {
             checksums,
             storage_class: storage_class(options.storage_class.as_deref())?,
             parts: vec![written.blob],
+            inline: written.inline.take(),
         };
         self.commit_object(OP, key, &record, options.only_if.as_ref())
     }
@@ -377,7 +385,7 @@ impl R2Bucket {
                 }
             }
             let old = table
-                .insert(key.as_bytes(), encode(op, record)?.as_slice())
+                .insert(key.as_bytes(), record.encode(op)?.as_slice())
                 .or_r2(op)?;
             self.inner.release(op, old)?;
         }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bucket::R2Bucket;
 use super::bucket_config::Kind;
-use super::catalog::{encode, objects_table, OrR2};
+use super::catalog::{objects_table, OrR2};
 use super::error::{R2Error, R2ErrorKind};
 use super::list::R2ListOptions;
 use super::object::{new_version, ObjectRecord, R2Object};
@@ -321,9 +321,7 @@ impl R2Bucket {
                             storage_class: class.clone(),
                             ..current
                         };
-                        table
-                            .insert(key, encode(OP, &moved)?.as_slice())
-                            .or_r2(OP)?;
+                        table.insert(key, moved.encode(OP)?.as_slice()).or_r2(OP)?;
                         report.transitioned_objects += 1;
                     }
                 }

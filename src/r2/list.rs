@@ -185,7 +185,7 @@ impl R2Bucket {
                     last = Some(Cursor::AfterPrefix(common));
                     continue 'scan;
                 }
-                let record = ObjectRecord::decode(OP, value.value())?;
+                let (record, _) = ObjectRecord::decode_borrowed(OP, value.value())?;
                 let key_text = String::from_utf8_lossy(key).into_owned();
                 let mut object = record.to_object(&key_text);
                 if !options.include_http_metadata {

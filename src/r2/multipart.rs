@@ -173,7 +173,13 @@ impl R2MultipartUpload {
         self.check_exists(OP)?;
         let written = inner
             .blobs
-            .write(body, Some(length), inner.limits.max_upload_bytes, None)
+            .write(
+                body,
+                Some(length),
+                inner.limits.max_upload_bytes,
+                None,
+                false,
+            )
             .map_err(|e| write_error(OP, e, inner.limits.max_upload_bytes))?;
         let part = PartRecord {
             blob: written.blob,
@@ -347,6 +353,7 @@ impl R2MultipartUpload {
                 checksums: Checksums::default(),
                 storage_class: upload.storage_class,
                 parts: records.iter().map(|r| r.blob).collect(),
+                inline: None,
             };
             let mut objects = txn
                 .open_table(objects_table(&self.bucket.table))
@@ -361,7 +368,7 @@ impl R2MultipartUpload {
                 }
             }
             let old = objects
-                .insert(self.key.as_bytes(), encode(OP, &record)?.as_slice())
+                .insert(self.key.as_bytes(), record.encode(OP)?.as_slice())
                 .or_r2(OP)?;
             inner.release(OP, old)?;
             uploads.remove(self.upload_id.as_str()).or_r2(OP)?;

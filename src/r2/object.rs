@@ -109,6 +109,9 @@ pub fn iso8601_millis(ms: i64) -> String {
     t.format(&f).unwrap_or_default()
 }
 
+/// Marks the content of an inline object after its record in a catalog row.
+const INLINE_TAG: u8 = 1;
+
 /// What the catalog stores for an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ObjectRecord {
@@ -122,8 +125,12 @@ pub(crate) struct ObjectRecord {
     #[serde(with = "stored::checksums")]
     pub checksums: Checksums,
     pub storage_class: String,
-    /// The content, in order: one blob for a put, one per part for multipart.
+    /// The content, in order: one blob for a put, one per part for multipart. An inline
+    /// object keeps its one `BlobRef` (its BLAKE3 and size) but has no blob file.
     pub parts: Vec<BlobRef>,
+    /// The content of a small object, stored in the row itself (see [`Self::encode`]).
+    #[serde(skip)]
+    pub inline: Option<Vec<u8>>,
 }
 
 impl ObjectRecord {
@@ -131,12 +138,47 @@ impl ObjectRecord {
     /// checksums were kept (five digests where there are now seven). An old row never
     /// decodes in the new layout: the byte after its fifth digest starts the storage
     /// class, a string of 8 or more bytes, which is no valid `Option` tag.
+    ///
+    /// An inline object's content follows the postcard-encoded record as
+    /// [`INLINE_TAG`] and the raw bytes; a row without anything after the record (every
+    /// row written before inline objects) has its content in blob files.
     pub(crate) fn decode(op: &'static str, bytes: &[u8]) -> Result<ObjectRecord, super::R2Error> {
-        super::catalog::decode::<ObjectRecord>(op, bytes).or_else(|e| {
-            super::catalog::decode::<legacy::Record>(op, bytes)
-                .map(ObjectRecord::from)
-                .map_err(|_| e)
-        })
+        let (mut record, inline) = Self::decode_borrowed(op, bytes)?;
+        record.inline = inline.map(<[u8]>::to_vec);
+        Ok(record)
+    }
+
+    /// [`Self::decode`], leaving an inline object's content in the row instead of
+    /// copying it into the record: all a listing needs is the metadata.
+    pub(crate) fn decode_borrowed<'a>(
+        op: &'static str,
+        bytes: &'a [u8],
+    ) -> Result<(ObjectRecord, Option<&'a [u8]>), super::R2Error> {
+        match postcard::take_from_bytes::<ObjectRecord>(bytes) {
+            Ok((record, rest)) => match rest.split_first() {
+                None => Ok((record, None)),
+                Some((&INLINE_TAG, body)) if body.len() as u64 == record.size => {
+                    Ok((record, Some(body)))
+                }
+                Some(_) => Err(super::R2Error::internal(
+                    op,
+                    "catalog row is corrupt: unexpected bytes after the object record",
+                )),
+            },
+            Err(e) => super::catalog::decode::<legacy::Record>(op, bytes)
+                .map(|r| (ObjectRecord::from(r), None))
+                .map_err(|_| super::R2Error::internal(op, format!("catalog row is corrupt: {e}"))),
+        }
+    }
+
+    /// The catalog row: the record, then an inline object's content (see [`Self::decode`]).
+    pub(crate) fn encode(&self, op: &'static str) -> Result<Vec<u8>, super::R2Error> {
+        let mut row = super::catalog::encode(op, self)?;
+        if let Some(body) = &self.inline {
+            row.push(INLINE_TAG);
+            row.extend_from_slice(body);
+        }
+        Ok(row)
     }
 
     /// The object as `head` / `get` / `put` return it (metadata always present).
@@ -203,6 +245,7 @@ mod legacy {
                 checksums: r.checksums,
                 storage_class: r.storage_class,
                 parts: r.parts,
+                inline: None,
             }
         }
     }
@@ -338,5 +381,41 @@ mod tests {
         };
         let again = ObjectRecord::decode("get", &postcard::to_allocvec(&new).unwrap()).unwrap();
         assert_eq!(again, new);
+    }
+
+    #[test]
+    fn an_inline_row_carries_its_content_and_a_torn_one_is_refused() {
+        let content = b"hello inline".to_vec();
+        let record = ObjectRecord {
+            version: "v".into(),
+            size: content.len() as u64,
+            etag: "e".into(),
+            uploaded: 1,
+            http: HttpMetadata::default(),
+            custom: Vec::new(),
+            checksums: Checksums::default(),
+            storage_class: "Standard".into(),
+            parts: vec![BlobRef {
+                hash: *blake3::hash(&content).as_bytes(),
+                size: content.len() as u64,
+            }],
+            inline: Some(content.clone()),
+        };
+        let row = record.encode("put").unwrap();
+        assert_eq!(ObjectRecord::decode("get", &row).unwrap(), record);
+        let (meta, borrowed) = ObjectRecord::decode_borrowed("list", &row).unwrap();
+        assert_eq!((meta.inline, borrowed), (None, Some(&content[..])));
+        // A row cut short, or with bytes after the record that are not an inline body,
+        // is corrupt rather than read as some other content.
+        assert!(ObjectRecord::decode("get", &row[..row.len() - 1]).is_err());
+        let mut odd = row.clone();
+        odd.push(0);
+        assert!(ObjectRecord::decode("get", &odd).is_err());
+        let file_backed = ObjectRecord {
+            inline: None,
+            ..record
+        };
+        let row = file_backed.encode("put").unwrap();
+        assert_eq!(ObjectRecord::decode("get", &row).unwrap(), file_backed);
     }
 }

@@ -47,6 +47,10 @@ impl Inner {
     ) -> Result<(), R2Error> {
         let Some(old) = old else { return Ok(()) };
         let record = super::object::ObjectRecord::decode(op, old.value())?;
+        if record.inline.is_some() {
+            // Its content goes with the row: no blob file for a reader to be opening.
+            return Ok(());
+        }
         self.blobs
             .release(&record.parts)
             .map_err(|e| R2Error::internal(op, format!("releasing blobs: {e}")))
@@ -112,9 +116,14 @@ pub fn validate_bucket_name(name: &str) -> Result<(), R2Error> {
 }
 
 impl R2Store {
-    pub(crate) fn open(dir: &Path, limits: R2Limits, durable: bool) -> Result<R2Store, R2Error> {
+    pub(crate) fn open(
+        dir: &Path,
+        limits: R2Limits,
+        durable: bool,
+        inline_max: u64,
+    ) -> Result<R2Store, R2Error> {
         const OP: &str = "open";
-        let blobs = BlobStore::open(dir.to_path_buf(), durable)
+        let blobs = BlobStore::open(dir.to_path_buf(), durable, inline_max)
             .map_err(|e| R2Error::internal(OP, format!("{}: {e}", dir.display())))?;
         let path = dir.join("catalog.redb");
         let catalog = crate::catalog_file::CatalogFile::open(&path)
@@ -325,7 +334,9 @@ impl R2Store {
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
         let mut live = HashSet::new();
         for_each_object(OP, &txn, |_, _, record| {
-            live.extend(record.parts.iter().map(|p| p.hash))
+            if record.inline.is_none() {
+                live.extend(record.parts.iter().map(|p| p.hash))
+            }
         })?;
         for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
             let (_, v) = entry.or_r2(OP)?;
@@ -335,35 +346,43 @@ impl R2Store {
     }
 
     /// Checks that every blob the catalog names (for an object or an upload's part)
-    /// exists with the recorded size; returns the problems found (empty when
-    /// consistent).
+    /// exists with the recorded size, and that every inline object's content matches
+    /// its BLAKE3; returns the problems found (empty when consistent).
     pub fn fsck(&self) -> Result<Vec<String>, R2Error> {
         const OP: &str = "fsck";
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
         let mut problems = Vec::new();
-        let mut check = |owner: String, blob: BlobRef| {
+        let check = |owner: &str, blob: BlobRef| {
             let path = self.inner.blobs.path_of(&blob.hash);
             match std::fs::metadata(&path) {
-                Ok(m) if m.len() == blob.size => {}
-                Ok(m) => problems.push(format!(
+                Ok(m) if m.len() == blob.size => None,
+                Ok(m) => Some(format!(
                     "{owner}: blob {} has {} bytes, expected {}",
                     path.display(),
                     m.len(),
                     blob.size
                 )),
-                Err(e) => problems.push(format!("{owner}: blob {}: {e}", path.display())),
+                Err(e) => Some(format!("{owner}: blob {}: {e}", path.display())),
             }
         };
         for_each_object(OP, &txn, |table, key, record| {
-            for part in record.parts {
-                check(format!("{table} {}", String::from_utf8_lossy(key)), part);
+            let owner = format!("{table} {}", String::from_utf8_lossy(key));
+            match &record.inline {
+                // Decoding checked the length; the content must still match its address.
+                Some(body) => {
+                    if record.parts.first().map(|p| p.hash) != Some(*blake3::hash(body).as_bytes())
+                    {
+                        problems.push(format!("{owner}: inline content does not match its BLAKE3"));
+                    }
+                }
+                None => problems.extend(record.parts.into_iter().filter_map(|p| check(&owner, p))),
             }
         })?;
         for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
             let (k, v) = entry.or_r2(OP)?;
             let (upload, number) = k.value();
             let part: PartRecord = decode(OP, v.value())?;
-            check(format!("upload {upload} part {number}"), part.blob);
+            problems.extend(check(&format!("upload {upload} part {number}"), part.blob));
         }
         Ok(problems)
     }
