@@ -74,12 +74,14 @@ fn acknowledged_writes_survive_kill_9() {
     let mut unknown: BTreeSet<i64> = BTreeSet::new();
     let mut next = 1i64;
     for round in 0..4 {
-        let lines = common::run_and_kill_child(
+        let lines = common::run_and_kill_child_at(
             "crash_child_writer",
             &[
                 (CHILD_ENV, dir.path().display().to_string()),
                 (START_ENV, next.to_string()),
             ],
+            std::time::Duration::ZERO,
+            "ack ",
             clock.next(150, 400),
         );
         // The first acknowledgement shares its line with libtest's `test NAME ... `.

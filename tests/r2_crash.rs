@@ -86,12 +86,14 @@ fn acknowledged_r2_writes_survive_kill_9() {
     let mut next = 0u64;
     let mut clock = common::KillClock::new();
     for round in 0..4 {
-        let lines = common::run_and_kill_child(
+        let lines = common::run_and_kill_child_at(
             "r2_crash_child_writer",
             &[
                 (CHILD_ENV, dir.path().display().to_string()),
                 ("TRISTORE_R2_CRASH_START", next.to_string()),
             ],
+            std::time::Duration::ZERO,
+            "put ",
             clock.next(200, 500),
         );
         let lines: Vec<String> = lines

@@ -99,12 +99,14 @@ fn acknowledged_vectorize_writes_survive_kill_9() {
     let mut expect: BTreeMap<u64, bool> = BTreeMap::new();
     let mut next_batch = 1;
     for round in 0..4 {
-        let lines = common::run_and_kill_child(
+        let lines = common::run_and_kill_child_at(
             "vectorize_crash_child_writer",
             &[
                 (CHILD_ENV, dir.path().display().to_string()),
                 ("TRISTORE_VECTORIZE_CRASH_START", next_batch.to_string()),
             ],
+            std::time::Duration::ZERO,
+            "put ",
             clock.next(400, 900),
         );
         let lines: Vec<&String> = lines

@@ -20,38 +20,22 @@ pub fn err<T: std::fmt::Debug>(r: Result<T, tristore::d1::D1Error>) -> String {
 }
 
 /// Runs the ignored test `child_test` of this same test binary as a child process with
-/// `env` set, kills it with SIGKILL after `kill_after`, and returns the lines it printed
-/// to standard output before dying (each line is flushed as it is printed).
+/// `env` set, waits, from `earliest` on, for it to print a line containing `marker`, then
+/// for `delay`, kills it with SIGKILL (a kill inside the work the line announces; waiting
+/// for the line, not a fixed time, keeps a slow start on a loaded machine from being
+/// killed before it has done anything), and returns the lines it printed to standard
+/// output before dying (each line is flushed as it is printed). Gives up waiting, and
+/// kills, after a minute.
 ///
 /// Panics, showing the child's standard error, unless the child died of that SIGKILL:
 /// a child that panicked, exited, or never ran its test (a misspelt name runs nothing
 /// and exits 0) fails the calling test instead of counting as killed.
-pub fn run_and_kill_child(
-    child_test: &str,
-    env: &[(&str, String)],
-    kill_after: std::time::Duration,
-) -> Vec<String> {
-    run_and_kill(child_test, env, kill_after, None)
-}
-
-/// As [`run_and_kill_child`], but the kill waits, from `earliest` on, for the child to
-/// print a line containing `marker`, then for `delay`: a kill inside the work the
-/// line announces. Gives up waiting, and kills, after a minute.
 pub fn run_and_kill_child_at(
     child_test: &str,
     env: &[(&str, String)],
     earliest: std::time::Duration,
     marker: &str,
     delay: std::time::Duration,
-) -> Vec<String> {
-    run_and_kill(child_test, env, earliest, Some((marker, delay)))
-}
-
-fn run_and_kill(
-    child_test: &str,
-    env: &[(&str, String)],
-    earliest: std::time::Duration,
-    at: Option<(&str, std::time::Duration)>,
 ) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
@@ -95,22 +79,13 @@ fn run_and_kill(
     });
     let started = Instant::now();
     let mut printed = Vec::new();
-    match at {
-        None => {
-            std::thread::sleep(earliest);
-        }
-        Some((marker, delay)) => {
-            let give_up = started + earliest + Duration::from_secs(60);
-            while let Ok(line) =
-                lines.recv_timeout(give_up.saturating_duration_since(Instant::now()))
-            {
-                let seen = started.elapsed() >= earliest && line.contains(marker);
-                printed.push(line);
-                if seen {
-                    std::thread::sleep(delay);
-                    break;
-                }
-            }
+    let give_up = started + earliest + Duration::from_secs(60);
+    while let Ok(line) = lines.recv_timeout(give_up.saturating_duration_since(Instant::now())) {
+        let seen = started.elapsed() >= earliest && line.contains(marker);
+        printed.push(line);
+        if seen {
+            std::thread::sleep(delay);
+            break;
         }
     }
     child.kill().unwrap(); // SIGKILL on Unix; a no-op if the child has already exited
