@@ -3,12 +3,14 @@
 //! `tristore usage` prints; and past a free-tier allowance, `--free-tier warn` logs once
 //! and `--free-tier enforce` refuses in each API's own error shape, storing nothing.
 
+mod common;
 #[path = "support/node_project.rs"]
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use common::metric;
 use serde_json::{json, Value};
 use tristore::r2::presign::{presign_url, Credentials, PresignRequest};
 use tristore::server::s3::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY};
@@ -148,16 +150,6 @@ fn vector_query(emulator: &Emulator) -> (u16, Value) {
         Some(("application/json", body.as_bytes())),
     );
     (status, serde_json::from_str(&text).unwrap())
-}
-
-/// The value of the metric line that starts with `series` (name and labels).
-fn metric(scrape: &str, series: &str) -> u64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
-        .parse()
-        .unwrap()
 }
 
 /// The line of the usage report for `allowance`.

@@ -4,6 +4,8 @@
 //! with the status and shape of every answer checked; then the bad input a binding or a
 //! stray client can send, which must get the binding's own error and change nothing.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -600,14 +602,7 @@ fn binding_calls_are_metered_like_the_other_apis() {
     }
     let scrape = send(served.addr(), "GET", "/metrics", &[], b"");
     let scrape = String::from_utf8(scrape.body).unwrap();
-    let value = |series: &str| -> u64 {
-        scrape
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
-            .parse()
-            .unwrap()
-    };
+    let value = |series: &str| common::metric(&scrape, series);
     let requests = |api: &str, op: &str, status: u16| {
         value(&format!(
             "tristore_requests_total{{api=\"{api}\",surface=\"binding\",operation=\"{op}\",status=\"{status}\"}}"

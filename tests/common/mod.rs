@@ -135,3 +135,14 @@ impl KillClock {
         std::time::Duration::from_millis(min_ms + (self.0 >> 33) % spread_ms)
     }
 }
+
+/// The value of the line of a `/metrics` scrape that starts with `series` (the metric's
+/// name and labels, as the server writes them).
+pub fn metric(scrape: &str, series: &str) -> u64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
+        .parse()
+        .unwrap()
+}
