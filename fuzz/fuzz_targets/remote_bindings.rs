@@ -68,7 +68,15 @@ fn world() -> &'static World {
     })
 }
 
-const VECTORIZE_OPS: [&str; 7] = ["info", "query", "insert", "upsert", "getByIds", "deleteByIds", "x"];
+const VECTORIZE_OPS: [&str; 7] = [
+    "info",
+    "query",
+    "insert",
+    "upsert",
+    "getByIds",
+    "deleteByIds",
+    "x",
+];
 const D1_OPS: [&str; 5] = [
     "query?resultsFormat=ROWS_AND_COLUMNS",
     "query?resultsFormat=ARRAY_OF_OBJECTS",
@@ -124,7 +132,11 @@ fuzz_target!(|data: &[u8]| {
             ("r2", b)
         }
     };
-    let body = if which % 4 == 2 { Vec::new() } else { rest.to_vec() };
+    let body = if which % 4 == 2 {
+        Vec::new()
+    } else {
+        rest.to_vec()
+    };
     let request = builder
         .uri("/cdn-cgi/tristore/remote-bindings")
         .body(Body::from(body))
@@ -133,11 +145,19 @@ fuzz_target!(|data: &[u8]| {
         plan: w.plan.clone(),
         ..Default::default()
     };
-    let app = router(w.store.clone(), &options);
+    let usage = tristore::usage::Usage::open(w.store.dir(), Default::default()).unwrap();
+    // Metered, so that the meter reads the fuzzed requests too.
+    let meter = Some(Arc::new(tristore::server::meter::Meter::new(Arc::new(
+        usage,
+    ))));
+    let app = router(w.store.clone(), &options, meter);
     w.runtime.block_on(async move {
         let response = app.oneshot(request).await.unwrap();
         let status = response.status().as_u16();
-        assert!(status < 500, "a binding call made the server fail: {status}");
+        assert!(
+            status < 500,
+            "a binding call made the server fail: {status}"
+        );
         let r2_error = response.headers().get("cf-r2-error").cloned();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         if status < 300 {
@@ -149,7 +169,8 @@ fuzz_target!(|data: &[u8]| {
                 assert!(e["code"].is_u64() && e["error"].is_string(), "{e}");
             }
             "d1" => {
-                let e: serde_json::Value = serde_json::from_slice(&bytes).expect("{success, error}");
+                let e: serde_json::Value =
+                    serde_json::from_slice(&bytes).expect("{success, error}");
                 assert!(e["success"] == false && e["error"].is_string(), "{e}");
             }
             _ => {

@@ -86,7 +86,12 @@ fuzz_target!(|data: &[u8]| {
         )
         .body(Body::from(body.to_vec()))
         .unwrap();
-    let app = router(w.store.clone(), &tristore::server::ServerOptions::default());
+    let usage = tristore::usage::Usage::open(w.store.dir(), Default::default()).unwrap();
+    // Metered, so that the meter reads the fuzzed requests too.
+    let meter = Some(Arc::new(tristore::server::meter::Meter::new(Arc::new(
+        usage,
+    ))));
+    let app = router(w.store.clone(), &Default::default(), meter);
     w.runtime.block_on(async move {
         let response = app.oneshot(request).await.unwrap();
         let status = response.status().as_u16();

@@ -164,7 +164,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = request.body(Body::from(body)) else {
         return;
     };
-    let router = s3::router(w.store.clone(), creds);
+    let usage = tristore::usage::Usage::open(w.store.dir(), Default::default()).unwrap();
+    // Metered, so that the meter reads the fuzzed requests too.
+    let meter = Some(Arc::new(tristore::server::meter::Meter::new(Arc::new(
+        usage,
+    ))));
+    let router = s3::router(w.store.clone(), creds, meter);
     w.runtime.block_on(async move {
         let response = router.oneshot(request).await.unwrap();
         let status = response.status().as_u16();

@@ -41,9 +41,16 @@ fuzz_target!(|data: &[u8]| {
             assert_ne!(complete(piece), Some(false), "cut too early: {piece:?}");
         }
         // ...and no earlier `;` of the piece was such a place.
-        for (at, _) in piece.match_indices(';').filter(|(at, _)| at + 1 < piece.len()) {
+        for (at, _) in piece
+            .match_indices(';')
+            .filter(|(at, _)| at + 1 < piece.len())
+        {
             let prefix = &piece[..=at];
-            assert_ne!(complete(prefix), Some(true), "missed a cut: {prefix:?} in {piece:?}");
+            assert_ne!(
+                complete(prefix),
+                Some(true),
+                "missed a cut: {prefix:?} in {piece:?}"
+            );
         }
     }
     let mut last = 0;
