@@ -15,6 +15,7 @@ pub mod listen;
 pub mod r2;
 pub mod s3;
 pub mod stream;
+pub mod tls;
 pub mod vectorize;
 
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub struct ServerOptions {
     pub blocking_threads: usize,
     /// R2's background housekeeping: upload expiry and garbage collection.
     pub r2_housekeeping: crate::r2::Housekeeping,
+    /// Serve both ports over HTTPS with this configuration (see [`tls`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerOptions {
@@ -81,6 +84,7 @@ impl Default for ServerOptions {
             body_timeout: std::time::Duration::from_secs(30),
             blocking_threads: 512,
             r2_housekeeping: crate::r2::Housekeeping::default(),
+            tls: None,
         }
     }
 }
@@ -96,6 +100,7 @@ pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
     let bindings = bindings::routes(store.clone(), options.plan.clone(), api_token.clone());
     let policy = Arc::new(guard::BrowserPolicy {
         token_required: api_token.is_some(),
+        https: options.tls.is_some(),
         ..options.browsers.clone()
     });
     let token = Arc::new(api_token);
@@ -120,6 +125,7 @@ pub fn router(store: Arc<Store>, options: &ServerOptions) -> Router {
         .layer(middleware::from_fn(log))
         .layer(axum::Extension(d1_transfer::UrlSigner::new(
             options.api_token.as_deref(),
+            options.tls.is_some(),
         )))
         .layer(axum::extract::DefaultBodyLimit::max(REST_BODY_LIMIT))
         .with_state(store);
@@ -217,8 +223,9 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
     let s3_app = s3::router(store, options.s3_credentials);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let limits = options.limits;
+    let tls = options.tls.map(tokio_rustls::TlsAcceptor::from);
     let serve = move |listener: tokio::net::TcpListener, app: Router| {
-        listen::serve(listener, app, limits, stopped.clone())
+        listen::serve(listener, app, limits, tls.clone(), stopped.clone())
     };
     let thread = std::thread::Builder::new()
         .name("tristore-http".into())
