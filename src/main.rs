@@ -191,7 +191,55 @@ struct ServeArgs {
     /// Count nothing (no /metrics, no usage): to measure what counting costs.
     #[arg(long)]
     no_metering: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
+
+/// HTTPS for both ports.
+#[derive(Args, Clone, Default)]
+struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        env = "TRISTORE_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_cert",
+        env = "TRISTORE_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate for localhost made (once) in the data directory.
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
+}
+
+impl TlsArgs {
+    /// The server configuration, and the self-signed certificate to tell clients about.
+    fn load(&self, data_dir: &Path) -> Result<TlsSetup, String> {
+        use tristore::server::tls;
+        let (cert, key, made) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
+            _ if self.tls_self_signed => {
+                let made = tls::self_signed(data_dir).map_err(|e| e.to_string())?;
+                (made.cert.clone(), made.key.clone(), Some(made.cert))
+            }
+            _ => return Ok((None, None)),
+        };
+        let config = tls::config_from_pem(&cert, &key).map_err(|e| e.to_string())?;
+        Ok((Some(config), made))
+    }
+}
+
+type TlsSetup = (
+    Option<std::sync::Arc<rustls::ServerConfig>>,
+    Option<PathBuf>,
+);
 
 impl Default for ServeArgs {
     fn default() -> Self {
@@ -214,6 +262,7 @@ impl Default for ServeArgs {
             free_tier: options.free_tier.policy,
             free_tier_allowances: Vec::new(),
             no_metering: !options.metering,
+            tls: TlsArgs::default(),
         }
     }
 }
@@ -409,6 +458,8 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     let first_db = store.d1().list_page(0, 1)?.0.into_iter().next();
     let first_index = store.vectorize().list()?.into_iter().next();
     let first_bucket = store.r2().list_buckets()?.into_iter().next();
+    let (tls, self_signed) = args.tls.load(store.dir())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let store = std::sync::Arc::new(store);
     let server = tristore::server::start(
         store.clone(),
@@ -425,7 +476,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
             browsers: tristore::server::guard::BrowserPolicy {
                 allowed_hosts: args.allow_hosts.clone(),
                 cors_origins: args.cors_origins.clone(),
-                token_required: args.api_token.is_some(),
+                ..Default::default()
             },
             limits: tristore::server::listen::ConnectionLimits::default(),
             body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
@@ -437,11 +488,12 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
                 policy: args.free_tier,
                 overrides: args.free_tier_allowances.iter().copied().collect(),
             },
+            tls,
             ..Default::default()
         },
     )?;
     let base = format!(
-        "http://{}/client/v4/accounts/{}",
+        "{scheme}://{}/client/v4/accounts/{}",
         server.addr,
         tristore::server::DEFAULT_ACCOUNT_ID
     );
@@ -460,7 +512,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     }
     println!();
     println!(
-        "Cloudflare API: http://{}/client/v4  (account id {}; any id works)",
+        "Cloudflare API: {scheme}://{}/client/v4  (account id {}; any id works)",
         server.addr,
         tristore::server::DEFAULT_ACCOUNT_ID
     );
@@ -473,11 +525,11 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         }
     );
     println!(
-        "R2 S3 API:      http://{}  (region auto; access key id {}, secret {})",
+        "R2 S3 API:      {scheme}://{}  (region auto; access key id {}, secret {})",
         server.s3_addr, args.s3_access_key_id, args.s3_secret_access_key
     );
     let bindings_url = format!(
-        "http://{}{}{}",
+        "{scheme}://{}{}{}",
         server.addr,
         tristore::server::bindings::PATH,
         match &args.api_token {
@@ -488,7 +540,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     println!("Remote bindings: {bindings_url}  (Workers under Miniflare or the vitest pool)");
     if !args.no_metering {
         println!(
-            "Metrics:         http://{}{}  (Prometheus); usage against the free tier: tristore usage, or GET {}",
+            "Metrics:         {scheme}://{}{}  (Prometheus); usage against the free tier: tristore usage, or GET {}",
             server.addr,
             tristore::server::METRICS_PATH,
             tristore::server::USAGE_PATH,
@@ -496,7 +548,7 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
     }
     println!();
     let reset = format!(
-        "http://{}{}",
+        "{scheme}://{}{}",
         server.addr,
         tristore::server::bindings::RESET_PATH
     );
@@ -504,6 +556,12 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         println!("{line}");
     }
     println!();
+    if let Some(cert) = &self_signed {
+        let cert = cert.display();
+        println!("HTTPS certificate (self-signed, for localhost): {cert}");
+        println!("  trust it: AWS_CA_BUNDLE={cert} REQUESTS_CA_BUNDLE={cert} SSL_CERT_FILE={cert} NODE_EXTRA_CA_CERTS={cert}");
+        println!();
+    }
     println!("Try:");
     if let Some(db) = first_db {
         println!("  curl -s {base}/d1/database/{}/query -H 'Authorization: Bearer x' -d '{{\"sql\": \"SELECT name FROM sqlite_master\"}}'", db.uuid);
@@ -515,17 +573,17 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         );
     }
     println!(
-        "  python: cloudflare.Cloudflare(api_token='x', base_url='http://{}/client/v4')",
+        "  python: cloudflare.Cloudflare(api_token='x', base_url='{scheme}://{}/client/v4')",
         server.addr
     );
     if let Some(bucket) = first_bucket {
         println!(
-            "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws s3 ls s3://{} --endpoint-url http://{} --region auto",
+            "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws s3 ls s3://{} --endpoint-url {scheme}://{} --region auto",
             args.s3_access_key_id, args.s3_secret_access_key, bucket.name, server.s3_addr
         );
     }
     println!(
-        "  python: boto3.client('s3', endpoint_url='http://{}', region_name='auto', aws_access_key_id='{}', aws_secret_access_key='{}')",
+        "  python: boto3.client('s3', endpoint_url='{scheme}://{}', region_name='auto', aws_access_key_id='{}', aws_secret_access_key='{}')",
         server.s3_addr, args.s3_access_key_id, args.s3_secret_access_key
     );
     println!();

@@ -62,16 +62,12 @@ fn cloudflare_python_sdk_drives_d1_vectorize_and_r2_buckets() {
         },
     )
     .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_cloudflare_sdk.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(format!("http://{}/client/v4", server.addr))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stderr);
-    println!("{report}");
-    assert!(out.status.success(), "the SDK suite failed:\n{report}");
-    assert!(report.contains("OK"), "{report}");
+    run_suite(
+        &python,
+        "test_cloudflare_sdk.py",
+        &format!("http://{}/client/v4", server.addr),
+        None,
+    );
     server.shutdown().unwrap();
 }
 
@@ -88,16 +84,75 @@ fn boto3_drives_the_s3_api() {
         },
     )
     .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_boto3.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(format!("http://{}", server.s3_addr))
-        .output()
-        .unwrap();
+    run_suite(
+        &python,
+        "test_boto3.py",
+        &format!("http://{}", server.s3_addr),
+        None,
+    );
+    server.shutdown().unwrap();
+}
+
+/// Runs `tests/python/<script>` against `endpoint`, trusting the certificate `ca` (for
+/// botocore, requests/httpx and urllib alike) when given, and fails on a failing suite.
+fn run_suite(python: &Path, script: &str, endpoint: &str, ca: Option<&Path>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let mut command = Command::new(python);
+    command.arg(path).arg(endpoint);
+    if let Some(ca) = ca {
+        for name in ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"] {
+            command.env(name, ca);
+        }
+    }
+    let out = command.output().unwrap();
     let report = String::from_utf8_lossy(&out.stderr);
     println!("{report}");
-    assert!(out.status.success(), "the boto3 suite failed:\n{report}");
+    assert!(
+        out.status.success(),
+        "{script} failed on {endpoint}:\n{report}"
+    );
     assert!(report.contains("OK"), "{report}");
+}
+
+/// `--tls-self-signed`: both SDKs' suites pass over HTTPS, trusting the certificate
+/// tristore made (SigV4 and presigned URLs included), and a client that does not trust
+/// it is refused.
+#[test]
+fn both_python_sdks_work_over_https_with_the_self_signed_certificate() {
+    let python = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    defaults::provision_metacogna(&store).unwrap();
+    let cert = tristore::server::tls::self_signed(dir.path()).unwrap();
+    let server = start(
+        Arc::new(store),
+        ServerOptions {
+            port: 0,
+            s3_port: 0,
+            tls: Some(tristore::server::tls::config_from_pem(&cert.cert, &cert.key).unwrap()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let rest = format!("https://localhost:{}/client/v4", server.addr.port());
+    run_suite(&python, "test_cloudflare_sdk.py", &rest, Some(&cert.cert));
+    let s3 = format!("https://127.0.0.1:{}", server.s3_addr.port());
+    run_suite(&python, "test_boto3.py", &s3, Some(&cert.cert));
+    // Without the certificate trusted, the handshake fails: the server really is HTTPS.
+    let untrusted = Command::new(&python)
+        .args([
+            "-c",
+            "import sys, urllib.request; urllib.request.urlopen(sys.argv[1])",
+        ])
+        .arg(&rest)
+        .env("SSL_CERT_FILE", "/nonexistent")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success(), "{report}");
+    assert!(report.contains("CERTIFICATE_VERIFY_FAILED"), "{report}");
     server.shutdown().unwrap();
 }
 

@@ -184,7 +184,7 @@ fn named_origins_and_hosts_are_served_with_cors() {
         browsers: BrowserPolicy {
             allowed_hosts: vec!["dev.example".into()],
             cors_origins: vec!["https://app.example".into()],
-            token_required: false,
+            ..Default::default()
         },
         ..Default::default()
     });

@@ -51,13 +51,16 @@ pub fn file_routes() -> Router<Arc<Store>> {
 #[derive(Clone, Default)]
 pub struct UrlSigner {
     token: Option<Arc<str>>,
+    https: bool,
 }
 
 impl UrlSigner {
-    /// A signer for a server whose API token is `token` (none: URLs are not signed).
-    pub fn new(token: Option<&str>) -> Self {
+    /// A signer for a server whose API token is `token` (none: URLs are not signed),
+    /// handing out `https` URLs when the server serves HTTPS.
+    pub fn new(token: Option<&str>, https: bool) -> Self {
         UrlSigner {
             token: token.map(Arc::from),
+            https,
         }
     }
 
@@ -75,9 +78,12 @@ impl UrlSigner {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("127.0.0.1:8790");
+        let scheme = if self.https { "https" } else { "http" };
         match self.signature(file) {
-            Some(signature) => format!("http://{host}{FILES_PATH}/{file}?signature={signature}"),
-            None => format!("http://{host}{FILES_PATH}/{file}"),
+            Some(signature) => {
+                format!("{scheme}://{host}{FILES_PATH}/{file}?signature={signature}")
+            }
+            None => format!("{scheme}://{host}{FILES_PATH}/{file}"),
         }
     }
 

@@ -34,6 +34,8 @@ pub struct BrowserPolicy {
     /// Whether an API token guards the port; then any `Host` is accepted, since a page
     /// cannot know the token.
     pub token_required: bool,
+    /// Whether the port serves HTTPS, which is then the scheme of same-origin pages.
+    pub https: bool,
 }
 
 /// The middleware: refuses what the policy does not allow, answers CORS preflights and
@@ -85,7 +87,8 @@ fn admit(policy: &BrowserPolicy, request: &Request) -> Result<(), ApiError> {
     }
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        let same = host.is_some_and(|h| origin == format!("http://{h}"));
+        let scheme = if policy.https { "https" } else { "http" };
+        let same = host.is_some_and(|h| origin == format!("{scheme}://{h}"));
         if !same && !policy.cors_origins.iter().any(|c| c == origin) {
             return Err(ApiError::new(
                 403,

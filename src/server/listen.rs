@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// Deadlines and caps of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +40,13 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `app` on `listener` until `stopped` turns true, then lets open connections
-/// finish their requests.
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `stopped` turns true,
+/// then lets open connections finish their requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -74,8 +76,27 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let stopped = stopped.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            serve_connection(stream, app, limits, stopped).await;
+            let (io, idle) = Watched::new(stream);
+            match tls {
+                // The handshake is held to the header deadline: a client that connects
+                // and says nothing is a slow client either way.
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, tls.accept(io));
+                    match handshake.await {
+                        Ok(Ok(io)) => serve_connection(io, idle, app, limits, stopped).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(target: "tristore::http", "TLS handshake failed: {e}")
+                        }
+                        Err(_) => {
+                            tracing::debug!(target: "tristore::http", "TLS handshake timed out")
+                        }
+                    }
+                }
+                None => serve_connection(io, idle, app, limits, stopped).await,
+            }
             drop(slot);
         });
         while connections.try_join_next().is_some() {}
@@ -84,13 +105,15 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<I>(
+    io: I,
+    idle: watch::Receiver<Instant>,
     app: Router,
     limits: ConnectionLimits,
     mut stopped: watch::Receiver<bool>,
-) {
-    let (io, idle) = Watched::new(stream);
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -16,6 +16,7 @@ pub mod meter;
 pub mod r2;
 pub mod s3;
 pub mod stream;
+pub mod tls;
 pub mod vectorize;
 
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct ServerOptions {
     pub metering: bool,
     /// The free tier's allowances, and what happens past one.
     pub free_tier: crate::usage::FreeTier,
+    /// Serve both ports over HTTPS with this configuration (see [`tls`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerOptions {
@@ -88,6 +91,7 @@ impl Default for ServerOptions {
             r2_housekeeping: crate::r2::Housekeeping::default(),
             metering: true,
             free_tier: crate::usage::FreeTier::default(),
+            tls: None,
         }
     }
 }
@@ -118,6 +122,7 @@ pub fn router(
     );
     let policy = Arc::new(guard::BrowserPolicy {
         token_required: api_token.is_some(),
+        https: options.tls.is_some(),
         ..options.browsers.clone()
     });
     let token = Arc::new(api_token);
@@ -162,6 +167,7 @@ pub fn router(
         }))
         .layer(axum::Extension(d1_transfer::UrlSigner::new(
             options.api_token.as_deref(),
+            options.tls.is_some(),
         )))
         .layer(axum::extract::DefaultBodyLimit::max(REST_BODY_LIMIT))
         .with_state(store);
@@ -318,8 +324,9 @@ pub fn start(store: Arc<Store>, options: ServerOptions) -> std::io::Result<Runni
     let usage = meter.map(|m| m.usage().clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let limits = options.limits;
+    let tls = options.tls.map(tokio_rustls::TlsAcceptor::from);
     let serve = move |listener: tokio::net::TcpListener, app: Router| {
-        listen::serve(listener, app, limits, stopped.clone())
+        listen::serve(listener, app, limits, tls.clone(), stopped.clone())
     };
     let thread = std::thread::Builder::new()
         .name("tristore-http".into())

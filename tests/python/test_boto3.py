@@ -1,6 +1,7 @@
 """boto3 with default settings against tristore's S3 port.
 
-Usage: python test_boto3.py http://127.0.0.1:<s3 port>
+Usage: python test_boto3.py http://127.0.0.1:<s3 port>   (or https://, trusting the server's
+certificate through AWS_CA_BUNDLE and SSL_CERT_FILE)
 Run by tests/python_clients.rs, which installs boto3 into its own virtual environment.
 """
 
@@ -220,8 +221,8 @@ class Boto3(unittest.TestCase):
 
         socket.getaddrinfo = resolve
         try:
-            port = ENDPOINT.rsplit(":", 1)[1]
-            vhost = client("http://localhost:%s" % port, s3={"addressing_style": "virtual"})
+            scheme, port = ENDPOINT.split(":")[0], ENDPOINT.rsplit(":", 1)[1]
+            vhost = client("%s://localhost:%s" % (scheme, port), s3={"addressing_style": "virtual"})
             vhost.put_object(Bucket="boto", Key="vhost/key.txt", Body=b"virtual")
             self.assertEqual(self.s3.get_object(Bucket="boto", Key="vhost/key.txt")["Body"].read(), b"virtual")
             listed = vhost.list_objects_v2(Bucket="boto", Prefix="vhost/")
