@@ -264,6 +264,8 @@ pub struct Usage {
     tier: FreeTier,
     ledger: Mutex<Ledger>,
     dirty: AtomicBool,
+    /// Held while [`Usage::flush`] writes.
+    flushing: Mutex<()>,
     /// (allowance, period key) pairs already warned about.
     warned: Mutex<HashSet<(Allowance, String)>>,
 }
@@ -296,6 +298,7 @@ impl Usage {
             tier: ledger.free_tier.clone(),
             ledger: Mutex::new(ledger),
             dirty: AtomicBool::new(false),
+            flushing: Mutex::new(()),
             warned: Mutex::new(HashSet::new()),
         })
     }
@@ -386,6 +389,10 @@ impl Usage {
 
     /// Writes the counts to [`FILE`] if they changed since the last flush.
     pub fn flush(&self) -> Result<()> {
+        // One writer at a time: two would share the temporary file, and the second
+        // rename would find it gone (the emulator's last flush at shutdown can meet a
+        // periodic one still running).
+        let _writing = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
@@ -478,6 +485,24 @@ mod tests {
         assert_eq!(ledger.today.d1_rows_read, 1);
         assert_eq!(ledger.this_month.d1_rows_read, 8);
         assert_eq!(ledger.this_month.r2_class_a, 1);
+    }
+
+    #[test]
+    fn flushes_racing_each_other_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage = Usage::open(dir.path(), FreeTier::default()).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        usage.record(&d1(1, 0));
+                        usage.flush().unwrap();
+                    }
+                });
+            }
+        });
+        let again = Usage::open(dir.path(), FreeTier::default()).unwrap();
+        assert_eq!(again.counts().0.d1_rows_read, 200);
     }
 
     #[test]
