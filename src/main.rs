@@ -37,6 +37,11 @@ struct Cli {
         env = "TRISTORE_MAX_OPEN_DATABASES"
     )]
     max_open_databases: usize,
+    /// Encrypt R2 content at rest (AES-256-GCM) with the key in this file: 32 bytes, raw
+    /// or as 64 hexadecimal characters (`openssl rand -hex 32 > key`). Once given, the
+    /// data directory opens only with the same key.
+    #[arg(long, global = true, env = "TRISTORE_ENCRYPTION_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -383,8 +388,20 @@ fn main() -> ExitCode {
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cli: Cli) -> CliResult {
+    let r2_encryption_key = match &cli.encryption_key_file {
+        Some(path) => {
+            let content = std::fs::read(path)
+                .map_err(|e| format!("reading the encryption key file {}: {e}", path.display()))?;
+            Some(
+                tristore::r2::EncryptionKey::from_file_content(&content)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let options = tristore::StoreOptions {
         max_open_d1_databases: Some(cli.max_open_databases.max(1)),
+        r2_encryption_key,
         ..Default::default()
     };
     let open_at = |dir: &Path| Store::open_with(dir, options.clone());

@@ -50,6 +50,10 @@ pub struct StoreOptions {
     /// and opened again on their next use. An open database holds three file
     /// descriptors, plus two per idle reader connection (at most eight).
     pub max_open_d1_databases: Option<usize>,
+    /// Encrypt R2 content written from now on at rest with this key (AES-256-GCM;
+    /// docs/design.md, "Encryption"). Content written without it stays readable;
+    /// content written with it cannot be read without it.
+    pub r2_encryption_key: Option<crate::r2::EncryptionKey>,
 }
 
 /// R2 objects up to 32 KiB live in their catalog row by default: "tens of KiB", chosen
@@ -124,6 +128,7 @@ impl Store {
             options
                 .r2_inline_max_bytes
                 .unwrap_or(DEFAULT_R2_INLINE_MAX_BYTES),
+            options.r2_encryption_key.clone(),
         )?;
         let vectorize = VectorizeStore::open(
             &dir.join("vectorize"),

@@ -1324,34 +1324,141 @@ fn keys_with_control_characters_are_kept() {
     }
 }
 
-/// SSE-C is refused, never ignored: a client that sent its own key must not be told its
-/// object was stored (or read) encrypted with it.
+/// SSE-C: the object is stored under the customer's key and read back only with it;
+/// the headers' mistakes and a missing or wrong key get S3's errors; a copy reads its
+/// source with the copy-source key and writes with the destination's.
 #[test]
-fn customer_encryption_keys_are_refused_not_ignored() {
+fn customer_encryption_keys_encrypt_and_are_required_to_read() {
     use base64::Engine;
     let emu = Emulator::start();
     runtime().block_on(async {
         let s3 = emu.client();
         s3.create_bucket().bucket("docs").send().await.unwrap();
-        let key = [7u8; 32];
         let b64 = base64::engine::general_purpose::STANDARD;
-        let key_md5 = b64.encode(<md5::Md5 as md5::Digest>::digest(key));
+        let key_of = |byte: u8| {
+            let key = [byte; 32];
+            (
+                b64.encode(key),
+                b64.encode(<md5::Md5 as md5::Digest>::digest(key)),
+            )
+        };
+        let ((a, a_md5), (b, b_md5)) = (key_of(7), key_of(8));
         let put = s3
             .put_object()
             .bucket("docs")
             .key("secret")
             .sse_customer_algorithm("AES256")
-            .sse_customer_key(b64.encode(key))
-            .sse_customer_key_md5(&key_md5)
+            .sse_customer_key(&a)
+            .sse_customer_key_md5(&a_md5)
+            .body(ByteStream::from_static(b"the secret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.sse_customer_algorithm(), Some("AES256"));
+        assert_eq!(put.sse_customer_key_md5(), Some(a_md5.as_str()));
+        let got = s3
+            .get_object()
+            .bucket("docs")
+            .key("secret")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&a)
+            .sse_customer_key_md5(&a_md5)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.sse_customer_key_md5(), Some(a_md5.as_str()));
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        assert_eq!(&bytes[..], b"the secret");
+
+        let missing = s3
+            .get_object()
+            .bucket("docs")
+            .key("secret")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (
+                missing.raw_response().unwrap().status().as_u16(),
+                code(missing.as_service_error().unwrap())
+            ),
+            (400, "InvalidRequest".into())
+        );
+        let wrong = s3
+            .get_object()
+            .bucket("docs")
+            .key("secret")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&b)
+            .sse_customer_key_md5(&b_md5)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (
+                wrong.raw_response().unwrap().status().as_u16(),
+                code(wrong.as_service_error().unwrap())
+            ),
+            (403, "AccessDenied".into())
+        );
+        let head = s3
+            .head_object()
+            .bucket("docs")
+            .key("secret")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(head.raw_response().unwrap().status().as_u16(), 400);
+        let bad_md5 = s3
+            .put_object()
+            .bucket("docs")
+            .key("other")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&a)
+            .sse_customer_key_md5(&b_md5)
             .body(ByteStream::from_static(b"v"))
             .send()
             .await
             .unwrap_err();
-        assert_eq!(put.raw_response().unwrap().status().as_u16(), 501);
-        assert_eq!(code(put.as_service_error().unwrap()), "NotImplemented");
-        let absent = s3.head_object().bucket("docs").key("secret").send().await;
+        assert_eq!(code(bad_md5.as_service_error().unwrap()), "InvalidArgument");
+        let absent = s3.head_object().bucket("docs").key("other").send().await;
         assert!(absent.is_err(), "the refused put stored the object");
 
+        // Re-encrypted under another key by a copy; the source needs its own key.
+        let copy = |with_source_key: bool| {
+            let mut c = s3
+                .copy_object()
+                .bucket("docs")
+                .key("copy")
+                .copy_source("docs/secret")
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(&b)
+                .sse_customer_key_md5(&b_md5);
+            if with_source_key {
+                c = c
+                    .copy_source_sse_customer_algorithm("AES256")
+                    .copy_source_sse_customer_key(&a)
+                    .copy_source_sse_customer_key_md5(&a_md5);
+            }
+            c.send()
+        };
+        let e = copy(false).await.unwrap_err();
+        assert_eq!(code(e.as_service_error().unwrap()), "InvalidRequest");
+        copy(true).await.unwrap();
+        let copied = s3
+            .get_object()
+            .bucket("docs")
+            .key("copy")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&b)
+            .sse_customer_key_md5(&b_md5)
+            .send()
+            .await
+            .unwrap();
+        let bytes = copied.body.collect().await.unwrap().into_bytes();
+        assert_eq!(&bytes[..], b"the secret");
+
+        // A key for an object stored without one is an error, not ignored.
         s3.put_object()
             .bucket("docs")
             .key("plain")
@@ -1364,12 +1471,12 @@ fn customer_encryption_keys_are_refused_not_ignored() {
             .bucket("docs")
             .key("plain")
             .sse_customer_algorithm("AES256")
-            .sse_customer_key(b64.encode(key))
-            .sse_customer_key_md5(&key_md5)
+            .sse_customer_key(&a)
+            .sse_customer_key_md5(&a_md5)
             .send()
             .await
             .unwrap_err();
-        assert_eq!(code(get.as_service_error().unwrap()), "NotImplemented");
+        assert_eq!(code(get.as_service_error().unwrap()), "InvalidRequest");
     });
 }
 

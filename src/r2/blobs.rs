@@ -17,15 +17,17 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use md5::Digest;
 use serde::{Deserialize, Serialize};
 
+use super::seal::{self, EncryptionKey, SealReader, SealWriter};
+
 /// Size of the copy buffer: memory per upload stays at this, whatever the object size.
 const CHUNK: usize = 1 << 20;
 
 /// The identity and size of one stored blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlobRef {
-    /// BLAKE3 of the content.
+    /// BLAKE3 of the content (keyed, for a sealed blob: see [`super::seal`]).
     pub hash: [u8; 32],
-    /// Bytes.
+    /// Bytes of content (a sealed blob's file is longer: [`seal::sealed_len`]).
     pub size: u64,
 }
 
@@ -57,8 +59,8 @@ pub struct Written<'a> {
     pub md5: [u8; 16],
     /// The extra digest asked for, if any.
     pub extra: Option<(HashAlgorithm, Vec<u8>)>,
-    /// The content itself when it is small enough to live in the catalog row (see
-    /// [`BlobStore::write`]); then no blob file was written.
+    /// The content itself (sealed, when written with a key) when it is small enough to
+    /// live in the catalog row (see [`BlobStore::write`]); then no blob file was written.
     pub inline: Option<Vec<u8>>,
     _placed: Option<RwLockReadGuard<'a, ()>>,
 }
@@ -232,6 +234,9 @@ impl BlobStore {
     /// is only read and hashed, and returned in [`Written::inline`] for the caller to
     /// store in its catalog row: one durable commit instead of a blob fsync, a
     /// directory fsync and the commit. This is the one place that decides.
+    ///
+    /// With `seal`, the content is encrypted under that key on its way to disk (see
+    /// [`super::seal`]); the digests are still of the plaintext.
     pub fn write(
         &self,
         body: &mut dyn Read,
@@ -239,15 +244,16 @@ impl BlobStore {
         limit: u64,
         extra: Option<HashAlgorithm>,
         may_inline: bool,
+        seal: Option<&EncryptionKey>,
     ) -> Result<Written<'_>, WriteError> {
         if let Some(len) = expected.filter(|&n| may_inline && n <= self.inline_max.min(limit)) {
-            return read_inline(body, len, extra);
+            return read_inline(body, len, extra, seal);
         }
         let tmp = self
             .tmp_dir()
             .join(uuid::Uuid::new_v4().simple().to_string());
         let _receiving = Receiving::new(self, tmp.clone());
-        let result = self.write_tmp(&tmp, body, expected, limit, extra);
+        let result = self.write_tmp(&tmp, body, expected, limit, extra, seal);
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
@@ -261,6 +267,7 @@ impl BlobStore {
         expected: Option<u64>,
         limit: u64,
         extra: Option<HashAlgorithm>,
+        seal: Option<&EncryptionKey>,
     ) -> Result<Written<'_>, WriteError> {
         let mut file = File::create(tmp)?;
         // MD5 is the slowest step (~0.5 GB/s against BLAKE3's several): it runs on a
@@ -275,7 +282,7 @@ impl BlobStore {
                 }
                 <[u8; 16]>::from(md5.finalize())
             });
-            let outcome = self.stream(&mut file, body, expected, limit, extra, &chunks);
+            let outcome = self.stream(&mut file, body, expected, limit, extra, seal, &chunks);
             drop(chunks);
             (
                 md5_worker.join().expect("the MD5 thread does not panic"),
@@ -302,9 +309,9 @@ impl BlobStore {
         })
     }
 
-    /// Copies `body` to `file` in chunks, hashing with BLAKE3 (and `extra`) here and
-    /// handing each chunk to the MD5 thread through `md5`.
-    #[allow(clippy::type_complexity)]
+    /// Copies `body` to `file` in chunks (sealing them under `seal`), hashing with
+    /// BLAKE3 (and `extra`) here and handing each chunk to the MD5 thread through `md5`.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn stream(
         &self,
         file: &mut File,
@@ -312,11 +319,14 @@ impl BlobStore {
         expected: Option<u64>,
         limit: u64,
         extra: Option<HashAlgorithm>,
+        seal: Option<&EncryptionKey>,
         md5: &std::sync::mpsc::SyncSender<Arc<Vec<u8>>>,
     ) -> Result<(blake3::Hasher, u64, Option<Extra>), WriteError> {
-        let mut blake = blake3::Hasher::new();
+        let mut blake = seal.map_or_else(blake3::Hasher::new, EncryptionKey::address_hasher);
+        let mut sealer = seal.map(|k| SealWriter::start(k, file)).transpose()?;
         let mut extra = extra.map(Extra::new);
         let mut size = 0u64;
+        let mut on_disk = file.stream_position()?;
         loop {
             let mut chunk = Vec::with_capacity(CHUNK);
             let n = body.take(CHUNK as u64).read_to_end(&mut chunk)?;
@@ -342,10 +352,18 @@ impl BlobStore {
             if let Some(h) = extra.as_mut() {
                 h.update(&chunk);
             }
-            file.write_all(&chunk)?;
-            if self.durable {
-                start_writeback(file, size - n as u64, n as u64);
+            match sealer.as_mut() {
+                Some(s) => s.write(&chunk, file)?,
+                None => file.write_all(&chunk)?,
             }
+            if self.durable {
+                let end = file.stream_position()?;
+                start_writeback(file, on_disk, end - on_disk);
+                on_disk = end;
+            }
+        }
+        if let Some(s) = sealer {
+            s.finish(file)?;
         }
         if let Some(want) = expected {
             if size != want {
@@ -383,26 +401,38 @@ impl BlobStore {
     }
 
     /// A reader over `length` bytes from `offset` of the concatenation of `parts`, or of
-    /// `inline` when the content lives in the catalog row.
+    /// `inline` when the content lives in the catalog row; `seal` is the key the
+    /// content was sealed with, if it was.
     pub fn reader(
         &self,
         parts: &[BlobRef],
         inline: Option<Vec<u8>>,
         offset: u64,
         length: u64,
-    ) -> BlobReader {
+        seal: Option<EncryptionKey>,
+    ) -> io::Result<BlobReader> {
         if let Some(bytes) = inline {
             let mut cursor = io::Cursor::new(bytes);
-            cursor.set_position(offset);
-            return BlobReader {
+            let current: Box<dyn Read + Send> = match &seal {
+                Some(key) => {
+                    let size = parts.first().map_or(0, |p| p.size);
+                    Box::new(SealReader::open(cursor, key, size, offset)?)
+                }
+                None => {
+                    cursor.set_position(offset);
+                    Box::new(cursor)
+                }
+            };
+            return Ok(BlobReader {
                 paths: Vec::new(),
                 index: 0,
                 skip: 0,
                 remaining: length,
-                current: Some(Box::new(cursor)),
-            };
+                current: Some(current),
+                seal: None,
+            });
         }
-        BlobReader {
+        Ok(BlobReader {
             paths: parts
                 .iter()
                 .map(|p| (self.path_of(&p.hash), p.size))
@@ -411,7 +441,8 @@ impl BlobStore {
             skip: offset,
             remaining: length,
             current: None,
-        }
+            seal,
+        })
     }
 }
 
@@ -422,6 +453,7 @@ fn read_inline(
     body: &mut dyn Read,
     len: u64,
     extra: Option<HashAlgorithm>,
+    seal: Option<&EncryptionKey>,
 ) -> Result<Written<'static>, WriteError> {
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // One byte more than declared, to tell a longer body from an exact one.
@@ -435,14 +467,19 @@ fn read_inline(
         h.update(&bytes);
         h.finish()
     });
+    let md5 = md5::Md5::digest(&bytes).into();
+    let (hash, stored) = match seal {
+        Some(key) => (
+            *key.address_hasher().update(&bytes).finalize().as_bytes(),
+            seal::seal(key, &bytes),
+        ),
+        None => (*blake3::hash(&bytes).as_bytes(), bytes),
+    };
     Ok(Written {
-        blob: BlobRef {
-            hash: *blake3::hash(&bytes).as_bytes(),
-            size: got,
-        },
-        md5: md5::Md5::digest(&bytes).into(),
+        blob: BlobRef { hash, size: got },
+        md5,
         extra,
-        inline: Some(bytes),
+        inline: Some(stored),
         _placed: None,
     })
 }
@@ -490,6 +527,8 @@ pub struct BlobReader {
     remaining: u64,
     /// The part being read: a blob file, or an inline body.
     current: Option<Box<dyn Read + Send>>,
+    /// The key the blob files were sealed with, if they were.
+    seal: Option<EncryptionKey>,
 }
 
 impl Read for BlobReader {
@@ -523,8 +562,17 @@ impl Read for BlobReader {
             }
             let mut file = File::open(path)
                 .map_err(|e| io::Error::new(e.kind(), format!("blob {}: {e}", path.display())))?;
-            file.seek(SeekFrom::Start(self.skip))?;
-            self.current = Some(Box::new(file.take(size - self.skip)));
+            self.current = Some(match &self.seal {
+                Some(key) => {
+                    Box::new(SealReader::open(file, key, *size, self.skip).map_err(|e| {
+                        io::Error::new(e.kind(), format!("blob {}: {e}", path.display()))
+                    })?)
+                }
+                None => {
+                    file.seek(SeekFrom::Start(self.skip))?;
+                    Box::new(file.take(size - self.skip))
+                }
+            });
             self.skip = 0;
         }
     }

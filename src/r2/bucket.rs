@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use redb::ReadableTable;
 
-use super::blobs::{BlobReader, HashAlgorithm, WriteError};
+use super::blobs::{BlobReader, BlobRef, HashAlgorithm, WriteError};
 use super::catalog::{objects_table, OrR2};
 use super::conditional::R2Conditional;
 use super::error::{R2Error, R2ErrorKind};
 use super::object::{new_version, now_ms, Checksums, HttpMetadata, ObjectRecord, R2Object};
 use super::range::R2Range;
+use super::seal::{EncryptionKey, Sealed};
 use super::store::Inner;
 
 /// A bucket handle, like a Worker's `env.BUCKET`. Cheap to clone.
@@ -124,6 +125,8 @@ pub struct R2PutOptions {
     /// verifies `x-amz-checksum-*` itself, sometimes from a trailer that arrives after
     /// the body). Ignored when `checksum` is set.
     pub extra_checksum: Option<HashAlgorithm>,
+    /// SSE-C (`ssecKey`): encrypt the object with this key; every read must give it.
+    pub ssec_key: Option<EncryptionKey>,
 }
 
 /// `R2GetOptions`.
@@ -133,6 +136,8 @@ pub struct R2GetOptions {
     pub only_if: Option<R2Conditional>,
     /// Return only these bytes.
     pub range: Option<R2Range>,
+    /// SSE-C (`ssecKey`): the key the object was written with, if it was.
+    pub ssec_key: Option<EncryptionKey>,
 }
 
 /// `R2ObjectBody`: an object and, unless a precondition failed, its bytes.
@@ -182,6 +187,24 @@ impl R2Bucket {
         }))
     }
 
+    /// [`head`](Self::head) for the S3 API, whose HeadObject must be given an SSE-C
+    /// object's key (the binding's `head` takes none).
+    pub fn head_with_key(
+        &self,
+        key: &str,
+        ssec_key: Option<&EncryptionKey>,
+    ) -> Result<Option<R2Object>, R2Error> {
+        const OP: &str = "head";
+        let Some(object) = self.head(key)? else {
+            return Ok(None);
+        };
+        if let Some(record) = self.record(OP, key)? {
+            self.inner
+                .unsealing(OP, "object", record.sealed, ssec_key)?;
+        }
+        Ok(Some(object))
+    }
+
     /// The object and its bytes (or the requested range of them); `None` if there is no
     /// such key. If `only_if` fails, the object comes back without a body.
     pub fn get(&self, key: &str, options: &R2GetOptions) -> Result<Option<R2ObjectBody>, R2Error> {
@@ -189,6 +212,9 @@ impl R2Bucket {
         let Some(mut record) = self.record("get", key)? else {
             return Ok(None);
         };
+        let seal =
+            self.inner
+                .unsealing("get", "object", record.sealed, options.ssec_key.as_ref())?;
         let mut object = record.to_object(key);
         if let Some(cond) = &options.only_if {
             if !cond.passes(Some((&record.etag, record.uploaded))) {
@@ -208,12 +234,17 @@ impl R2Bucket {
             },
         };
         object.range = Some(range);
-        let body = self.inner.blobs.reader(
-            &record.parts,
-            record.inline.take(),
-            range.offset,
-            range.length,
-        );
+        let body = self
+            .inner
+            .blobs
+            .reader(
+                &record.parts,
+                record.inline.take(),
+                range.offset,
+                range.length,
+                seal,
+            )
+            .map_err(|e| R2Error::internal("get", e))?;
         Ok(Some(R2ObjectBody {
             object,
             body: Some(body),
@@ -228,12 +259,16 @@ impl R2Bucket {
         &self,
         key: &str,
         number: u32,
+        ssec_key: Option<&EncryptionKey>,
     ) -> Result<Option<(R2ObjectBody, Option<usize>)>, R2Error> {
         const OP: &str = "get";
         self.check_key(OP, key)?;
         let Some(mut record) = self.record(OP, key)? else {
             return Ok(None);
         };
+        let seal = self
+            .inner
+            .unsealing(OP, "object", record.sealed, ssec_key)?;
         let mut object = record.to_object(key);
         // Only a completed multipart upload has the `-<parts>` ETag; a copy of one is
         // stored whole as far as S3 is concerned, whatever blobs it shares.
@@ -254,13 +289,13 @@ impl R2Bucket {
             (0, object.size)
         };
         object.range = Some(super::object::ReturnedRange { offset, length });
+        let reader = self
+            .inner
+            .blobs
+            .reader(&record.parts, record.inline.take(), offset, length, seal)
+            .map_err(|e| R2Error::internal(OP, e))?;
         let body = R2ObjectBody {
-            body: Some(self.inner.blobs.reader(
-                &record.parts,
-                record.inline.take(),
-                offset,
-                length,
-            )),
+            body: Some(reader),
             object,
         };
         Ok(Some((body, multipart.then_some(count))))
@@ -308,10 +343,18 @@ impl R2Bucket {
                     let (alg, digest) = c.parts();
                     (alg, Some(digest.to_vec()))
                 });
+        let sealing = self.inner.sealing(options.ssec_key.as_ref());
         let mut written = self
             .inner
             .blobs
-            .write(body, Some(length), limits.max_upload_bytes, extra, true)
+            .write(
+                body,
+                Some(length),
+                limits.max_upload_bytes,
+                extra,
+                true,
+                sealing.as_ref().map(|(key, _)| key),
+            )
             .map_err(|e| write_error(OP, e, limits.max_upload_bytes))?;
         if let Some(want) = expected {
             let got: &[u8] = match &written.extra {
@@ -334,11 +377,21 @@ impl R2Bucket {
                 ));
             }
         }
+        let sealed = sealing.map(|(_, sealed)| sealed);
+        let customer = matches!(sealed, Some(Sealed::Customer { .. }));
+        // An SSE-C object's ETag and digests would tell equal plaintexts apart from
+        // different ones to anyone without the key: its ETag comes from its keyed
+        // address instead, and no digest of the plaintext is kept.
+        let etag = if customer {
+            ssec_etag(&written.blob)
+        } else {
+            written.md5
+        };
         let mut checksums = Checksums {
-            md5: Some(hex::encode(written.md5)),
+            md5: (!customer).then(|| hex::encode(written.md5)),
             ..Default::default()
         };
-        if let Some((alg, digest)) = &written.extra {
+        if let Some((alg, digest)) = written.extra.as_ref().filter(|_| !customer) {
             let hex = Some(hex::encode(digest));
             match alg {
                 HashAlgorithm::Sha1 => checksums.sha1 = hex,
@@ -352,7 +405,7 @@ impl R2Bucket {
         let record = ObjectRecord {
             version: new_version(),
             size: written.blob.size,
-            etag: hex::encode(written.md5),
+            etag: hex::encode(etag),
             uploaded: now_ms(),
             http: options.http_metadata.clone(),
             custom: options.custom_metadata.clone(),
@@ -360,6 +413,7 @@ impl R2Bucket {
             storage_class: storage_class(options.storage_class.as_deref())?,
             parts: vec![written.blob],
             inline: written.inline.take(),
+            sealed,
         };
         self.commit_object(OP, key, &record, options.only_if.as_ref())
     }
@@ -497,6 +551,14 @@ fn too_large(op: &'static str, limit: u64) -> R2Error {
         R2ErrorKind::EntityTooLarge,
         format!("Your proposed upload exceeds the maximum allowed object size of {limit} bytes."),
     )
+}
+
+/// The ETag digest of content written with an SSE-C key: from its keyed address, so it
+/// says nothing about the plaintext without the key.
+pub(crate) fn ssec_etag(blob: &BlobRef) -> [u8; 16] {
+    blob.hash[..16]
+        .try_into()
+        .expect("a BLAKE3 hash has 32 bytes")
 }
 
 pub(crate) fn write_error(op: &'static str, e: WriteError, limit: u64) -> R2Error {

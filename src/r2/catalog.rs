@@ -17,6 +17,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::blobs::BlobRef;
 use super::error::R2Error;
 use super::object::HttpMetadata;
+use super::seal::Sealed;
 
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
@@ -48,11 +49,39 @@ pub(crate) struct UploadRecord {
     pub custom: Vec<(String, String)>,
     pub storage_class: String,
     pub initiated: i64,
+    /// How every part of the upload is sealed: kept after the record, where a row
+    /// written before encryption existed has nothing (see [`UploadRecord::encode`]).
+    #[serde(skip)]
+    pub sealed: Option<Sealed>,
+}
+
+impl UploadRecord {
+    /// The postcard-encoded record, then the postcard-encoded [`Sealed`] if any.
+    pub fn encode(&self, op: &'static str) -> Result<Vec<u8>, R2Error> {
+        let mut row = encode(op, self)?;
+        if let Some(sealed) = &self.sealed {
+            row.extend(encode(op, sealed)?);
+        }
+        Ok(row)
+    }
+
+    pub fn decode(op: &'static str, bytes: &[u8]) -> Result<UploadRecord, R2Error> {
+        let corrupt =
+            |e: postcard::Error| R2Error::internal(op, format!("catalog row is corrupt: {e}"));
+        let (mut record, rest) =
+            postcard::take_from_bytes::<UploadRecord>(bytes).map_err(corrupt)?;
+        if !rest.is_empty() {
+            record.sealed = Some(decode(op, rest)?);
+        }
+        Ok(record)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PartRecord {
     pub blob: BlobRef,
+    /// The part's ETag digest: MD5 of the content, or for an SSE-C part the start of
+    /// its keyed address (see `bucket::ssec_etag`).
     pub md5: [u8; 16],
     pub uploaded: i64,
 }

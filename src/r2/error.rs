@@ -40,6 +40,11 @@ pub enum R2ErrorKind {
     /// The account's plan does not allow this: tristore answers it past a free-tier
     /// allowance under `--free-tier enforce`.
     NotEntitled,
+    /// A request that cannot apply to this object: SSE-C parameters missing for an
+    /// encrypted object, or given for one that is not.
+    InvalidRequest,
+    /// The SSE-C key is not the one the object (or upload) was written with.
+    AccessDenied,
 }
 
 impl R2ErrorKind {
@@ -61,7 +66,9 @@ impl R2ErrorKind {
             NoSuchUpload => 10024,
             // R2 publishes no code of its own for this one: InvalidPart's.
             InvalidPart | InvalidPartOrder => 10025,
-            InvalidArgument => 10029,
+            // R2 publishes no code for a misapplied SSE-C request: InvalidArgument's.
+            InvalidArgument | InvalidRequest => 10029,
+            AccessDenied => 10003,
             PreconditionFailed => 10031,
             BadDigest => 10037,
             InvalidRange => 10039,
@@ -97,6 +104,8 @@ impl R2ErrorKind {
             InvalidRange => "InvalidRange",
             EntityTooLarge => "EntityTooLarge",
             NotEntitled => "NotEntitled",
+            InvalidRequest => "InvalidRequest",
+            AccessDenied => "AccessDenied",
         }
     }
 
@@ -107,7 +116,7 @@ impl R2ErrorKind {
             InternalError => 500,
             NoSuchBucket | NoSuchKey | NoSuchUpload => 404,
             BucketNotEmpty | BucketAlreadyExists => 409,
-            NotEntitled => 403,
+            NotEntitled | AccessDenied => 403,
             PreconditionFailed => 412,
             InvalidRange => 416,
             _ => 400,

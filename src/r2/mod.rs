@@ -35,6 +35,7 @@ mod multipart;
 mod object;
 pub mod presign;
 pub mod range;
+mod seal;
 mod store;
 
 pub use blobs::{BlobReader, HashAlgorithm};
@@ -50,4 +51,5 @@ pub use multipart::{PartInfo, R2MultipartOptions, R2MultipartUpload, R2UploadedP
 pub(crate) use object::now_ms;
 pub use object::{iso8601_millis, Checksums, HttpMetadata, R2Object, ReturnedRange};
 pub use range::R2Range;
+pub use seal::EncryptionKey;
 pub use store::{validate_bucket_name, BucketInfo, GcReport, R2Store};

@@ -7,13 +7,14 @@ use md5::Digest;
 use redb::ReadableTable;
 use serde::Serialize;
 
-use super::bucket::{storage_class, write_error, R2Bucket};
+use super::bucket::{ssec_etag, storage_class, write_error, R2Bucket};
 use super::catalog::{
     decode, encode, objects_table, OrR2, PartRecord, UploadRecord, PARTS, UPLOADS,
 };
 use super::conditional::R2Conditional;
 use super::error::{R2Error, R2ErrorKind};
 use super::object::{new_version, now_ms, Checksums, HttpMetadata, ObjectRecord, R2Object};
+use super::seal::{EncryptionKey, Sealed};
 
 /// `R2MultipartOptions`.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,9 @@ pub struct R2MultipartOptions {
     pub custom_metadata: Vec<(String, String)>,
     /// `Standard` (default) or `InfrequentAccess`.
     pub storage_class: Option<String>,
+    /// SSE-C (`ssecKey`): every part must be sent with this key, and every read of the
+    /// object too.
+    pub ssec_key: Option<EncryptionKey>,
 }
 
 /// `R2UploadedPart`: what `complete` needs back for each part.
@@ -77,12 +81,16 @@ impl R2Bucket {
             custom: options.custom_metadata.clone(),
             storage_class: storage_class(options.storage_class.as_deref())?,
             initiated: now_ms(),
+            sealed: self
+                .inner
+                .sealing(options.ssec_key.as_ref())
+                .map(|(_, sealed)| sealed),
         };
         let upload_id = new_version();
         let txn = self.inner.begin_write(OP)?;
         txn.open_table(UPLOADS)
             .or_r2(OP)?
-            .insert(upload_id.as_str(), encode(OP, &record)?.as_slice())
+            .insert(upload_id.as_str(), record.encode(OP)?.as_slice())
             .or_r2(OP)?;
         txn.commit().or_r2(OP)?;
         Ok(self.resume_multipart_upload(key, &upload_id))
@@ -105,7 +113,7 @@ impl R2Bucket {
         let mut out = Vec::new();
         for entry in table.iter().or_r2(OP)? {
             let (id, value) = entry.or_r2(OP)?;
-            let upload: UploadRecord = decode(OP, value.value())?;
+            let upload = UploadRecord::decode(OP, value.value())?;
             if upload.bucket == self.name {
                 out.push((upload.key, id.value().to_owned(), upload.initiated));
             }
@@ -128,8 +136,8 @@ impl R2MultipartUpload {
                 "The specified multipart upload does not exist.",
             )
         };
-        let record: UploadRecord = match txn_table.get(self.upload_id.as_str()).or_r2(op)? {
-            Some(v) => decode(op, v.value())?,
+        let record = match txn_table.get(self.upload_id.as_str()).or_r2(op)? {
+            Some(v) => UploadRecord::decode(op, v.value())?,
             None => return Err(no_such()),
         };
         if record.bucket != self.bucket.name || record.key != self.key {
@@ -144,22 +152,25 @@ impl R2MultipartUpload {
         self.upload(op, &table)
     }
 
-    /// Uploads part `part_number` (replacing an earlier one of that number).
+    /// Uploads part `part_number` (replacing an earlier one of that number) of an
+    /// upload created without an SSE-C key.
     pub fn upload_part(
         &self,
         part_number: u32,
         value: impl AsRef<[u8]>,
     ) -> Result<R2UploadedPart, R2Error> {
         let value = value.as_ref();
-        self.upload_part_reader(part_number, &mut &value[..], value.len() as u64)
+        self.upload_part_reader(part_number, &mut &value[..], value.len() as u64, None)
     }
 
-    /// Streams `length` bytes from `body` as part `part_number`.
+    /// Streams `length` bytes from `body` as part `part_number`; `ssec_key` is the
+    /// upload's SSE-C key, if it was created with one.
     pub fn upload_part_reader(
         &self,
         part_number: u32,
         body: &mut dyn Read,
         length: u64,
+        ssec_key: Option<&EncryptionKey>,
     ) -> Result<R2UploadedPart, R2Error> {
         const OP: &str = "uploadPart";
         let inner = &self.bucket.inner;
@@ -170,7 +181,8 @@ impl R2MultipartUpload {
                 format!("Part number must be between 1 and {} (inclusive). Actual value was: {part_number}", inner.limits.max_parts),
             ));
         }
-        self.check_exists(OP)?;
+        let upload = self.check_exists(OP)?;
+        let seal = inner.unsealing(OP, "upload", upload.sealed, ssec_key)?;
         let written = inner
             .blobs
             .write(
@@ -179,11 +191,17 @@ impl R2MultipartUpload {
                 inner.limits.max_upload_bytes,
                 None,
                 false,
+                seal.as_ref(),
             )
             .map_err(|e| write_error(OP, e, inner.limits.max_upload_bytes))?;
+        // The part's ETag; an SSE-C part's comes from its keyed address (see `put`).
+        let etag = match upload.sealed {
+            Some(Sealed::Customer { .. }) => ssec_etag(&written.blob),
+            _ => written.md5,
+        };
         let part = PartRecord {
             blob: written.blob,
-            md5: written.md5,
+            md5: etag,
             uploaded: now_ms(),
         };
         let txn = inner.begin_write(OP)?;
@@ -201,7 +219,7 @@ impl R2MultipartUpload {
         txn.commit().or_r2(OP)?;
         Ok(R2UploadedPart {
             part_number,
-            etag: hex::encode(written.md5),
+            etag: hex::encode(etag),
         })
     }
 
@@ -354,6 +372,7 @@ impl R2MultipartUpload {
                 storage_class: upload.storage_class,
                 parts: records.iter().map(|r| r.blob).collect(),
                 inline: None,
+                sealed: upload.sealed,
             };
             let mut objects = txn
                 .open_table(objects_table(&self.bucket.table))

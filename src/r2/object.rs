@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::blobs::BlobRef;
+use super::seal::{sealed_len, Sealed};
 
 /// `R2HTTPMetadata`: the HTTP headers stored with an object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +94,9 @@ pub struct R2Object {
     pub checksums: Checksums,
     /// `Standard` or `InfrequentAccess`.
     pub storage_class: String,
+    /// Hex MD5 of the SSE-C key the object was written with, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssec_key_md5: Option<String>,
 }
 
 fn iso_millis<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -111,6 +115,8 @@ pub fn iso8601_millis(ms: i64) -> String {
 
 /// Marks the content of an inline object after its record in a catalog row.
 const INLINE_TAG: u8 = 1;
+/// Marks how the content is sealed (encrypted), after the record in a catalog row.
+const SEALED_TAG: u8 = 2;
 
 /// What the catalog stores for an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,9 +134,13 @@ pub(crate) struct ObjectRecord {
     /// The content, in order: one blob for a put, one per part for multipart. An inline
     /// object keeps its one `BlobRef` (its BLAKE3 and size) but has no blob file.
     pub parts: Vec<BlobRef>,
-    /// The content of a small object, stored in the row itself (see [`Self::encode`]).
+    /// The content of a small object, stored in the row itself (see [`Self::encode`]);
+    /// sealed like the blobs when `sealed` is set.
     #[serde(skip)]
     pub inline: Option<Vec<u8>>,
+    /// How the content is encrypted on disk, if it is (see [`super::seal`]).
+    #[serde(skip)]
+    pub sealed: Option<Sealed>,
 }
 
 impl ObjectRecord {
@@ -139,9 +149,11 @@ impl ObjectRecord {
     /// decodes in the new layout: the byte after its fifth digest starts the storage
     /// class, a string of 8 or more bytes, which is no valid `Option` tag.
     ///
-    /// An inline object's content follows the postcard-encoded record as
-    /// [`INLINE_TAG`] and the raw bytes; a row without anything after the record (every
-    /// row written before inline objects) has its content in blob files.
+    /// After the postcard-encoded record come, each only when it applies: how the
+    /// content is sealed ([`SEALED_TAG`], then the postcard-encoded [`Sealed`]), and an
+    /// inline object's content ([`INLINE_TAG`], then the raw bytes). A row without
+    /// anything after the record (every row written before either existed) is an
+    /// unencrypted object with its content in blob files.
     pub(crate) fn decode(op: &'static str, bytes: &[u8]) -> Result<ObjectRecord, super::R2Error> {
         let (mut record, inline) = Self::decode_borrowed(op, bytes)?;
         record.inline = inline.map(<[u8]>::to_vec);
@@ -154,17 +166,35 @@ impl ObjectRecord {
         op: &'static str,
         bytes: &'a [u8],
     ) -> Result<(ObjectRecord, Option<&'a [u8]>), super::R2Error> {
+        let corrupt = || {
+            super::R2Error::internal(
+                op,
+                "catalog row is corrupt: unexpected bytes after the object record",
+            )
+        };
         match postcard::take_from_bytes::<ObjectRecord>(bytes) {
-            Ok((record, rest)) => match rest.split_first() {
-                None => Ok((record, None)),
-                Some((&INLINE_TAG, body)) if body.len() as u64 == record.size => {
-                    Ok((record, Some(body)))
+            Ok((mut record, rest)) => {
+                let rest = match rest.split_first() {
+                    Some((&SEALED_TAG, sealed)) => {
+                        let (sealed, rest) =
+                            postcard::take_from_bytes(sealed).map_err(|_| corrupt())?;
+                        record.sealed = Some(sealed);
+                        rest
+                    }
+                    _ => rest,
+                };
+                let stored = match record.sealed {
+                    Some(_) => sealed_len(record.size),
+                    None => record.size,
+                };
+                match rest.split_first() {
+                    None => Ok((record, None)),
+                    Some((&INLINE_TAG, body)) if body.len() as u64 == stored => {
+                        Ok((record, Some(body)))
+                    }
+                    Some(_) => Err(corrupt()),
                 }
-                Some(_) => Err(super::R2Error::internal(
-                    op,
-                    "catalog row is corrupt: unexpected bytes after the object record",
-                )),
-            },
+            }
             Err(e) => super::catalog::decode::<legacy::Record>(op, bytes)
                 .map(|r| (ObjectRecord::from(r), None))
                 .map_err(|_| super::R2Error::internal(op, format!("catalog row is corrupt: {e}"))),
@@ -174,6 +204,10 @@ impl ObjectRecord {
     /// The catalog row: the record, then an inline object's content (see [`Self::decode`]).
     pub(crate) fn encode(&self, op: &'static str) -> Result<Vec<u8>, super::R2Error> {
         let mut row = super::catalog::encode(op, self)?;
+        if let Some(sealed) = &self.sealed {
+            row.push(SEALED_TAG);
+            row.extend(super::catalog::encode(op, sealed)?);
+        }
         if let Some(body) = &self.inline {
             row.push(INLINE_TAG);
             row.extend_from_slice(body);
@@ -195,6 +229,10 @@ impl ObjectRecord {
             range: None,
             checksums: self.checksums.clone(),
             storage_class: self.storage_class.clone(),
+            ssec_key_md5: self
+                .sealed
+                .and_then(|s| s.customer_key_md5())
+                .map(hex::encode),
         }
     }
 }
@@ -246,6 +284,7 @@ mod legacy {
                 storage_class: r.storage_class,
                 parts: r.parts,
                 inline: None,
+                sealed: None,
             }
         }
     }
@@ -400,6 +439,7 @@ mod tests {
                 size: content.len() as u64,
             }],
             inline: Some(content.clone()),
+            sealed: None,
         };
         let row = record.encode("put").unwrap();
         assert_eq!(ObjectRecord::decode("get", &row).unwrap(), record);
@@ -417,5 +457,37 @@ mod tests {
         };
         let row = file_backed.encode("put").unwrap();
         assert_eq!(ObjectRecord::decode("get", &row).unwrap(), file_backed);
+    }
+
+    #[test]
+    fn a_sealed_row_keeps_how_it_is_sealed_and_its_sealed_inline_content() {
+        let key = crate::r2::EncryptionKey::new([1; 32]);
+        let plain = b"secret".to_vec();
+        let sealed = ObjectRecord {
+            version: "v".into(),
+            size: plain.len() as u64,
+            etag: "e".into(),
+            uploaded: 1,
+            http: HttpMetadata::default(),
+            custom: Vec::new(),
+            checksums: Checksums::default(),
+            storage_class: "Standard".into(),
+            parts: vec![BlobRef {
+                hash: [1; 32],
+                size: plain.len() as u64,
+            }],
+            inline: Some(super::super::seal::seal(&key, &plain)),
+            sealed: Some(Sealed::Customer { key_md5: key.md5() }),
+        };
+        let row = sealed.encode("put").unwrap();
+        assert_eq!(ObjectRecord::decode("get", &row).unwrap(), sealed);
+        assert!(ObjectRecord::decode("get", &row[..row.len() - 1]).is_err());
+        let at_rest = ObjectRecord {
+            inline: None,
+            sealed: Some(Sealed::Store),
+            ..sealed
+        };
+        let row = at_rest.encode("put").unwrap();
+        assert_eq!(ObjectRecord::decode("get", &row).unwrap(), at_rest);
     }
 }

@@ -17,6 +17,7 @@ use super::catalog::{
 use super::error::{R2Error, R2ErrorKind};
 use super::limits::R2Limits;
 use super::object::ObjectRecord;
+use super::seal::{sealed_len, EncryptionKey, Sealed};
 
 pub(crate) struct Inner {
     pub dir: PathBuf,
@@ -25,6 +26,8 @@ pub(crate) struct Inner {
     pub limits: R2Limits,
     /// `false` only in the benchmark mode that skips fsync (see `StoreOptions`).
     pub durable: bool,
+    /// The key new content is encrypted at rest with, if the store has one.
+    pub store_key: Option<EncryptionKey>,
 }
 
 impl Inner {
@@ -36,6 +39,54 @@ impl Inner {
             txn.set_durability(redb::Durability::None);
         }
         Ok(txn)
+    }
+
+    /// The key new content is sealed with and how its row records that: the request's
+    /// SSE-C key, else the store's key, else none.
+    pub fn sealing(&self, customer: Option<&EncryptionKey>) -> Option<(EncryptionKey, Sealed)> {
+        match customer {
+            Some(key) => Some((key.clone(), Sealed::Customer { key_md5: key.md5() })),
+            None => self.store_key.clone().map(|key| (key, Sealed::Store)),
+        }
+    }
+
+    /// The key that opens content sealed as `sealed`, given the request's SSE-C key
+    /// (`what` names the object or upload in errors). S3's rules: an SSE-C object needs
+    /// its key, and SSE-C parameters on anything else are an error, never ignored.
+    pub fn unsealing(
+        &self,
+        op: &'static str,
+        what: &str,
+        sealed: Option<Sealed>,
+        customer: Option<&EncryptionKey>,
+    ) -> Result<Option<EncryptionKey>, R2Error> {
+        match (sealed, customer) {
+            (None, None) => Ok(None),
+            (Some(Sealed::Customer { key_md5 }), Some(key)) if key.md5() == key_md5 => {
+                Ok(Some(key.clone()))
+            }
+            (Some(Sealed::Customer { .. }), Some(_)) => Err(R2Error::new(
+                op,
+                R2ErrorKind::AccessDenied,
+                format!("The SSE-C key is not the one the {what} was written with (compare its MD5 with ssecKeyMd5 / x-amz-server-side-encryption-customer-key-MD5)."),
+            )),
+            (Some(Sealed::Customer { .. }), None) => Err(R2Error::new(
+                op,
+                R2ErrorKind::InvalidRequest,
+                format!("The {what} was stored using a form of Server Side Encryption. The correct parameters must be provided: send its SSE-C key."),
+            )),
+            (None | Some(Sealed::Store), Some(_)) => Err(R2Error::new(
+                op,
+                R2ErrorKind::InvalidRequest,
+                format!("The encryption parameters are not applicable to this {what}: it was not written with an SSE-C key, so send none."),
+            )),
+            (Some(Sealed::Store), None) => self.store_key.clone().map(Some).ok_or_else(|| {
+                R2Error::internal(
+                    op,
+                    format!("the {what} is encrypted at rest and this store was opened without its key: start tristore with --encryption-key-file"),
+                )
+            }),
+        }
     }
 
     /// To call with the row a write transaction is replacing or removing, before it
@@ -121,8 +172,11 @@ impl R2Store {
         limits: R2Limits,
         durable: bool,
         inline_max: u64,
+        store_key: Option<EncryptionKey>,
     ) -> Result<R2Store, R2Error> {
         const OP: &str = "open";
+        super::seal::check_store_key(dir, store_key.as_ref())
+            .map_err(|e| R2Error::internal(OP, e))?;
         let blobs = BlobStore::open(dir.to_path_buf(), durable, inline_max)
             .map_err(|e| R2Error::internal(OP, format!("{}: {e}", dir.display())))?;
         let path = dir.join("catalog.redb");
@@ -140,6 +194,7 @@ impl R2Store {
                 blobs,
                 limits,
                 durable,
+                store_key,
             }),
         })
     }
@@ -352,37 +407,59 @@ impl R2Store {
         const OP: &str = "fsck";
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
         let mut problems = Vec::new();
-        let check = |owner: &str, blob: BlobRef| {
+        // A sealed blob's file is longer than its content (see `seal`).
+        let check = |owner: &str, blob: BlobRef, sealed: bool| {
             let path = self.inner.blobs.path_of(&blob.hash);
+            let expected = if sealed {
+                sealed_len(blob.size)
+            } else {
+                blob.size
+            };
             match std::fs::metadata(&path) {
-                Ok(m) if m.len() == blob.size => None,
+                Ok(m) if m.len() == expected => None,
                 Ok(m) => Some(format!(
-                    "{owner}: blob {} has {} bytes, expected {}",
+                    "{owner}: blob {} has {} bytes, expected {expected}",
                     path.display(),
                     m.len(),
-                    blob.size
                 )),
                 Err(e) => Some(format!("{owner}: blob {}: {e}", path.display())),
             }
         };
         for_each_object(OP, &txn, |table, key, record| {
             let owner = format!("{table} {}", String::from_utf8_lossy(key));
+            let sealed = record.sealed.is_some();
             match &record.inline {
-                // Decoding checked the length; the content must still match its address.
-                Some(body) => {
+                // Decoding checked the length; plain content must still match its
+                // address (sealed content's address is keyed: not checkable here).
+                Some(body) if !sealed => {
                     if record.parts.first().map(|p| p.hash) != Some(*blake3::hash(body).as_bytes())
                     {
                         problems.push(format!("{owner}: inline content does not match its BLAKE3"));
                     }
                 }
-                None => problems.extend(record.parts.into_iter().filter_map(|p| check(&owner, p))),
+                Some(_) => {}
+                None => problems.extend(
+                    record
+                        .parts
+                        .into_iter()
+                        .filter_map(|p| check(&owner, p, sealed)),
+                ),
             }
         })?;
+        let uploads = txn.open_table(UPLOADS).or_r2(OP)?;
         for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
             let (k, v) = entry.or_r2(OP)?;
             let (upload, number) = k.value();
             let part: PartRecord = decode(OP, v.value())?;
-            problems.extend(check(&format!("upload {upload} part {number}"), part.blob));
+            let sealed = match uploads.get(upload).or_r2(OP)? {
+                Some(row) => UploadRecord::decode(OP, row.value())?.sealed.is_some(),
+                None => false,
+            };
+            problems.extend(check(
+                &format!("upload {upload} part {number}"),
+                part.blob,
+                sealed,
+            ));
         }
         Ok(problems)
     }

@@ -68,10 +68,17 @@ impl Read for BodyReader {
     }
 }
 
+/// How much of a body the reader did not want is still read and dropped, so that the
+/// client, still sending, gets the answer (an early error) instead of a connection
+/// reset; over TLS a reset surfaces as an EOF error that hides the answer. Beyond it
+/// the connection is closed, as S3 does for a large body it will not take.
+const DRAIN_LIMIT: usize = 64 << 20;
+
 /// A blocking reader over `body`, and the future that feeds it. Read on a blocking
 /// thread while the future runs on the async side; a reader that stops early ends the
-/// future (the rest of the body is not read). A body that sends nothing for the body
-/// timeout gives the reader a `TimedOut` error. Take an [`upload_slot`] first.
+/// future once up to [`DRAIN_LIMIT`] more bytes have been read and dropped. A body
+/// that sends nothing for the body timeout gives the reader a `TimedOut` error. Take
+/// an [`upload_slot`] first.
 pub fn body_reader(body: Body) -> (BodyReader, impl Future<Output = ()> + Send) {
     let (tx, rx) = mpsc::channel(8);
     let timeout = BODY_TIMEOUT.with(Cell::get);
@@ -95,7 +102,11 @@ pub fn body_reader(body: Body) -> (BodyReader, impl Future<Output = ()> + Send) 
                 Err(e) => Err(io::Error::other(e)),
             };
             let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
+            if tx.send(item).await.is_err() {
+                drain(&mut body, timeout).await;
+                break;
+            }
+            if stop {
                 break;
             }
         }
@@ -105,6 +116,17 @@ pub fn body_reader(body: Body) -> (BodyReader, impl Future<Output = ()> + Send) 
         current: Bytes::new(),
     };
     (reader, pump)
+}
+
+/// Reads and drops up to [`DRAIN_LIMIT`] bytes of what is left of `body`.
+async fn drain(body: &mut Body, timeout: std::time::Duration) {
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
 }
 
 /// `length` bytes of `reader` as a response body: read at once when small, else

@@ -5,6 +5,7 @@ certificate through AWS_CA_BUNDLE and SSL_CERT_FILE)
 Run by tests/python_clients.rs, which installs boto3 into its own virtual environment.
 """
 
+import base64
 import hashlib
 import io
 import socket
@@ -209,6 +210,78 @@ class Boto3(unittest.TestCase):
             self.assertEqual(self.s3.get_object(Bucket="boto", Key=key)["Body"].read(), key.encode())
         listed = self.s3.list_objects_v2(Bucket="boto", Prefix="ctl/")
         self.assertEqual([o["Key"] for o in listed["Contents"]], sorted(keys))
+
+    def test_customer_encryption_keys(self):
+        s3 = self.s3
+        key_a, key_b = bytes(range(32)), bytes(range(100, 132))
+        md5_a = base64.b64encode(hashlib.md5(key_a).digest()).decode()
+
+        def sse(key, prefix=""):
+            # boto3 base64-encodes the key and adds its MD5 itself.
+            return {prefix + "SSECustomerAlgorithm": "AES256", prefix + "SSECustomerKey": key}
+
+        large = bytes(i % 251 for i in range(3 * 1024 * 1024 + 5))
+        for name, data in [("sse/small", b"small secret"), ("sse/large", large)]:
+            put = s3.put_object(Bucket="boto", Key=name, Body=data, **sse(key_a))
+            self.assertEqual((put["SSECustomerAlgorithm"], put["SSECustomerKeyMD5"]), ("AES256", md5_a))
+            self.assertNotEqual(put["ETag"], '"%s"' % hashlib.md5(data).hexdigest())
+            got = s3.get_object(Bucket="boto", Key=name, **sse(key_a))
+            self.assertEqual(got["Body"].read(), data)
+            self.assertEqual(got["SSECustomerKeyMD5"], md5_a)
+            part = s3.get_object(Bucket="boto", Key=name, Range="bytes=3-8", **sse(key_a))
+            self.assertEqual(part["Body"].read(), data[3:9])
+            self.assertEqual(s3.head_object(Bucket="boto", Key=name, **sse(key_a))["ContentLength"], len(data))
+            # Without the key, or with another: S3's errors.
+            self.assertEqual(error_code(lambda: s3.get_object(Bucket="boto", Key=name)), "InvalidRequest")
+            self.assertEqual(error_code(lambda: s3.get_object(Bucket="boto", Key=name, **sse(key_b))), "AccessDenied")
+            self.assertEqual(error_code(lambda: s3.head_object(Bucket="boto", Key=name)), "400")
+            self.assertEqual(error_code(lambda: s3.head_object(Bucket="boto", Key=name, **sse(key_b))), "403")
+
+        # A key for an object stored without one is refused, never ignored.
+        s3.put_object(Bucket="boto", Key="sse/plain", Body=b"clear")
+        self.assertEqual(error_code(lambda: s3.get_object(Bucket="boto", Key="sse/plain", **sse(key_a))), "InvalidRequest")
+
+        # A wrong key MD5, sent as raw headers (boto3 always computes the right one).
+        def wrong_md5(params, **kwargs):
+            params["headers"]["x-amz-server-side-encryption-customer-key-MD5"] = "AAAAAAAAAAAAAAAAAAAAAA=="
+
+        raw = client()
+        raw.meta.events.register("before-call.s3.PutObject", wrong_md5)
+        self.assertEqual(error_code(lambda: raw.put_object(Bucket="boto", Key="sse/bad", Body=b"x", **sse(key_a))), "InvalidArgument")
+        self.assertEqual(error_code(lambda: s3.head_object(Bucket="boto", Key="sse/bad")), "404")
+
+        # Copies decrypt with the source's key and encrypt with the destination's.
+        s3.copy_object(Bucket="boto", Key="sse/copy", CopySource="boto/sse/small", **sse(key_a, "CopySource"), **sse(key_b))
+        self.assertEqual(s3.get_object(Bucket="boto", Key="sse/copy", **sse(key_b))["Body"].read(), b"small secret")
+        self.assertEqual(
+            error_code(lambda: s3.copy_object(Bucket="boto", Key="sse/copy2", CopySource="boto/sse/small")),
+            "InvalidRequest",
+        )
+
+        # Multipart: the key on create, on every part, and on reads.
+        up = s3.create_multipart_upload(Bucket="boto", Key="sse/mp", **sse(key_a))
+        self.assertEqual(up["SSECustomerKeyMD5"], md5_a)
+        uid = up["UploadId"]
+        p1 = (large * 2)[: 5 * 1024 * 1024]
+        self.assertEqual(
+            error_code(lambda: s3.upload_part(Bucket="boto", Key="sse/mp", UploadId=uid, PartNumber=1, Body=p1)),
+            "InvalidRequest",
+        )
+        self.assertEqual(
+            error_code(lambda: s3.upload_part(Bucket="boto", Key="sse/mp", UploadId=uid, PartNumber=1, Body=p1, **sse(key_b))),
+            "AccessDenied",
+        )
+        e1 = s3.upload_part(Bucket="boto", Key="sse/mp", UploadId=uid, PartNumber=1, Body=p1, **sse(key_a))["ETag"]
+        e2 = s3.upload_part(Bucket="boto", Key="sse/mp", UploadId=uid, PartNumber=2, Body=b"tail", **sse(key_a))["ETag"]
+        s3.complete_multipart_upload(
+            Bucket="boto", Key="sse/mp", UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]},
+        )
+        got = s3.get_object(Bucket="boto", Key="sse/mp", **sse(key_a))
+        self.assertEqual(got["Body"].read(), p1 + b"tail")
+        second = s3.get_object(Bucket="boto", Key="sse/mp", PartNumber=2, **sse(key_a))
+        self.assertEqual(second["Body"].read(), b"tail")
+        self.assertEqual(error_code(lambda: s3.get_object(Bucket="boto", Key="sse/mp", PartNumber=2)), "InvalidRequest")
 
     def test_virtual_host_addressing(self):
         # Resolve <bucket>.localhost as browsers and systemd-resolved do.

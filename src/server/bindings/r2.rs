@@ -21,9 +21,9 @@ use serde_json::{json, Map, Value};
 
 use super::{Answer, Call};
 use crate::r2::{
-    BlobReader, EtagCondition, ExpectedChecksum, HttpMetadata, R2Bucket, R2Conditional, R2Error,
-    R2ErrorKind, R2GetOptions, R2ListOptions, R2MultipartOptions, R2Object, R2PutOptions, R2Range,
-    R2UploadedPart,
+    BlobReader, EncryptionKey, EtagCondition, ExpectedChecksum, HttpMetadata, R2Bucket,
+    R2Conditional, R2Error, R2ErrorKind, R2GetOptions, R2ListOptions, R2MultipartOptions, R2Object,
+    R2PutOptions, R2Range, R2UploadedPart,
 };
 use crate::server::meter::{self, Meter, Operation};
 use crate::server::stream;
@@ -169,7 +169,13 @@ struct Put {
     sha384: Option<String>,
     sha512: Option<String>,
     storage_class: Option<String>,
-    ssec: Option<Value>,
+    ssec: Option<Ssec>,
+}
+
+/// `R2SSECOptions`: the SSE-C key, as 64 hex characters.
+#[derive(Deserialize)]
+struct Ssec {
+    key: String,
 }
 
 /// A binding request (`R2BindingRequest`).
@@ -188,7 +194,7 @@ enum Request {
         range: Option<RangeJson>,
         range_header: Option<String>,
         only_if: Option<OnlyIf>,
-        ssec: Option<Value>,
+        ssec: Option<Ssec>,
     },
     Put(Box<Put>),
     List {
@@ -209,13 +215,13 @@ enum Request {
         custom_fields: Option<Vec<Field>>,
         http_fields: Option<HttpFields>,
         storage_class: Option<String>,
-        ssec: Option<Value>,
+        ssec: Option<Ssec>,
     },
     UploadPart {
         object: String,
         upload_id: String,
         part_number: u32,
-        ssec: Option<Value>,
+        ssec: Option<Ssec>,
     },
     CompleteMultipartUpload {
         object: String,
@@ -377,7 +383,7 @@ fn read(bucket: &R2Bucket, request: Request) -> Result<Outcome, R2Error> {
             only_if,
             ssec,
         } => {
-            no_ssec("get", &ssec)?;
+            let ssec_key = ssec_key("get", ssec)?;
             let range = match (range_header, range) {
                 (Some(header), _) => R2Range::from_header(&header)?,
                 (None, Some(r)) => range_of(&r),
@@ -386,6 +392,7 @@ fn read(bucket: &R2Bucket, request: Request) -> Result<Outcome, R2Error> {
             let options = R2GetOptions {
                 only_if: only_if.map(conditional).transpose()?,
                 range,
+                ssec_key,
             };
             Ok(match bucket.get(&object, &options)? {
                 None => Outcome::NoSuchKey,
@@ -517,7 +524,7 @@ fn apply(
                 storage_class,
                 ssec,
             } = *put;
-            no_ssec("put", &ssec)?;
+            let ssec_key = ssec_key("put", ssec)?;
             let options = R2PutOptions {
                 only_if: only_if.map(conditional).transpose()?,
                 http_metadata: http_fields.map(http_metadata).unwrap_or_default(),
@@ -525,6 +532,7 @@ fn apply(
                 checksum: checksum(md5, [sha1, sha256, sha384, sha512])?,
                 storage_class,
                 extra_checksum: None,
+                ssec_key,
             };
             Ok(match bucket.put_reader(&object, value, length, &options)? {
                 Some(o) => Outcome::Json(object_json(&o)),
@@ -547,16 +555,22 @@ fn apply(
             storage_class,
             ssec,
         } => {
-            no_ssec("createMultipartUpload", &ssec)?;
+            let ssec_key = ssec_key("createMultipartUpload", ssec)?;
+            let key_md5 = ssec_key.as_ref().map(|k| hex::encode(k.md5()));
             let upload = bucket.create_multipart_upload(
                 &object,
                 &R2MultipartOptions {
                     http_metadata: http_fields.map(http_metadata).unwrap_or_default(),
                     custom_metadata: custom(custom_fields),
                     storage_class,
+                    ssec_key,
                 },
             )?;
-            Ok(Outcome::Json(json!({"uploadId": upload.upload_id})))
+            let mut out = json!({"uploadId": upload.upload_id});
+            if let Some(md5) = key_md5 {
+                out["ssec"] = ssec_json(&md5);
+            }
+            Ok(Outcome::Json(out))
         }
         Request::UploadPart {
             object,
@@ -564,10 +578,10 @@ fn apply(
             part_number,
             ssec,
         } => {
-            no_ssec("uploadPart", &ssec)?;
+            let ssec_key = ssec_key("uploadPart", ssec)?;
             let part = bucket
                 .resume_multipart_upload(&object, &upload_id)
-                .upload_part_reader(part_number, value, length)?;
+                .upload_part_reader(part_number, value, length, ssec_key.as_ref())?;
             Ok(Outcome::Json(json!({"etag": part.etag})))
         }
         Request::CompleteMultipartUpload {
@@ -679,6 +693,9 @@ fn object_json(o: &R2Object) -> Value {
     if let Some(r) = o.range {
         out["range"] = json!({"offset": r.offset, "length": r.length});
     }
+    if let Some(md5) = &o.ssec_key_md5 {
+        out["ssec"] = ssec_json(md5);
+    }
     out
 }
 
@@ -773,12 +790,12 @@ fn checksum(
     Ok(given.pop())
 }
 
-fn no_ssec(op: &'static str, ssec: &Option<Value>) -> Result<(), R2Error> {
-    match ssec {
-        None | Some(Value::Null) => Ok(()),
-        Some(_) => Err(invalid(
-            op,
-            "tristore does not support SSE-C (ssecKey) yet; store the object without a customer key",
-        )),
-    }
+fn ssec_key(op: &'static str, ssec: Option<Ssec>) -> Result<Option<EncryptionKey>, R2Error> {
+    ssec.map(|s| EncryptionKey::from_binding(op, &s.key))
+        .transpose()
+}
+
+/// `R2SSECResponse`.
+fn ssec_json(key_md5: &str) -> Value {
+    json!({"algorithm": "AES256", "keyMd5": key_md5})
 }

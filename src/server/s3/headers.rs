@@ -7,7 +7,7 @@ use base64::Engine;
 use super::error::S3Error;
 use super::Ctx;
 use crate::r2::conditional::{format_http_date, parse_http_date};
-use crate::r2::{HttpMetadata, R2Conditional, R2Object};
+use crate::r2::{EncryptionKey, HttpMetadata, R2Conditional, R2Object};
 
 const META_PREFIX: &str = "x-amz-meta-";
 
@@ -156,6 +156,7 @@ pub fn object_headers(ctx: &Ctx, object: &R2Object, with_checksums: bool) -> Hea
             set(&mut out, name, v);
         }
     }
+    sse_c_response(&mut out, object.ssec_key_md5.as_deref());
     if with_checksums {
         let c = &object.checksums;
         for (name, hex_value) in [
@@ -261,27 +262,83 @@ pub fn copy_source(ctx: &Ctx) -> Result<(String, String), S3Error> {
     }
 }
 
-/// Refuses server-side encryption with customer-provided keys (SSE-C), on every
-/// request, reads included. R2 offers it and tristore does not yet; storing or serving
-/// an object as if the key had been applied would tell the client something false.
-pub fn refuse_sse_c(headers: &HeaderMap) -> Result<(), S3Error> {
-    const PREFIXES: [&str; 2] = [
-        "x-amz-server-side-encryption-customer-",
-        "x-amz-copy-source-server-side-encryption-customer-",
-    ];
-    match headers
-        .keys()
-        .find(|name| PREFIXES.iter().any(|p| name.as_str().starts_with(p)))
-    {
-        Some(name) => Err(S3Error::new(
-            501,
-            "NotImplemented",
-            format!(
-                "Server-side encryption with customer-provided keys (SSE-C) is not supported by tristore yet: send the request without the {name} header (nothing was stored or read)"
-            ),
-        )),
-        None => Ok(()),
+/// The SSE-C key a request gives: the three `x-amz-server-side-encryption-customer-*`
+/// headers, or with `copy_source` the `x-amz-copy-source-…` ones naming the key of a
+/// copy's source. `None` when none of the three is there; S3's errors (and texts) when
+/// they are incomplete or do not agree.
+pub fn sse_c(headers: &HeaderMap, copy_source: bool) -> Result<Option<EncryptionKey>, S3Error> {
+    let prefix = if copy_source {
+        "x-amz-copy-source-server-side-encryption-customer-"
+    } else {
+        "x-amz-server-side-encryption-customer-"
+    };
+    let get = |suffix: &str| {
+        headers
+            .get(format!("{prefix}{suffix}").as_str())
+            .map(|v| v.to_str().unwrap_or("").trim())
+    };
+    let (algorithm, key, md5) = (get("algorithm"), get("key"), get("key-md5"));
+    if algorithm.is_none() && key.is_none() && md5.is_none() {
+        return Ok(None);
     }
+    const SSE_C: &str = "Requests specifying Server Side Encryption with Customer provided keys";
+    match algorithm {
+        None => {
+            return Err(S3Error::invalid_argument(format!(
+                "{SSE_C} must provide a valid encryption algorithm: add {prefix}algorithm: AES256."
+            )))
+        }
+        Some("AES256") => {}
+        Some(_) => {
+            return Err(S3Error::new(
+                400,
+                "InvalidEncryptionAlgorithmError",
+                "The encryption request you specified is not valid. Supported value: AES256.",
+            ))
+        }
+    }
+    let Some(key) = key else {
+        return Err(S3Error::invalid_argument(format!(
+            "{SSE_C} must provide an appropriate secret key ({prefix}key: 32 bytes, base64)."
+        )));
+    };
+    let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "The secret key was invalid for the specified algorithm: it must be 32 bytes, base64-encoded.",
+            )
+        })?;
+    let key = EncryptionKey::new(bytes);
+    match md5 {
+        None => Err(S3Error::invalid_argument(format!(
+            "{SSE_C} must provide the client calculated MD5 of the secret key ({prefix}key-MD5, base64)."
+        ))),
+        Some(given) if given != key.md5_base64() => Err(S3Error::invalid_argument(
+            "The calculated MD5 hash of the key did not match the hash that was provided.",
+        )),
+        Some(_) => Ok(Some(key)),
+    }
+}
+
+/// The headers that tell an SSE-C client which key an object or upload was written
+/// with (`key_md5_hex` as the catalog keeps it; the S3 API shows it in base64).
+pub fn sse_c_response(out: &mut HeaderMap, key_md5_hex: Option<&str>) {
+    let Some(md5) = key_md5_hex.and_then(|h| hex::decode(h).ok()) else {
+        return;
+    };
+    set(
+        out,
+        "x-amz-server-side-encryption-customer-algorithm",
+        "AES256",
+    );
+    set(
+        out,
+        "x-amz-server-side-encryption-customer-key-md5",
+        &base64::engine::general_purpose::STANDARD.encode(md5),
+    );
 }
 
 #[cfg(test)]

@@ -181,7 +181,6 @@ async fn dispatch(
         |id| (id == creds.access_key_id).then(|| creds.secret_access_key.clone()),
         SystemTime::now(),
     )?;
-    headers::refuse_sse_c(&parts.headers)?;
     let query = parse_query(raw_query);
     let ctx = Ctx {
         store: state.store.clone(),

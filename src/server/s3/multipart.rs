@@ -2,7 +2,7 @@
 //! ListMultipartUploads.
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::body::{self, BodyPlan};
@@ -13,8 +13,8 @@ use super::xml::{self, Xml};
 use super::{blocking, Ctx};
 use crate::r2::range::byte_pos;
 use crate::r2::{
-    iso8601_millis, R2ErrorKind, R2GetOptions, R2MultipartOptions, R2MultipartUpload, R2Range,
-    R2UploadedPart,
+    iso8601_millis, EncryptionKey, R2ErrorKind, R2GetOptions, R2MultipartOptions,
+    R2MultipartUpload, R2Range, R2UploadedPart,
 };
 
 fn upload_id(ctx: &Ctx) -> String {
@@ -49,7 +49,9 @@ pub(crate) async fn create(ctx: Ctx) -> Result<Response, S3Error> {
         http_metadata: headers::http_metadata(&ctx.headers)?,
         custom_metadata: headers::custom_metadata(&ctx.headers),
         storage_class: headers::storage_class(&ctx.headers)?,
+        ssec_key: headers::sse_c(&ctx.headers, false)?,
     };
+    let key_md5 = options.ssec_key.as_ref().map(|k| hex::encode(k.md5()));
     let condition = write_condition(&ctx.headers, "")?;
     let (store, bucket, key) = (
         ctx.store.clone(),
@@ -71,25 +73,36 @@ pub(crate) async fn create(ctx: Ctx) -> Result<Response, S3Error> {
     xml.leaf("Bucket", ctx.bucket_name())
         .leaf("Key", ctx.key())
         .leaf("UploadId", &upload.upload_id);
-    Ok(xml_response(xml.finish()))
+    let mut response = xml_response(xml.finish());
+    headers::sse_c_response(response.headers_mut(), key_md5.as_deref());
+    Ok(response)
 }
 
-fn part_response(etag: &str) -> Response {
-    let mut r = StatusCode::OK.into_response();
-    r.headers_mut().insert("etag", quoted(etag));
-    r
+/// The SSE-C key of a part upload, and the response headers that echo it.
+fn part_key(ctx: &Ctx) -> Result<(Option<EncryptionKey>, HeaderMap), S3Error> {
+    let key = headers::sse_c(&ctx.headers, false)?;
+    let mut echo = HeaderMap::new();
+    headers::sse_c_response(
+        &mut echo,
+        key.as_ref().map(|k| hex::encode(k.md5())).as_deref(),
+    );
+    Ok((key, echo))
 }
 
 pub(crate) async fn upload_part(ctx: Ctx, body: Body) -> Result<Response, S3Error> {
     let number = part_number(&ctx)?;
+    let (key, echo) = part_key(&ctx)?;
     let plan = BodyPlan::from_request(&ctx.headers, &ctx.verified)?;
     let length = plan.length()?;
     let open = resume(&ctx);
     let part = body::consume(body, plan, move |reader| {
-        Ok(open()?.upload_part_reader(number, reader, length)?)
+        Ok(open()?.upload_part_reader(number, reader, length, key.as_ref())?)
     })
     .await?;
-    Ok(part_response(&part.etag))
+    let mut r = StatusCode::OK.into_response();
+    r.headers_mut().insert("etag", quoted(&part.etag));
+    r.headers_mut().extend(echo);
+    Ok(r)
 }
 
 /// `x-amz-copy-source-range`, which S3 takes only as `bytes=first-last`: the first and
@@ -116,6 +129,8 @@ pub(crate) async fn upload_part_copy(ctx: Ctx) -> Result<Response, S3Error> {
         .header("x-amz-copy-source-range")
         .map(copy_source_range)
         .transpose()?;
+    let source_key_ssec = headers::sse_c(&ctx.headers, true)?;
+    let (key, echo) = part_key(&ctx)?;
     let open = resume(&ctx);
     let store = ctx.store.clone();
     let part = blocking(move || {
@@ -132,6 +147,7 @@ pub(crate) async fn upload_part_copy(ctx: Ctx) -> Result<Response, S3Error> {
                 offset: first,
                 length: (last - first).checked_add(1),
             }),
+            ssec_key: source_key_ssec,
         };
         let found = match source.get(&source_key, &options) {
             Err(e) if e.kind == R2ErrorKind::InvalidRange => {
@@ -151,13 +167,15 @@ pub(crate) async fn upload_part_copy(ctx: Ctx) -> Result<Response, S3Error> {
         let mut reader = found
             .body
             .ok_or_else(|| S3Error::internal("the source has no body"))?;
-        Ok(open()?.upload_part_reader(number, &mut reader, length)?)
+        Ok(open()?.upload_part_reader(number, &mut reader, length, key.as_ref())?)
     })
     .await?;
     let mut xml = Xml::new("CopyPartResult");
     xml.leaf("LastModified", iso8601_millis(crate::r2::now_ms()))
         .leaf("ETag", format!("\"{}\"", part.etag));
-    Ok(xml_response(xml.finish()))
+    let mut response = xml_response(xml.finish());
+    response.headers_mut().extend(echo);
+    Ok(response)
 }
 
 pub(crate) async fn complete(ctx: Ctx, body: Body) -> Result<Response, S3Error> {

@@ -63,6 +63,7 @@ pub(crate) async fn put_object(ctx: Ctx, body: Body) -> Result<Response, S3Error
         checksum: None,
         storage_class: headers::storage_class(&ctx.headers)?,
         extra_checksum: plan.checksum_algorithm().map(|a| a.stored()),
+        ssec_key: headers::sse_c(&ctx.headers, false)?,
     };
     let open = target_bucket(&ctx);
     let key = ctx.key().to_owned();
@@ -106,6 +107,7 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
             "Cannot specify both Range header and partNumber query parameter",
         ));
     }
+    let ssec_key = headers::sse_c(&ctx.headers, false)?;
     let (store, bucket, key) = (
         ctx.store.clone(),
         ctx.bucket_name().to_owned(),
@@ -114,7 +116,7 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
     let found = blocking(move || {
         let bucket = Ctx::open_bucket(&store, &bucket)?;
         if let Some(number) = part {
-            return match bucket.get_part(&key, number) {
+            return match bucket.get_part(&key, number, ssec_key.as_ref()) {
                 Err(e) if e.kind == R2ErrorKind::InvalidRange => Err(S3Error::new(
                     416,
                     "InvalidPartNumber",
@@ -124,11 +126,14 @@ pub(crate) async fn get_object(ctx: Ctx, head: bool) -> Result<Response, S3Error
             };
         }
         if head {
-            return Ok(bucket.head(&key)?.map(|o| (o, None, None)));
+            return Ok(bucket
+                .head_with_key(&key, ssec_key.as_ref())?
+                .map(|o| (o, None, None)));
         }
         let options = R2GetOptions {
             only_if: None,
             range,
+            ssec_key,
         };
         Ok(bucket
             .get(&key, &options)?
@@ -256,10 +261,13 @@ pub(crate) async fn copy_object(ctx: Ctx) -> Result<Response, S3Error> {
             "Unknown metadata directive {directive}: use COPY, REPLACE or MERGE"
         )));
     }
+    let source_ssec_key = headers::sse_c(&ctx.headers, true)?;
+    let ssec_key = headers::sse_c(&ctx.headers, false)?;
     if directive == "COPY"
         && source_bucket == ctx.bucket_name()
         && source_key == ctx.key()
         && ctx.header("x-amz-storage-class").is_none()
+        && ssec_key == source_ssec_key
     {
         return Err(S3Error::invalid_request("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."));
     }
@@ -272,12 +280,14 @@ pub(crate) async fn copy_object(ctx: Ctx) -> Result<Response, S3Error> {
     let (store, key) = (ctx.store.clone(), ctx.key().to_owned());
     let object = blocking(move || {
         let source = Ctx::open_bucket(&store, &source_bucket)?;
-        let found = source
-            .get(&source_key, &R2GetOptions::default())?
-            .ok_or_else(|| {
-                S3Error::new(404, "NoSuchKey", "The specified key does not exist.")
-                    .with("Key", source_key.as_str())
-            })?;
+        let read = R2GetOptions {
+            ssec_key: source_ssec_key,
+            ..Default::default()
+        };
+        let found = source.get(&source_key, &read)?.ok_or_else(|| {
+            S3Error::new(404, "NoSuchKey", "The specified key does not exist.")
+                .with("Key", source_key.as_str())
+        })?;
         // A copy has no 304: every failed copy-source condition is 412.
         if read_precondition(&source_headers, "x-amz-copy-source-", &found.object)?
             == Precondition::NotModified
@@ -320,6 +330,7 @@ pub(crate) async fn copy_object(ctx: Ctx) -> Result<Response, S3Error> {
             checksum: None,
             storage_class: storage_class.or(Some(from.storage_class.clone())),
             extra_checksum: None,
+            ssec_key,
         };
         let mut reader: Box<dyn Read> = match found.body {
             Some(r) => Box::new(r),
@@ -334,5 +345,7 @@ pub(crate) async fn copy_object(ctx: Ctx) -> Result<Response, S3Error> {
     let mut xml = Xml::new("CopyObjectResult");
     xml.leaf("LastModified", iso8601_millis(object.uploaded))
         .leaf("ETag", &object.http_etag);
-    Ok(xml_response(xml.finish()))
+    let mut response = xml_response(xml.finish());
+    headers::sse_c_response(response.headers_mut(), object.ssec_key_md5.as_deref());
+    Ok(response)
 }

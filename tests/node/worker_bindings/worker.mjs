@@ -618,6 +618,26 @@ async function r2Suite(env) {
     return { object: r2obj(o), text: await (await B.get("mp/replace")).text() };
   });
 
+  // SSE-C: the key as workerd takes it (64 hex characters or 32 bytes).
+  const SSEC = "5c".repeat(32);
+  const SSEC_BYTES = new Uint8Array(32).fill(0x5c);
+  const OTHER = "a7".repeat(32);
+  await step("ssec_put", () => B.put("ssec/a", "encrypted words", { ssecKey: SSEC }).then(r2obj));
+  await step("ssec_get", () => B.get("ssec/a", { ssecKey: SSEC }).then(r2body));
+  await step("ssec_get_bytes_key", () => B.get("ssec/a", { ssecKey: SSEC_BYTES }).then(r2body));
+  await step("ssec_get_range", () => B.get("ssec/a", { ssecKey: SSEC, range: { offset: 10, length: 5 } }).then(r2body));
+  await step("ssec_head", () => B.head("ssec/a").then(r2obj));
+  await step("ssec_get_without_key", () => B.get("ssec/a").then(r2body));
+  await step("ssec_get_other_key", () => B.get("ssec/a", { ssecKey: OTHER }).then(r2body));
+  await step("ssec_key_malformed", () => B.put("ssec/b", "x", { ssecKey: "xyz" }).then(r2obj));
+  await step("ssec_mpu", async () => {
+    const u = await B.createMultipartUpload("ssec/mp", { ssecKey: SSEC });
+    const p = await u.uploadPart(1, "one part", { ssecKey: SSEC });
+    const done = await u.complete([p]);
+    const got = await B.get("ssec/mp", { ssecKey: SSEC });
+    return { object: r2obj(done), text: await got.text() };
+  });
+
   // Key rules.
   const longKey = "k".repeat(1025);
   await step("put_key_1024_ok", () => B.put("k".repeat(1024), "x").then((o) => o.key.length));
