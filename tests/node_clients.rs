@@ -1,6 +1,8 @@
 //! The AWS SDK for JavaScript v3 (tests/node/test_aws_sdk_js.mjs) against the S3 API:
 //! it sends streamed bodies as aws-chunked with an unsigned CRC32 trailer.
 //!
+//! It runs over plain HTTP and over HTTPS with a self-signed certificate.
+//!
 //! The SDK is installed into `target/tmp/node-clients` on first use (npm, from the
 //! registry); `TRISTORE_NODE` picks the interpreter (default `node`).
 
@@ -84,23 +86,7 @@ fn aws_sdk_for_javascript_streams_unsigned_trailers() {
         },
     )
     .unwrap();
-    let node = std::env::var("TRISTORE_NODE").unwrap_or_else(|_| "node".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/test_aws_sdk_js.mjs");
-    let out = Command::new(node)
-        .arg(&script)
-        .arg(format!("http://{}", server.s3_addr))
-        .env("NODE_CLIENTS", dir.join("node_modules"))
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.contains("OK"),
-        "the JS SDK suite failed:\n{report}"
-    );
+    run_suite(&dir, &format!("http://{}", server.s3_addr), None);
     // What the server received: the stream aws-chunked with an unsigned CRC32 trailer,
     // the short string plain with its CRC32 in a header.
     assert_eq!(
@@ -112,4 +98,49 @@ fn aws_sdk_for_javascript_streams_unsigned_trailers() {
         ["plain checksum=Some(Crc32)"]
     );
     server.shutdown().unwrap();
+
+    // The same suite over HTTPS (`--tls-self-signed`), trusting tristore's certificate
+    // the way Node users do: SigV4, aws-chunked trailers and presigned URLs over TLS.
+    let data = tempfile::tempdir().unwrap();
+    let cert = tristore::server::tls::self_signed(data.path()).unwrap();
+    let server = start(
+        Arc::new(Store::open(data.path()).unwrap()),
+        ServerOptions {
+            port: 0,
+            s3_port: 0,
+            tls: Some(tristore::server::tls::config_from_pem(&cert.cert, &cert.key).unwrap()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    run_suite(
+        &dir,
+        &format!("https://localhost:{}", server.s3_addr.port()),
+        Some(&cert.cert),
+    );
+    server.shutdown().unwrap();
+}
+
+/// Runs tests/node/test_aws_sdk_js.mjs against `endpoint`, trusting `ca` if given.
+fn run_suite(clients: &Path, endpoint: &str, ca: Option<&Path>) {
+    let node = std::env::var("TRISTORE_NODE").unwrap_or_else(|_| "node".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/test_aws_sdk_js.mjs");
+    let mut command = Command::new(node);
+    command
+        .arg(&script)
+        .arg(endpoint)
+        .env("NODE_CLIENTS", clients.join("node_modules"));
+    if let Some(ca) = ca {
+        command.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let out = command.output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains("OK"),
+        "the JS SDK suite failed against {endpoint}:\n{report}"
+    );
 }

@@ -911,7 +911,7 @@ const ALLOWED = [
     local: () => true,
     tristore: () => true,
     why: "R2 encrypts with the ssecKey and requires it on every read (developers.cloudflare.com/r2/examples/ssec/) [spec 5.2]; Miniflare's local R2 ignores ssecKey: it stores in clear, reads without the key and reports no ssecKeyMd5 [spec 7.2]",
-    row: "R2: objects (binding) | `ssecKey` (SSE-C) [5.2]",
+    row: "R2: objects (binding) | ssecKey (SSE-C) [5.2]",
   },
   {
     path: /^d1\.(bind_stored\.ok\.(0|2|5|6|10)\.t|typeof_param_(integer|bool)\.ok\.t)$/,
