@@ -30,21 +30,32 @@ pub struct HttpBench {
     /// Instead, measure what metering costs: D1 point queries and R2 4 KiB GETs on this
     /// server and on a second one over the same store with metering off
     /// (`serve --no-metering`), in rounds that alternate which goes first.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     unmetered: bool,
+    /// Instead, measure what TLS costs: the same two operations on this server and on a
+    /// second one over the same store serving HTTPS (a self-signed certificate), in
+    /// alternating rounds.
+    #[arg(long)]
+    tls: bool,
 }
 
-/// Rounds of the metering comparison; each alternates which server goes first, since
+/// Rounds of a two-server comparison; each alternates which server goes first, since
 /// the second run of a pair profits from the first's warm caches.
-const METERING_ROUNDS: usize = 4;
+const PAIRED_ROUNDS: usize = 4;
 
-/// Prints each round of metered and unmetered runs of the two cheapest operations, and
-/// the median ratio of their request rates.
-fn metering_cost(metered: &Emulator, unmetered: &Emulator, clients: usize, duration: Duration) {
+/// Prints each round of runs of the two cheapest operations against `with` and
+/// `without` (a server with and without `what`), and the median ratio of their rates.
+fn paired_cost(
+    what: &str,
+    with: &Emulator,
+    without: &Emulator,
+    clients: usize,
+    duration: Duration,
+) {
     for op in [Op::D1PointQuery, Op::S3Get4K] {
         let mut ratios = Vec::new();
-        for round in 0..METERING_ROUNDS {
-            let mut pair: [&Emulator; 2] = [metered, unmetered];
+        for round in 0..PAIRED_ROUNDS {
+            let mut pair: [&Emulator; 2] = [with, without];
             if round % 2 == 1 {
                 pair.reverse();
             }
@@ -66,7 +77,7 @@ fn metering_cost(metered: &Emulator, unmetered: &Emulator, clients: usize, durat
         ratios.sort_by(f64::total_cmp);
         let median = (ratios[1] + ratios[2]) / 2.0;
         println!(
-            "\n{}: metered / unmetered request rate, median of {METERING_ROUNDS} rounds: {median:.3} ({:+.1}%)\n",
+            "\n{}: request rate with / without {what}, median of {PAIRED_ROUNDS} rounds: {median:.3} ({:+.1}%)\n",
             op.name(),
             (median - 1.0) * 100.0
         );
@@ -97,10 +108,7 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let credentials = options.s3_credentials.clone();
-    let unmetered_options = ServerOptions {
-        metering: false,
-        ..options.clone()
-    };
+    let second_options = options.clone();
     let server = start(store.clone(), options)?;
     eprintln!(
         "provisioning: 10,000 rows, {} vectors, 128 objects",
@@ -113,20 +121,47 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
         credentials.clone(),
         args.vectors,
     )?;
-    let unmetered = match args.unmetered {
-        true => {
-            let server = start(store.clone(), unmetered_options)?;
-            let target = Emulator::prepare(
-                &store,
-                server.addr,
-                server.s3_addr,
-                credentials.clone(),
-                args.vectors,
-            )?
-            .labelled("tristore, metering off");
-            Some((server, target))
-        }
-        false => None,
+    // The second server of a paired comparison, over the same store.
+    let paired = if args.unmetered {
+        let server = start(
+            store.clone(),
+            ServerOptions {
+                metering: false,
+                ..second_options
+            },
+        )?;
+        let target = Emulator::prepare(
+            &store,
+            server.addr,
+            server.s3_addr,
+            credentials.clone(),
+            args.vectors,
+        )?
+        .labelled("tristore, metering off");
+        Some(("metering", server, target))
+    } else if args.tls {
+        let cert = tristore::server::tls::self_signed(dir.path())?;
+        let server = start(
+            store.clone(),
+            ServerOptions {
+                tls: Some(tristore::server::tls::config_from_pem(
+                    &cert.cert, &cert.key,
+                )?),
+                ..second_options
+            },
+        )?;
+        let target = Emulator::prepare(
+            &store,
+            server.addr,
+            server.s3_addr,
+            credentials.clone(),
+            args.vectors,
+        )?
+        .labelled("tristore, HTTPS")
+        .over_tls(&cert.cert)?;
+        Some(("TLS", server, target))
+    } else {
+        None
     };
     let miniflare = match &args.miniflare {
         Some(url) => {
@@ -142,9 +177,15 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
     let duration = Duration::from_secs_f64(args.seconds);
     println!("| server | operation | clients | requests | req/s | p50 ms | p99 ms | errors |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    if let Some((unmetered_server, unmetered)) = unmetered {
-        metering_cost(&tristore, &unmetered, args.clients, duration);
-        unmetered_server.shutdown()?;
+    if let Some((what, second_server, second)) = paired {
+        // Metering's cost: metered (the default) against unmetered; TLS's: HTTPS
+        // against plain HTTP.
+        let (with, without) = match what {
+            "TLS" => (&second, &tristore),
+            _ => (&tristore, &second),
+        };
+        paired_cost(what, with, without, args.clients, duration);
+        second_server.shutdown()?;
         server.shutdown()?;
         return Ok(());
     }

@@ -212,7 +212,7 @@ fn sse_c_multipart_uploads_need_the_key_on_every_part_and_read() {
     );
     assert_eq!(
         part(1, &p1, Some(&key(8))).unwrap_err().kind,
-        R2ErrorKind::AccessDenied
+        R2ErrorKind::InvalidRequest
     );
     let parts = vec![
         part(1, &p1, Some(&k)).unwrap(),

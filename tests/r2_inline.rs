@@ -120,7 +120,7 @@ fn inline_objects_read_like_any_other() {
     for (range, want) in cases {
         assert_eq!(get(&b, "a", &ranged(range)).unwrap(), want);
     }
-    let (part, parts) = b.get_part("a", 1).unwrap().unwrap();
+    let (part, parts) = b.get_part("a", 1, None).unwrap().unwrap();
     assert_eq!(part.bytes().unwrap().to_vec(), data);
     assert_eq!(parts, None);
 

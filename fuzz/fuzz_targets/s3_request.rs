@@ -95,6 +95,10 @@ const HEADERS: &[&str] = &[
     "content-type",
     "x-amz-content-sha256",
     "origin",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-server-side-encryption-customer-key-md5",
+    "x-amz-copy-source-server-side-encryption-customer-key",
 ];
 
 /// Whether S3 refuses `name` unsigned (the payload hash is the one `x-amz-*` it tolerates).
@@ -179,8 +183,8 @@ fuzz_target!(|data: &[u8]| {
         }
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         // A 5xx is the server's fault, never the request's: any is a failure, except the
-        // deliberate 501 NotImplemented R2 answers for features it lacks (SSE-C, an
-        // unsupported checksum algorithm, presigning another method).
+        // deliberate 501 NotImplemented R2 answers for features it lacks (an unsupported
+        // checksum algorithm, presigning another method).
         if status >= 500 {
             let text = String::from_utf8_lossy(&bytes);
             let not_implemented =

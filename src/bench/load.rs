@@ -96,6 +96,8 @@ pub struct Request {
     pub writes: Option<Stored>,
     /// What a successful answer must contain.
     pub expect: Expect,
+    /// Speak HTTPS with this configuration (trusting the server's certificate).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// What a successful answer must contain besides a 2xx status.
@@ -149,18 +151,36 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// A byte stream to a server: plain TCP or TLS over it.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
 /// A keep-alive HTTP/1.1 connection, reopened after an error.
 struct Connection {
     addr: SocketAddr,
-    stream: Option<BufReader<TcpStream>>,
+    stream: Option<BufReader<Box<dyn Stream>>>,
 }
 
 impl Connection {
+    fn new(addr: SocketAddr) -> Connection {
+        Connection { addr, stream: None }
+    }
+
     fn send(&mut self, req: &Request) -> io::Result<Response> {
         if self.stream.is_none() {
             let s = TcpStream::connect(self.addr)?;
             s.set_nodelay(true)?;
-            self.stream = Some(BufReader::new(s));
+            let stream: Box<dyn Stream> = match &req.tls {
+                Some(config) => {
+                    let name =
+                        rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
+                    let tls = rustls::ClientConnection::new(config.clone(), name)
+                        .map_err(io::Error::other)?;
+                    Box::new(rustls::StreamOwned::new(tls, s))
+                }
+                None => Box::new(s),
+            };
+            self.stream = Some(BufReader::new(stream));
         }
         let result = self.exchange(req);
         if result.is_err() {
@@ -307,10 +327,7 @@ pub fn run(
                     let i = match connections.iter().position(|c| c.addr == req.addr) {
                         Some(i) => i,
                         None => {
-                            connections.push(Connection {
-                                addr: req.addr,
-                                stream: None,
-                            });
+                            connections.push(Connection::new(req.addr));
                             connections.len() - 1
                         }
                     };
@@ -406,6 +423,8 @@ pub struct Emulator {
     large: std::sync::Arc<[u8]>,
     /// MD5 hex of `small` and of `large`, the ETags their PUTs must leave.
     etags: [String; 2],
+    /// Set when the server speaks HTTPS.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A payload of `n` bytes that does not compress to nothing.
@@ -420,6 +439,27 @@ impl Emulator {
     /// The same target under another name in the report.
     pub fn labelled(self, label: &'static str) -> Emulator {
         Emulator { label, ..self }
+    }
+
+    /// The same target over HTTPS, trusting the certificate (PEM) in `cert`.
+    pub fn over_tls(self, cert: &std::path::Path) -> io::Result<Emulator> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).map_err(io::Error::other)? {
+            roots
+                .add(c.map_err(io::Error::other)?)
+                .map_err(io::Error::other)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Emulator {
+            tls: Some(Arc::new(config)),
+            ..self
+        })
     }
 
     /// Provisions the bench database (10,000 rows), an index of `vectors` 768-d vectors
@@ -492,6 +532,7 @@ impl Emulator {
             small,
             large,
             etags,
+            tls: None,
         })
     }
 
@@ -518,6 +559,7 @@ impl Emulator {
             body: std::sync::Arc::from(&[][..]),
             writes: None,
             expect: Expect::Status,
+            tls: self.tls.clone(),
         }
     }
 
@@ -534,6 +576,7 @@ impl Emulator {
             body: serde_json::to_vec(&body).expect("JSON").into(),
             writes: None,
             expect: Expect::Status,
+            tls: self.tls.clone(),
         }
     }
 
@@ -546,6 +589,7 @@ impl Emulator {
             body: body.into(),
             writes: None,
             expect: Expect::Status,
+            tls: self.tls.clone(),
         }
     }
 
@@ -632,10 +676,7 @@ impl Emulator {
     /// values in [`UPSERT_NAMESPACE`] (an exact scan while that namespace holds at most
     /// 2,048 vectors): it must be that vector, values and all. Returns the problems.
     pub fn query_back(&self, acknowledged: &[Stored]) -> Vec<String> {
-        let mut connection = Connection {
-            addr: self.rest,
-            stream: None,
-        };
+        let mut connection = Connection::new(self.rest);
         let mut problems = Vec::new();
         for write in acknowledged {
             let Stored::Vector { id, values } = write else {
@@ -754,7 +795,7 @@ pub struct MiniflareWorker {
 impl MiniflareWorker {
     /// The Worker listening at `addr`, after asking it to provision the same data.
     pub fn prepare(addr: SocketAddr) -> io::Result<MiniflareWorker> {
-        let mut c = Connection { addr, stream: None };
+        let mut c = Connection::new(addr);
         let setup = Request {
             addr,
             method: "POST",
@@ -763,6 +804,7 @@ impl MiniflareWorker {
             body: std::sync::Arc::from(&[][..]),
             writes: None,
             expect: Expect::Status,
+            tls: None,
         };
         let r = c.send(&setup)?;
         if r.status != 200 {
@@ -814,6 +856,7 @@ impl Target for MiniflareWorker {
                 .unwrap_or_else(|| std::sync::Arc::from(&[][..])),
             writes: None,
             expect: Expect::Status,
+            tls: None,
         })
     }
 }

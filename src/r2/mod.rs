@@ -52,4 +52,29 @@ pub(crate) use object::now_ms;
 pub use object::{iso8601_millis, Checksums, HttpMetadata, R2Object, ReturnedRange};
 pub use range::R2Range;
 pub use seal::EncryptionKey;
+
+/// Entry points for the fuzz targets (`fuzz/`). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::io::Read;
+
+    use super::seal::{self, EncryptionKey, SealReader};
+
+    /// `plain` sealed under `key`, as a blob file holds it.
+    pub fn seal(key: &EncryptionKey, plain: &[u8]) -> Vec<u8> {
+        seal::seal(key, plain)
+    }
+
+    /// Reads `sealed` as a blob of `size` content bytes from `offset` on.
+    pub fn read_sealed(
+        key: &EncryptionKey,
+        sealed: &[u8],
+        size: u64,
+        offset: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        SealReader::open(std::io::Cursor::new(sealed), key, size, offset)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
 pub use store::{validate_bucket_name, BucketInfo, GcReport, R2Store};

@@ -182,7 +182,7 @@ impl R2MultipartUpload {
             ));
         }
         let upload = self.check_exists(OP)?;
-        let seal = inner.unsealing(OP, "upload", upload.sealed, ssec_key)?;
+        let seal = self.key_for(OP, &upload, ssec_key)?;
         let written = inner
             .blobs
             .write(
@@ -221,6 +221,34 @@ impl R2MultipartUpload {
             part_number,
             etag: hex::encode(etag),
         })
+    }
+
+    /// The key that seals `upload`'s parts, given the request's SSE-C key. A key other
+    /// than the upload's is a malformed request (400, as S3 answers a part sent with
+    /// it), where a read with another key is refused access (403).
+    fn key_for(
+        &self,
+        op: &'static str,
+        upload: &UploadRecord,
+        ssec_key: Option<&EncryptionKey>,
+    ) -> Result<Option<EncryptionKey>, R2Error> {
+        self.bucket
+            .inner
+            .unsealing(op, "upload", upload.sealed, ssec_key)
+            .map_err(|e| match e.kind {
+                R2ErrorKind::AccessDenied => R2Error {
+                    kind: R2ErrorKind::InvalidRequest,
+                    ..e
+                },
+                _ => e,
+            })
+    }
+
+    /// Checks an SSE-C key against the one the upload was created with (or none).
+    pub fn check_ssec_key(&self, ssec_key: Option<&EncryptionKey>) -> Result<(), R2Error> {
+        const OP: &str = "completeMultipartUpload";
+        let upload = self.check_exists(OP)?;
+        self.key_for(OP, &upload, ssec_key).map(drop)
     }
 
     /// The parts stored so far, by part number.

@@ -269,7 +269,7 @@ class Boto3(unittest.TestCase):
         )
         self.assertEqual(
             error_code(lambda: s3.upload_part(Bucket="boto", Key="sse/mp", UploadId=uid, PartNumber=1, Body=p1, **sse(key_b))),
-            "AccessDenied",
+            "InvalidRequest",
         )
         e1 = s3.upload_part(Bucket="boto", Key="sse/mp", UploadId=uid, PartNumber=1, Body=p1, **sse(key_a))["ETag"]
         e2 = s3.upload_part(Bucket="boto", Key="sse/mp", UploadId=uid, PartNumber=2, Body=b"tail", **sse(key_a))["ETag"]

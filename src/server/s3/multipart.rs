@@ -191,9 +191,16 @@ pub(crate) async fn complete(ctx: Ctx, body: Body) -> Result<Response, S3Error> 
         })
         .collect();
     let condition = write_condition(&ctx.headers, "")?;
+    // S3 does not need the SSE-C key to complete an upload; one that is given must
+    // still be the upload's (never ignored).
+    let (key, echo) = part_key(&ctx)?;
     let open = resume(&ctx);
     let object = blocking(move || {
-        open()?
+        let upload = open()?;
+        if key.is_some() {
+            upload.check_ssec_key(key.as_ref())?;
+        }
+        upload
             .complete_if(&parts, condition.as_ref())?
             .ok_or_else(precondition_failed)
     })
@@ -203,7 +210,9 @@ pub(crate) async fn complete(ctx: Ctx, body: Body) -> Result<Response, S3Error> 
         .leaf("Bucket", ctx.bucket_name())
         .leaf("Key", ctx.key())
         .leaf("ETag", &object.http_etag);
-    Ok(xml_response(xml.finish()))
+    let mut response = xml_response(xml.finish());
+    response.headers_mut().extend(echo);
+    Ok(response)
 }
 
 pub(crate) async fn abort(ctx: Ctx) -> Result<Response, S3Error> {
