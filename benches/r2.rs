@@ -1,15 +1,15 @@
 //! R2 next to plain files on the same disk: put and get of 4 KiB, 1 MiB and 64 MiB
 //! objects (tristore: hash, temp file, fsync, rename, directory fsync, catalog commit;
 //! plain: the same crash-atomic replace without hashing or catalog, i.e. temp file,
-//! fsync, rename over the target, directory fsync), a ranged get, and list pages over
-//! 100,000 keys.
+//! fsync, rename over the target, directory fsync), the same with an SSE-C key (AES-256-GCM
+//! on the way to and from disk), a ranged get, and list pages over 100,000 keys.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tristore::r2::{R2GetOptions, R2ListOptions, R2PutOptions, R2Range};
+use tristore::r2::{EncryptionKey, R2GetOptions, R2ListOptions, R2PutOptions, R2Range};
 use tristore::{Store, StoreOptions};
 
 const SIZES: &[(&str, usize)] = &[("4KiB", 4 << 10), ("1MiB", 1 << 20), ("64MiB", 64 << 20)];
@@ -61,6 +61,32 @@ fn put_get(c: &mut Criterion) {
                 bucket.put("obj", &body, &R2PutOptions::default()).unwrap()
             })
         });
+        let key = EncryptionKey::new([9; 32]);
+        let sealed_put = R2PutOptions {
+            ssec_key: Some(key.clone()),
+            ..Default::default()
+        };
+        let sealed_get = R2GetOptions {
+            ssec_key: Some(key.clone()),
+            ..Default::default()
+        };
+        group.bench_function(BenchmarkId::new("put", "tristore_ssec"), |b| {
+            b.iter(|| {
+                n += 1;
+                body[..8].copy_from_slice(&n.to_le_bytes());
+                bucket.put("enc", &body, &sealed_put).unwrap()
+            })
+        });
+        group.bench_function(BenchmarkId::new("get", "tristore_ssec"), |b| {
+            b.iter(|| {
+                bucket
+                    .get("enc", &sealed_get)
+                    .unwrap()
+                    .unwrap()
+                    .bytes()
+                    .unwrap()
+            })
+        });
         group.bench_function(BenchmarkId::new("put", "plain_file_atomic"), |b| {
             b.iter(|| {
                 n += 1;
@@ -101,6 +127,20 @@ fn put_get(c: &mut Criterion) {
                 b.iter(|| {
                     bucket
                         .get("obj", &ranged)
+                        .unwrap()
+                        .unwrap()
+                        .bytes()
+                        .unwrap()
+                })
+            });
+            let sealed_ranged = R2GetOptions {
+                ssec_key: Some(key.clone()),
+                ..ranged.clone()
+            };
+            group.bench_function(BenchmarkId::new("ranged_get_4KiB", "tristore_ssec"), |b| {
+                b.iter(|| {
+                    bucket
+                        .get("enc", &sealed_ranged)
                         .unwrap()
                         .unwrap()
                         .bytes()

@@ -176,15 +176,7 @@ impl R2Bucket {
 
     /// The object's metadata, or `None` if there is no such key.
     pub fn head(&self, key: &str) -> Result<Option<R2Object>, R2Error> {
-        self.check_key("head", key)?;
-        Ok(self.record("head", key)?.map(|r| {
-            let mut o = r.to_object(key);
-            o.range = Some(super::object::ReturnedRange {
-                offset: 0,
-                length: r.size,
-            });
-            o
-        }))
+        self.head_checking(key, |_| Ok(()))
     }
 
     /// [`head`](Self::head) for the S3 API, whose HeadObject must be given an SSE-C
@@ -194,15 +186,29 @@ impl R2Bucket {
         key: &str,
         ssec_key: Option<&EncryptionKey>,
     ) -> Result<Option<R2Object>, R2Error> {
-        const OP: &str = "head";
-        let Some(object) = self.head(key)? else {
+        self.head_checking(key, |record| {
+            self.inner
+                .unsealing("head", "object", record.sealed, ssec_key)
+                .map(drop)
+        })
+    }
+
+    fn head_checking(
+        &self,
+        key: &str,
+        check: impl FnOnce(&ObjectRecord) -> Result<(), R2Error>,
+    ) -> Result<Option<R2Object>, R2Error> {
+        self.check_key("head", key)?;
+        let Some(record) = self.record("head", key)? else {
             return Ok(None);
         };
-        if let Some(record) = self.record(OP, key)? {
-            self.inner
-                .unsealing(OP, "object", record.sealed, ssec_key)?;
-        }
-        Ok(Some(object))
+        check(&record)?;
+        let mut o = record.to_object(key);
+        o.range = Some(super::object::ReturnedRange {
+            offset: 0,
+            length: record.size,
+        });
+        Ok(Some(o))
     }
 
     /// The object and its bytes (or the requested range of them); `None` if there is no
