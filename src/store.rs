@@ -198,6 +198,24 @@ impl Store {
         Ok(())
     }
 
+    /// The store's catalog, for backups (which pause its writes and copy a snapshot).
+    pub(crate) fn catalog_file(&self) -> &crate::catalog_file::CatalogFile {
+        &self.catalog
+    }
+
+    /// Copies the store catalog's tables from the snapshot `from` into `to`.
+    pub(crate) fn copy_catalog(
+        from: &redb::ReadTransaction,
+        to: &redb::WriteTransaction,
+    ) -> Result<()> {
+        let fail = |e: redb::Error| Error::Catalog {
+            path: "catalog.redb".into(),
+            message: e.to_string(),
+        };
+        crate::catalog_file::copy_table(from, to, D1_DATABASES).map_err(fail)?;
+        crate::catalog_file::copy_table(from, to, D1_NAMES).map_err(fail)
+    }
+
     fn catalog_err(&self, e: impl std::fmt::Display) -> Error {
         catalog_error(&self.dir.join("catalog.redb"), e)
     }
@@ -325,6 +343,18 @@ impl D1Databases<'_> {
         let forgotten = store.open_d1().remove(&record.uuid);
         drop(forgotten);
         self.remove_files(&record.uuid)
+    }
+
+    /// Every database's uuid and SQLite file, as the catalog names them now.
+    pub(crate) fn files(&self) -> Result<Vec<(String, PathBuf)>> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .map(|r| {
+                let path = self.path_of(&r.uuid);
+                (r.uuid, path)
+            })
+            .collect())
     }
 
     fn remove_files(&self, uuid: &str) -> Result<()> {

@@ -39,6 +39,7 @@ mod store;
 
 pub use blobs::{BlobReader, HashAlgorithm};
 pub use bucket::{ExpectedChecksum, R2Bucket, R2GetOptions, R2ObjectBody, R2PutOptions};
+pub(crate) use catalog::copy_all as copy_catalog;
 pub use collector::{Collector, Housekeeping, HousekeepingReport};
 pub use conditional::{EtagCondition, R2Conditional};
 pub use cors::CorsRule;
@@ -50,4 +51,5 @@ pub use multipart::{PartInfo, R2MultipartOptions, R2MultipartUpload, R2UploadedP
 pub(crate) use object::now_ms;
 pub use object::{iso8601_millis, Checksums, HttpMetadata, R2Object, ReturnedRange};
 pub use range::R2Range;
+pub(crate) use store::{blobs_named, BlobHold};
 pub use store::{validate_bucket_name, BucketInfo, GcReport, R2Store};

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +26,9 @@ pub(crate) struct Inner {
     pub limits: R2Limits,
     /// `false` only in the benchmark mode that skips fsync (see `StoreOptions`).
     pub durable: bool,
+    /// Backups copying blobs now: while there is one, collection removes no blob (a
+    /// backup's snapshot may name a blob that a later write released).
+    pub backups: std::sync::atomic::AtomicUsize,
 }
 
 impl Inner {
@@ -140,6 +144,7 @@ impl R2Store {
                 blobs,
                 limits,
                 durable,
+                backups: Default::default(),
             }),
         })
     }
@@ -272,11 +277,12 @@ impl R2Store {
             let _exclusive = self.inner.blobs.exclusive();
             let live = self.live_blobs()?;
             report.live_blobs = live.len();
+            let backing_up = self.inner.backups.load(Ordering::SeqCst) > 0;
             for (hash, blob) in candidates {
                 if live.contains(&hash) {
                     continue;
                 }
-                if !old(&blob) {
+                if backing_up || !old(&blob) {
                     report.young_blobs += 1;
                     continue;
                 }
@@ -332,17 +338,34 @@ impl R2Store {
     fn live_blobs(&self) -> Result<HashSet<[u8; 32]>, R2Error> {
         const OP: &str = "gc";
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
-        let mut live = HashSet::new();
-        for_each_object(OP, &txn, |_, _, record| {
-            if record.inline.is_none() {
-                live.extend(record.parts.iter().map(|p| p.hash))
-            }
-        })?;
-        for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
-            let (_, v) = entry.or_r2(OP)?;
-            live.insert(decode::<PartRecord>(OP, v.value())?.blob.hash);
+        Ok(blobs_named(OP, &txn)?.into_iter().map(|b| b.hash).collect())
+    }
+
+    /// Stops collection from removing blobs until the hold is dropped. Taken under the
+    /// collector's guard, so a collection already marking finishes first, and any
+    /// catalog snapshot taken after this names only blobs that stay.
+    pub(crate) fn hold_blobs(&self) -> BlobHold {
+        let _exclusive = self.inner.blobs.exclusive();
+        self.inner.backups.fetch_add(1, Ordering::SeqCst);
+        BlobHold {
+            inner: Arc::clone(&self.inner),
         }
-        Ok(live)
+    }
+
+    /// A write transaction that is never committed: while it is held no other R2 write
+    /// can begin, so a snapshot read under it is the state at one instant.
+    pub(crate) fn pause_writes(&self) -> Result<redb::WriteTransaction, R2Error> {
+        self.inner.catalog.begin_write().or_r2("backup")
+    }
+
+    /// The catalog as it is now, and stays for as long as the transaction is held.
+    pub(crate) fn snapshot(&self) -> Result<redb::ReadTransaction, R2Error> {
+        self.inner.catalog.begin_read().or_r2("backup")
+    }
+
+    /// The file of the blob `hash`.
+    pub(crate) fn blob_path(&self, hash: &[u8; 32]) -> PathBuf {
+        self.inner.blobs.path_of(hash)
     }
 
     /// Checks that every blob the catalog names (for an object or an upload's part)
@@ -386,6 +409,35 @@ impl R2Store {
         }
         Ok(problems)
     }
+}
+
+/// While this lives, collection removes no blob (see [`R2Store::hold_blobs`]).
+pub(crate) struct BlobHold {
+    inner: Arc<Inner>,
+}
+
+impl Drop for BlobHold {
+    fn drop(&mut self) {
+        self.inner.backups.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Every blob an object or an upload's part of the snapshot `txn` names, once each.
+pub(crate) fn blobs_named(
+    op: &'static str,
+    txn: &redb::ReadTransaction,
+) -> Result<Vec<BlobRef>, R2Error> {
+    let mut named = HashSet::new();
+    for_each_object(op, txn, |_, _, record| {
+        if record.inline.is_none() {
+            named.extend(record.parts.iter().copied())
+        }
+    })?;
+    for entry in txn.open_table(PARTS).or_r2(op)?.iter().or_r2(op)? {
+        let (_, v) = entry.or_r2(op)?;
+        named.insert(decode::<PartRecord>(op, v.value())?.blob);
+    }
+    Ok(named.into_iter().collect())
 }
 
 /// Calls `f(table name, key, record)` for every object of every bucket.
