@@ -250,6 +250,19 @@ fn a_backup_taken_while_serving_under_load_is_one_instant_and_restores_the_same_
 
     let copy = Store::open(&restored).unwrap();
     assert_eq!(answers(&copy), original);
+    // The restored store takes new blobs (in any shard) and new rows.
+    for i in 0..4u8 {
+        let body = vec![i; 100_000];
+        let bucket = copy.r2().bucket("metacogna-vault").unwrap();
+        bucket
+            .put(&format!("after-{i}"), &body, &R2PutOptions::default())
+            .unwrap();
+        let got = bucket
+            .get(&format!("after-{i}"), &R2GetOptions::default())
+            .unwrap();
+        assert_eq!(got.unwrap().bytes().unwrap(), body);
+    }
+    load_step(&copy, 1_000_000);
     // One instant: every step acknowledged before the backup began is there, none
     // begun after it ended is, and within the one step under way at the instant the
     // stores agree with the order it writes them in (row, then vector, then object).
