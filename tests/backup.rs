@@ -232,6 +232,33 @@ fn a_backup_taken_while_serving_under_load_is_one_instant_and_restores_the_same_
     assert_eq!(summary["linked_blobs"], summary["r2_blobs"], "{summary}");
     println!("backup under load: {summary}");
 
+    // The route wants JSON (a web page cannot send it across sites unasked) and an
+    // absolute path (the server's working directory is not the caller's).
+    let route = format!("{url}{}", tristore::server::backup::BACKUP_PATH);
+    let status = |r: Result<ureq::Response, ureq::Error>| match r {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    let asked = |content_type: &str, body: &str| {
+        status(
+            ureq::post(&route)
+                .set("Authorization", "Bearer secret")
+                .set("Content-Type", content_type)
+                .send_string(body),
+        )
+    };
+    let (code, body) = asked("text/plain", r#"{"destination": "/tmp/x"}"#);
+    assert_eq!(code, 415, "{body}");
+    let (code, body) = asked("application/json", r#"{"destination": "relative/x"}"#);
+    assert!(code == 400 && body.contains("absolute path"), "{body}");
+    let (code, _) = status(
+        ureq::post(&route)
+            .set("Content-Type", "application/json")
+            .send_string("{}"),
+    );
+    assert_eq!(code, 400, "no token");
+
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap();
     server.shutdown().unwrap();
