@@ -19,6 +19,30 @@ use tristore::Store;
 const LARGE_KEY: &str = "user-1/doc-0/file.pdf";
 const SMALL_KEY: &str = "user-1/doc-1/file.pdf";
 const DOCS: usize = 6;
+const UPLOAD_KEY: &str = "big/upload.bin";
+
+fn upload_part() -> Vec<u8> {
+    (0..200_000u32).map(|i| (i % 13) as u8).collect()
+}
+
+/// Completes, in `store`, the upload `make_data` left in progress in the store at
+/// `original`, and checks the object it makes.
+fn complete_upload(store: &Store, original: &Path) {
+    let note = std::fs::read_to_string(original.with_extension("upload")).unwrap();
+    let (upload_id, etag) = note.split_once('\n').unwrap();
+    let bucket = store.r2().bucket("uploads").unwrap();
+    let upload = bucket.resume_multipart_upload(UPLOAD_KEY, upload_id);
+    let part = tristore::r2::R2UploadedPart {
+        part_number: 1,
+        etag: etag.to_owned(),
+    };
+    upload.complete(&[part]).unwrap();
+    let got = bucket
+        .get(UPLOAD_KEY, &R2GetOptions::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.bytes().unwrap(), upload_part());
+}
 
 /// Runs the tristore command on `dir`; (success, stdout, stderr).
 fn tristore(dir: &Path, args: &[&str]) -> (bool, String, String) {
@@ -84,6 +108,18 @@ fn make_data(store: &Store) {
     db.exec("CREATE TABLE load (i INTEGER PRIMARY KEY, body TEXT)")
         .unwrap();
     store.r2().create_bucket("load-bucket").unwrap();
+    // A multipart upload in progress: its part is a blob only the upload names. Its id
+    // and the part's etag go in a file beside the data, for `complete_upload`.
+    store.r2().create_bucket("uploads").unwrap();
+    let upload = store
+        .r2()
+        .bucket("uploads")
+        .unwrap()
+        .create_multipart_upload(UPLOAD_KEY, &Default::default())
+        .unwrap();
+    let part = upload.upload_part(1, upload_part()).unwrap();
+    let note = format!("{}\n{}", upload.upload_id, part.etag);
+    std::fs::write(store.dir().with_extension("upload"), note).unwrap();
     let config = IndexConfig {
         dimensions: 8,
         metric: Metric::Euclidean,
@@ -290,6 +326,7 @@ fn a_backup_taken_while_serving_under_load_is_one_instant_and_restores_the_same_
         assert_eq!(got.unwrap().bytes().unwrap(), body);
     }
     load_step(&copy, 1_000_000);
+    complete_upload(&copy, &data);
     // One instant: every step acknowledged before the backup began is there, none
     // begun after it ended is, and within the one step under way at the instant the
     // stores agree with the order it writes them in (row, then vector, then object).
