@@ -492,3 +492,30 @@ fn parse_hash(name: &str) -> Option<[u8; 32]> {
     hex::decode_to_slice(name, &mut out).ok()?;
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_removes_no_blob_while_a_backup_holds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = R2Store::open(dir.path(), R2Limits::default(), true, 0).unwrap();
+        store.create_bucket("bkt").unwrap();
+        let bucket = store.bucket("bkt").unwrap();
+        bucket
+            .put("k", vec![7u8; 1000], &Default::default())
+            .unwrap();
+        let hold = store.hold_blobs();
+        // The snapshot a backup copies from names the blob; then the object goes.
+        let snapshot = store.snapshot().unwrap();
+        bucket.delete(&["k"]).unwrap();
+        let blobs = blobs_named("test", &snapshot).unwrap();
+        assert_eq!(blobs.len(), 1);
+        let held = store.gc(Duration::ZERO).unwrap();
+        assert_eq!((held.deleted_blobs, held.young_blobs), (0, 1));
+        assert!(store.blob_path(&blobs[0].hash).exists());
+        drop(hold);
+        assert_eq!(store.gc(Duration::ZERO).unwrap().deleted_blobs, 1);
+    }
+}
