@@ -498,6 +498,11 @@ fn bad_destinations_and_sources_get_clear_errors_and_change_nothing() {
     std::fs::create_dir(&empty).unwrap();
     let (ok, out, err) = tristore(&data, &["backup", empty.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
+    // Inside the data directory.
+    let inside = data.join("vectorize").join("copy");
+    let (ok, _, err) = tristore(&data, &["backup", inside.to_str().unwrap()]);
+    assert!(!ok && err.contains("inside the data directory"), "{err}");
+    assert!(!inside.exists());
     // Not a data directory.
     let (ok, _, err) = tristore(&dir.path().join("nothing"), &["backup", "/tmp/never"]);
     assert!(
@@ -554,6 +559,13 @@ fn bad_destinations_and_sources_get_clear_errors_and_change_nothing() {
     manifest["version"] = json!(tristore::backup::FORMAT_VERSION + 1);
     manifest["tristore"] = json!("9.9.9");
     std::fs::write(manifest_path(&newer), manifest.to_string()).unwrap();
+    let escaping = copy("escaping");
+    let text = std::fs::read_to_string(manifest_path(&escaping)).unwrap();
+    let mut manifest: Value = serde_json::from_str(&text).unwrap();
+    manifest["files"][0]["path"] = json!("../../outside");
+    std::fs::write(manifest_path(&escaping), manifest.to_string()).unwrap();
+    let err = restore(&escaping);
+    assert!(err.contains("not a path inside the backup"), "{err}");
     let err = restore(&newer);
     assert!(
         err.contains("newer tristore (9.9.9)") && err.contains("restore it with that version"),

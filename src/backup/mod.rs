@@ -96,6 +96,7 @@ pub struct Summary {
 /// Writes a backup of `store` to `dest` (absent, or an empty directory). The store
 /// keeps serving: writes pause only while a snapshot of each store is opened.
 pub fn backup(store: &Store, dest: &Path) -> Result<Summary> {
+    refuse_inside(store.dir(), dest)?;
     let mut out = Staging::begin(dest, Purpose::Backup)?;
     let created_at = crate::store::now_iso8601();
     let snapshot = snapshot::take(store)?;
@@ -211,11 +212,51 @@ pub fn read_manifest(src: &Path) -> Result<Manifest> {
     if version > u64::from(FORMAT_VERSION) {
         return Err(refuse(format!("this backup has format version {version}, written by a newer tristore ({}); this one ({}) restores versions up to {FORMAT_VERSION}: restore it with that version or a newer one", value.get("tristore").and_then(|v| v.as_str()).unwrap_or("unknown"), env!("CARGO_PKG_VERSION"))));
     }
-    serde_json::from_value(value).map_err(|e| {
+    let manifest: Manifest = serde_json::from_value(value).map_err(|e| {
         refuse(format!(
             "{MANIFEST} is damaged ({e}); restore another backup"
         ))
-    })
+    })?;
+    // Restoring writes each listed path below the new data directory: only plain
+    // relative paths, so that no manifest can make it write elsewhere.
+    let plain = |p: &str| {
+        !p.is_empty()
+            && Path::new(p)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    if let Some(bad) = manifest.files.iter().find(|f| !plain(&f.path)) {
+        return Err(refuse(format!("{MANIFEST} lists {:?}, which is not a path inside the backup: the manifest is damaged; restore another backup", bad.path)));
+    }
+    Ok(manifest)
+}
+
+/// Refuses a destination inside the data directory: the backup would then be part of
+/// the store it copies (and of the next backup).
+fn refuse_inside(data_dir: &Path, dest: &Path) -> Result<()> {
+    let resolve = |path: &Path| -> Option<PathBuf> {
+        // The nearest ancestor that exists, with symbolic links resolved.
+        let path = std::path::absolute(path).ok()?;
+        let mut rest = Vec::new();
+        let mut at = path.as_path();
+        loop {
+            if let Ok(real) = std::fs::canonicalize(at) {
+                return Some(rest.iter().rev().fold(real, |p, c| p.join(c)));
+            }
+            rest.push(at.file_name()?.to_owned());
+            at = at.parent()?;
+        }
+    };
+    match (resolve(data_dir), resolve(dest)) {
+        (Some(data), Some(dest)) if dest.starts_with(&data) => Err(Error::Backup {
+            path: dest,
+            message: format!(
+                "the destination is inside the data directory {}: choose a directory outside it",
+                data.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Writes a new redb catalog at `rel`, filled by `fill` in one transaction.
