@@ -651,3 +651,38 @@ fn a_destination_that_fills_up_leaves_no_backup_and_the_source_untouched() {
     let (ok, out, err) = tristore(&data, &["fsck"]);
     assert!(ok, "{out}{err}");
 }
+
+#[test]
+fn concurrent_backups_each_end_whole_and_one_name_gets_one() {
+    let (dir, data, _) = store_and_backup();
+    let store = Arc::new(Store::open(&data).unwrap());
+    let dests = ["x", "y", "same", "same"].map(|n| dir.path().join("many").join(n));
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = dests
+            .iter()
+            .map(|d| {
+                let store = store.clone();
+                s.spawn(move || tristore::backup::backup(&store, d).map_err(|e| e.to_string()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    // The two to one name: one wins; the other fails (its staging directory is its own,
+    // so the winner's is never touched) or finds the name taken before it starts.
+    let same: Vec<_> = results[2..].iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(same.len(), 1, "{results:?}");
+    let answers_now = answers(&store);
+    drop(store);
+    for name in ["x", "y", "same"] {
+        let restored = dir.path().join(format!("restored-{name}"));
+        tristore::backup::restore(&dir.path().join("many").join(name), &restored).unwrap();
+        assert_eq!(answers(&Store::open(&restored).unwrap()), answers_now);
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("many"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -14,7 +14,7 @@
 //!                                   written last
 //! ```
 //!
-//! Everything is written into `.<DEST name>.tristore-backup-<pid>` beside DEST, fsynced,
+//! Everything is written into `.<DEST name>.tristore-backup-<pid>-<id>` beside DEST, fsynced,
 //! and renamed to DEST at the end: a kill or an error at any moment leaves no DEST, or a
 //! whole one. See `snapshot` for how the instant is taken.
 

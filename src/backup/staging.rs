@@ -72,8 +72,12 @@ impl Staging {
         fs::create_dir_all(&parent).map_err(Error::io("creating directory", parent.clone()))?;
         let prefix = format!(".{name}.tristore-{}-", purpose.tag());
         remove_leftovers(&parent, &prefix);
-        let dir = parent.join(format!("{prefix}{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        // Unique per call: a server may take two backups to one name at once.
+        let dir = parent.join(format!(
+            "{prefix}{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         fs::create_dir(&dir).map_err(Error::io("creating directory", dir.clone()))?;
         Ok(Staging {
             dirs: BTreeSet::from([dir.clone()]),
@@ -265,7 +269,7 @@ fn split(target: &Path) -> Result<(PathBuf, String)> {
     }
 }
 
-/// Removes `<parent>/<prefix><pid>` directories whose process no longer runs.
+/// Removes `<parent>/<prefix><pid>-<id>` directories whose process no longer runs.
 fn remove_leftovers(parent: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
@@ -274,6 +278,7 @@ fn remove_leftovers(parent: &Path, prefix: &str) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix(prefix)
+            .and_then(|rest| rest.split('-').next())
             .and_then(|p| p.parse::<i32>().ok())
         else {
             continue;
