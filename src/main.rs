@@ -784,7 +784,17 @@ fn backup(
         },
         (None, None) => backup_here(data_dir, open, &dest)?,
     };
-    print_json(&summary)
+    print_json(&summary)?;
+    eprintln!(
+        "backed up {} D1 databases, {} R2 blobs and {} Vectorize indexes ({} MB) to {}; writes paused {} µs",
+        summary.d1_databases,
+        summary.r2_blobs,
+        summary.vectorize_indexes,
+        summary.bytes >> 20,
+        summary.path.display(),
+        summary.pause_micros
+    );
+    Ok(())
 }
 
 fn backup_here(

@@ -69,7 +69,14 @@ impl Staging {
             Err(e) => return Err(Error::io("reading", target.clone())(e)),
         }
         let (parent, name) = split(&target)?;
-        fs::create_dir_all(&parent).map_err(Error::io("creating directory", parent.clone()))?;
+        let unwritable = |e: io::Error| Error::Backup {
+            path: target.clone(),
+            message: format!(
+                "cannot write in {} ({e}): choose a place whose parent directory you can write",
+                parent.display()
+            ),
+        };
+        fs::create_dir_all(&parent).map_err(unwritable)?;
         let prefix = format!(".{name}.tristore-{}-", purpose.tag());
         remove_leftovers(&parent, &prefix);
         // Unique per call: a server may take two backups to one name at once.
@@ -78,7 +85,7 @@ impl Staging {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
-        fs::create_dir(&dir).map_err(Error::io("creating directory", dir.clone()))?;
+        fs::create_dir(&dir).map_err(unwritable)?;
         Ok(Staging {
             dirs: BTreeSet::from([dir.clone()]),
             dir,
