@@ -686,3 +686,54 @@ fn concurrent_backups_each_end_whole_and_one_name_gets_one() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Restores `$TRISTORE_BACKUP_KILL_DIR/backup` to `r0`, `r1`, ... in
+/// `$TRISTORE_BACKUP_KILL_OUT`, until killed.
+#[test]
+#[ignore = "child of a_kill_during_restore_leaves_no_data_directory_or_a_whole_one"]
+fn restore_until_killed() {
+    let dir = PathBuf::from(std::env::var(KILL_CHILD).unwrap());
+    let out = PathBuf::from(std::env::var("TRISTORE_BACKUP_KILL_OUT").unwrap());
+    for i in 0.. {
+        println!("restoring {i}");
+        tristore::backup::restore(&dir.join("backup"), &out.join(format!("r{i}"))).unwrap();
+        println!("restored {i}");
+    }
+}
+
+#[test]
+fn a_kill_during_restore_leaves_no_data_directory_or_a_whole_one() {
+    let (dir, _, backup) = store_and_backup();
+    let original = answers(&Store::open(dir.path().join("data")).unwrap());
+    assert!(backup.ends_with("backup"));
+    // Restored onto another file system, so that blobs are copied, not linked.
+    let out = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    let mut clock = common::KillClock::new();
+    for round in 0..4 {
+        let round_out = out.path().join(format!("round-{round}"));
+        std::fs::create_dir(&round_out).unwrap();
+        let delay = clock.next(0, 100);
+        let lines = common::run_and_kill_child_at(
+            "restore_until_killed",
+            &[
+                (KILL_CHILD, dir.path().display().to_string()),
+                ("TRISTORE_BACKUP_KILL_OUT", round_out.display().to_string()),
+            ],
+            std::time::Duration::ZERO,
+            "restoring 1",
+            delay,
+        );
+        let finished = lines.iter().filter(|l| l.starts_with("restored")).count();
+        let mut whole = 0;
+        for entry in std::fs::read_dir(&round_out).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                continue; // the killed restore's staging directory
+            }
+            assert_eq!(answers(&Store::open(&path).unwrap()), original, "{path:?}");
+            whole += 1;
+        }
+        assert!(whole >= finished, "round {round}");
+        println!("round {round}: killed {delay:?} into restore 1; {finished} finished, {whole} present, all whole");
+    }
+}
