@@ -198,24 +198,6 @@ impl Store {
         Ok(())
     }
 
-    /// The store's catalog, for backups (which pause its writes and copy a snapshot).
-    pub(crate) fn catalog_file(&self) -> &crate::catalog_file::CatalogFile {
-        &self.catalog
-    }
-
-    /// Copies the store catalog's tables from the snapshot `from` into `to`.
-    pub(crate) fn copy_catalog(
-        from: &redb::ReadTransaction,
-        to: &redb::WriteTransaction,
-    ) -> Result<()> {
-        let fail = |e: redb::Error| Error::Catalog {
-            path: "catalog.redb".into(),
-            message: e.to_string(),
-        };
-        crate::catalog_file::copy_table(from, to, D1_DATABASES).map_err(fail)?;
-        crate::catalog_file::copy_table(from, to, D1_NAMES).map_err(fail)
-    }
-
     fn catalog_err(&self, e: impl std::fmt::Display) -> Error {
         catalog_error(&self.dir.join("catalog.redb"), e)
     }
@@ -498,4 +480,25 @@ pub(crate) fn now_iso8601() -> String {
     let now = time::OffsetDateTime::now_utc();
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// What backups (`crate::backup`) need of the store catalog.
+impl Store {
+    /// The store's catalog, for backups (which pause its writes and copy a snapshot).
+    pub(crate) fn catalog_file(&self) -> &crate::catalog_file::CatalogFile {
+        &self.catalog
+    }
+
+    /// Copies the store catalog's tables from the snapshot `from` into `to`.
+    pub(crate) fn copy_catalog(
+        from: &redb::ReadTransaction,
+        to: &redb::WriteTransaction,
+    ) -> Result<()> {
+        let fail = |e: redb::Error| Error::Catalog {
+            path: "catalog.redb".into(),
+            message: e.to_string(),
+        };
+        crate::catalog_file::copy_table(from, to, D1_DATABASES).map_err(fail)?;
+        crate::catalog_file::copy_table(from, to, D1_NAMES).map_err(fail)
+    }
 }

@@ -31,7 +31,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// until the entry is looked at again.
 const UNNEEDED: &[(&str, &str)] = &[
     (
-        "src/r2/blobs.rs:374 directory",
+        "src/r2/blobs.rs:379 directory",
         "a put whose content is already stored syncs the blob's directory again, for \
          the case where the write that placed the blob runs beside it or failed after \
          its rename; one writer at a time never meets either",

@@ -34,13 +34,6 @@ impl std::fmt::Debug for VectorizeStore {
 
 const DESCRIPTION: &str = "index.json";
 
-/// An index's files as a backup takes them (see [`VectorizeStore::while_frozen`]).
-pub(crate) struct PinnedIndex {
-    pub name: String,
-    /// `index.json`, the newest segment and the log up to the frozen instant.
-    pub files: Vec<PinnedFile>,
-}
-
 impl VectorizeStore {
     /// Opens (creating if needed) the indexes under `dir`.
     pub(crate) fn open(
@@ -269,6 +262,13 @@ impl VectorizeStore {
         fsutil::sync_dir(&self.dir).map_err(|e| storage(op, &self.dir, e))?;
         std::fs::remove_dir_all(&gone).map_err(|e| storage(op, &gone, e))
     }
+}
+
+/// An index's files as a backup takes them (see [`VectorizeStore::while_frozen`]).
+pub(crate) struct PinnedIndex {
+    pub name: String,
+    /// `index.json`, the newest segment and the log up to the frozen instant.
+    pub files: Vec<PinnedFile>,
 }
 
 #[cfg(test)]
