@@ -105,6 +105,28 @@ impl CatalogFile {
     }
 }
 
+/// Copies every row of `table` in the snapshot `from` into `to`; a table the snapshot
+/// does not have is left out. For backups, which copy a catalog row by row from a
+/// read transaction (redb has no online copy of a whole file).
+pub(crate) fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+    table: redb::TableDefinition<'_, K, V>,
+) -> Result<(), redb::Error> {
+    use redb::ReadableTable;
+    let source = match from.open_table(table) {
+        Ok(source) => source,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut dest = to.open_table(table)?;
+    for entry in source.iter()? {
+        let (k, v) = entry?;
+        dest.insert(k.value(), v.value())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -67,6 +67,14 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A backup could not be written or restored; the message says what to do.
+    #[error("{path}: {message}")]
+    Backup {
+        /// The backup, its destination, or the data directory restored into.
+        path: PathBuf,
+        /// What is wrong, and what to do about it.
+        message: String,
+    },
     /// A D1 call failed.
     #[error(transparent)]
     D1(#[from] D1Error),

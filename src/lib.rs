@@ -27,6 +27,7 @@
 //! and S3 APIs; [`provision`] creates what a wrangler configuration binds, and
 //! [`defaults`] what Metacogna's does.
 
+pub mod backup;
 mod catalog_file;
 pub mod consistency;
 pub mod d1;

@@ -80,6 +80,29 @@ enum Command {
     /// blobs no object or upload references (a running `serve` does this itself, every
     /// 10 minutes, with the same settings).
     Gc(HousekeepingArgs),
+    /// Back up the whole store (D1, R2 and Vectorize at one instant) to a new
+    /// directory, also while `tristore serve` runs; a kill or an error leaves no
+    /// backup, or a complete one.
+    Backup(BackupArgs),
+    /// Restore a backup into the data directory, which must be absent or empty.
+    Restore {
+        /// The directory `tristore backup` wrote.
+        src: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    /// Where to write the backup: a directory that does not exist yet, or is empty.
+    dest: PathBuf,
+    /// Ask this running server (http://HOST:PORT) to take the backup. By default the
+    /// server named in <data-dir>/server.json is asked if it still runs; otherwise
+    /// the data directory is opened here.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The server's --api-token.
+    #[arg(long, env = "TRISTORE_API_TOKEN")]
+    api_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -418,6 +441,18 @@ fn run(cli: Cli) -> CliResult {
         Command::Gc(what) => gc(&open()?, &what),
         Command::Fsck(args) => fsck(&open()?, args),
         Command::Usage { json } => usage(open(), &cli.data_dir, json),
+        Command::Backup(args) => backup(&cli.data_dir, open, args),
+        Command::Restore { src } => {
+            let summary = tristore::backup::restore_with(&src, &cli.data_dir, options.clone())?;
+            print_json(&summary)?;
+            eprintln!(
+                "restored {} into {}; check it with: tristore --data-dir {} fsck",
+                src.display(),
+                summary.path.display(),
+                summary.path.display()
+            );
+            Ok(())
+        }
         // Benchmarks work in a temporary directory, not the data directory.
         Command::Bench { command } => match command {
             BenchCommand::Vectors(args) => bench::vectors(args),
@@ -604,10 +639,17 @@ fn serve(store: Store, args: ServeArgs) -> CliResult {
         server.s3_addr, args.s3_access_key_id, args.s3_secret_access_key
     );
     println!();
+    // Tells `tristore backup` that this process holds the directory, and where to ask.
+    tristore::server::backup::ServerFile::write(
+        store.dir(),
+        &format!("{scheme}://{}", server.addr),
+    )?;
     println!("Ctrl-C stops the server.");
     stop.wait();
     eprintln!("stopping: finishing requests in flight");
-    server.shutdown()?;
+    let stopped = server.shutdown();
+    tristore::server::backup::ServerFile::remove(store.dir());
+    stopped?;
     Ok(())
 }
 
@@ -729,6 +771,149 @@ fn usage(store: tristore::Result<Store>, dir: &Path, json: bool) -> CliResult {
     }
     print!("{report}");
     Ok(())
+}
+
+/// Through the server that holds the data directory when there is one (only it can
+/// read its open catalogs and indexes), else here.
+fn backup(
+    data_dir: &Path,
+    open: impl FnOnce() -> tristore::Result<Store>,
+    args: BackupArgs,
+) -> CliResult {
+    use tristore::server::backup::ServerFile;
+    let dest = std::path::absolute(&args.dest)?;
+    let token = args.api_token.as_deref();
+    let summary = match (&args.server, ServerFile::running(data_dir)) {
+        (Some(url), _) => backup_through(url, &dest, token)?,
+        (None, Some(server)) => match backup_through(&server.url, &dest, token) {
+            Err(BackupThrough::Unreachable(e)) => {
+                eprintln!(
+                    "({} names {} (pid {}), which does not answer ({e}): backing up here)",
+                    data_dir
+                        .join(tristore::server::backup::SERVER_FILE)
+                        .display(),
+                    server.url,
+                    server.pid
+                );
+                backup_here(data_dir, open, &dest)?
+            }
+            other => other?,
+        },
+        (None, None) => backup_here(data_dir, open, &dest)?,
+    };
+    print_json(&summary)?;
+    eprintln!(
+        "backed up {} D1 databases, {} R2 blobs and {} Vectorize indexes ({} MB) to {}; writes paused {} µs",
+        summary.d1_databases,
+        summary.r2_blobs,
+        summary.vectorize_indexes,
+        summary.bytes >> 20,
+        summary.path.display(),
+        summary.pause_micros
+    );
+    Ok(())
+}
+
+fn backup_here(
+    data_dir: &Path,
+    open: impl FnOnce() -> tristore::Result<Store>,
+    dest: &Path,
+) -> Result<tristore::backup::Summary, Box<dyn std::error::Error>> {
+    if !data_dir.join("catalog.redb").exists() {
+        return Err(format!(
+            "{} is not a tristore data directory (it has no catalog.redb): name one with --data-dir",
+            data_dir.display()
+        )
+        .into());
+    }
+    let store = open().map_err(|e| {
+        format!("{e}\n(if a tristore serve holds this directory, name it: tristore backup --server http://HOST:PORT)")
+    })?;
+    Ok(tristore::backup::backup(&store, dest)?)
+}
+
+/// Why a backup through a server failed: unreachable (then one can be taken here), or
+/// refused or failed by the server.
+#[derive(Debug)]
+enum BackupThrough {
+    Unreachable(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for BackupThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackupThrough::Unreachable(e) | BackupThrough::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for BackupThrough {}
+
+fn backup_through(
+    url: &str,
+    dest: &Path,
+    token: Option<&str>,
+) -> Result<tristore::backup::Summary, BackupThrough> {
+    use std::net::ToSocketAddrs;
+    let failed = |m: String| BackupThrough::Failed(m);
+    let host = url.strip_prefix("http://").ok_or_else(|| {
+        failed(format!(
+            "{url}: only http:// servers are reached from the command line; for an HTTPS server run: curl --cacert CERT -H 'Content-Type: application/json' -H 'Authorization: Bearer TOKEN' -d '{{\"destination\": \"{}\"}}' {url}{}",
+            dest.display(),
+            tristore::server::backup::BACKUP_PATH
+        ))
+    })?;
+    let host = host.trim_end_matches('/');
+    let addr = host
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            failed(format!(
+                "{url}: not an address of the form http://HOST:PORT"
+            ))
+        })?;
+    let mut headers = vec![("Content-Type", "application/json".to_owned())];
+    if let Some(token) = token {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    let body = serde_json::json!({ "destination": dest }).to_string();
+    let request = bench::load::Request {
+        addr,
+        method: "POST",
+        target: tristore::server::backup::BACKUP_PATH.into(),
+        headers,
+        body: std::sync::Arc::from(body.as_bytes()),
+        writes: None,
+        expect: bench::load::Expect::Status,
+        tls: None,
+    };
+    let answer =
+        bench::load::send_once(&request).map_err(|e| BackupThrough::Unreachable(e.to_string()))?;
+    let envelope: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    if answer.status != 200 {
+        let message = envelope["errors"][0]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
+        let hint = match answer.status {
+            400 if message.contains("X-Auth-Key") => {
+                " (pass the server's --api-token, or set TRISTORE_API_TOKEN)"
+            }
+            403 => " (pass the server's --api-token, or set TRISTORE_API_TOKEN)",
+            _ => "",
+        };
+        return Err(failed(format!(
+            "the server at {url} answered {}: {message}{hint}",
+            answer.status
+        )));
+    }
+    serde_json::from_value(envelope["result"].clone()).map_err(|e| {
+        failed(format!(
+            "the server at {url} answered something unexpected: {e}"
+        ))
+    })
 }
 
 fn vectorize(store: &Store, command: VectorizeCommand) -> CliResult {

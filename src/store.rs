@@ -332,6 +332,18 @@ impl D1Databases<'_> {
         self.remove_files(&record.uuid)
     }
 
+    /// Every database's uuid and SQLite file, as the catalog names them now.
+    pub(crate) fn files(&self) -> Result<Vec<(String, PathBuf)>> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .map(|r| {
+                let path = self.path_of(&r.uuid);
+                (r.uuid, path)
+            })
+            .collect())
+    }
+
     fn remove_files(&self, uuid: &str) -> Result<()> {
         let main = self.path_of(uuid);
         for suffix in ["", "-wal", "-shm"] {
@@ -473,4 +485,25 @@ pub(crate) fn now_iso8601() -> String {
     let now = time::OffsetDateTime::now_utc();
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// What backups (`crate::backup`) need of the store catalog.
+impl Store {
+    /// The store's catalog, for backups (which pause its writes and copy a snapshot).
+    pub(crate) fn catalog_file(&self) -> &crate::catalog_file::CatalogFile {
+        &self.catalog
+    }
+
+    /// Copies the store catalog's tables from the snapshot `from` into `to`.
+    pub(crate) fn copy_catalog(
+        from: &redb::ReadTransaction,
+        to: &redb::WriteTransaction,
+    ) -> Result<()> {
+        let fail = |e: redb::Error| Error::Catalog {
+            path: "catalog.redb".into(),
+            message: e.to_string(),
+        };
+        crate::catalog_file::copy_table(from, to, D1_DATABASES).map_err(fail)?;
+        crate::catalog_file::copy_table(from, to, D1_NAMES).map_err(fail)
+    }
 }

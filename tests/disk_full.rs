@@ -6,7 +6,8 @@
 //! The child test runs in a mount namespace of its own, on a small tmpfs, so "full" is
 //! the operating system's own ENOSPC; the parent only starts it and reads its verdict.
 
-use std::ffi::CString;
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -41,48 +42,6 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
         out.status.success() && report.contains("DISK-FULL-OK"),
         "{report}"
     );
-}
-
-/// Moves this process into a mount namespace of its own with a tmpfs of `bytes` at `dir`.
-fn private_tmpfs(dir: &Path, bytes: u64) {
-    let c = |s: &str| CString::new(s).unwrap();
-    let (none, root, tmpfs) = (c("none"), c("/"), c("tmpfs"));
-    let target = c(dir.to_str().unwrap());
-    let size = c(&format!("size={bytes}"));
-    // SAFETY: plain system calls with valid NUL-terminated strings; they only change
-    // this child process's mount namespace.
-    unsafe {
-        assert_eq!(
-            libc::unshare(libc::CLONE_NEWNS),
-            0,
-            "a mount namespace is needed (unshare: {}): run the tests as root or with CAP_SYS_ADMIN",
-            std::io::Error::last_os_error()
-        );
-        let private = libc::MS_REC | libc::MS_PRIVATE;
-        assert_eq!(
-            libc::mount(
-                none.as_ptr(),
-                root.as_ptr(),
-                std::ptr::null(),
-                private,
-                std::ptr::null()
-            ),
-            0
-        );
-        let mounted = libc::mount(
-            tmpfs.as_ptr(),
-            target.as_ptr(),
-            tmpfs.as_ptr(),
-            0,
-            size.as_ptr().cast(),
-        );
-        assert_eq!(
-            mounted,
-            0,
-            "mount tmpfs: {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
 
 /// Fills the file system with one file, until ENOSPC.
@@ -206,7 +165,7 @@ fn disk_full_child() {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
-    private_tmpfs(scratch.path(), 48 << 20);
+    common::private_tmpfs(scratch.path(), 48 << 20);
     let dir = scratch.path().join("data");
     let ballast = scratch.path().join("ballast");
     let mut acknowledged = Vec::new();

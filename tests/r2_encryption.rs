@@ -323,3 +323,49 @@ fn md5_of(data: &[u8]) -> [u8; 16] {
     use md5::Digest;
     md5::Md5::digest(data).into()
 }
+
+#[test]
+fn a_backup_of_an_encrypted_store_restores_only_with_its_key_and_stays_encrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = || StoreOptions {
+        r2_encryption_key: Some(key(5)),
+        ..Default::default()
+    };
+    let data = body(200_000);
+    let source = dir.path().join("source");
+    // On another file system where there is one, so that blobs are copied (with their
+    // sealed length), not hard-linked.
+    let elsewhere =
+        tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    let backup = elsewhere.path().join("backup");
+    {
+        let store = Store::open_with(&source, keyed()).unwrap();
+        store.r2().create_bucket("vault").unwrap();
+        let b = store.r2().bucket("vault").unwrap();
+        b.put("rest", &data, &R2PutOptions::default()).unwrap();
+        b.put("ssec", &data, &put_with(&key(6))).unwrap();
+        b.put("small", &data[..300], &R2PutOptions::default())
+            .unwrap();
+        tristore::backup::backup(&store, &backup).unwrap();
+    }
+    assert!(files_containing(&backup, b"PLAINTEXT-MARKER-").is_empty());
+    let e = tristore::backup::restore(&backup, &dir.path().join("no-key"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--encryption-key-file"), "{e}");
+    assert!(
+        !dir.path().join("no-key").exists(),
+        "a refused restore leaves nothing"
+    );
+    let restored = dir.path().join("restored");
+    tristore::backup::restore_with(&backup, &restored, keyed()).unwrap();
+    let store = Store::open_with(&restored, keyed()).unwrap();
+    let b = store.r2().bucket("vault").unwrap();
+    assert_eq!(read(&b, "rest", &R2GetOptions::default()).unwrap(), data);
+    assert_eq!(read(&b, "ssec", &with_key(&key(6))).unwrap(), data);
+    assert_eq!(
+        read(&b, "small", &R2GetOptions::default()).unwrap(),
+        &data[..300]
+    );
+    assert_eq!(store.r2().fsck().unwrap(), Vec::<String>::new());
+}

@@ -254,6 +254,15 @@ impl Connection {
     }
 }
 
+/// Sends one request on a connection of its own.
+pub fn send_once(req: &Request) -> io::Result<Response> {
+    Connection {
+        addr: req.addr,
+        stream: None,
+    }
+    .send(req)
+}
+
 /// Turns operations into requests.
 pub trait Target: Sync {
     /// Short name for reports.

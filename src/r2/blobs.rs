@@ -171,9 +171,14 @@ impl BlobStore {
     pub fn open(root: PathBuf, durable: bool, inline_max: u64) -> io::Result<BlobStore> {
         let blobs = root.join("blobs");
         fs::create_dir_all(root.join("tmp"))?;
-        if !blobs.join("ff").is_dir() {
-            for shard in 0..=255u8 {
-                fs::create_dir_all(blobs.join(format!("{shard:02x}")))?;
+        // Each one checked: a restored backup has only the shards its blobs are in.
+        let missing: Vec<PathBuf> = (0..=255u8)
+            .map(|shard| blobs.join(format!("{shard:02x}")))
+            .filter(|dir| !dir.is_dir())
+            .collect();
+        if !missing.is_empty() {
+            for dir in missing {
+                fs::create_dir_all(dir)?;
             }
             sync(&blobs)?;
         }
@@ -574,6 +579,23 @@ impl Read for BlobReader {
                 }
             });
             self.skip = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_makes_every_missing_shard_even_when_the_last_one_exists() {
+        // As a restored backup whose only blob is in shard ff leaves it.
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("blobs").join("ff")).unwrap();
+        BlobStore::open(dir.path().to_owned(), true, 0).unwrap();
+        for shard in 0..=255u8 {
+            let shard = dir.path().join("blobs").join(format!("{shard:02x}"));
+            assert!(shard.is_dir(), "{}", shard.display());
         }
     }
 }

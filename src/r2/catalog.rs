@@ -96,6 +96,26 @@ pub(crate) fn decode<T: DeserializeOwned>(op: &'static str, bytes: &[u8]) -> Res
         .map_err(|e| R2Error::internal(op, format!("catalog row is corrupt: {e}")))
 }
 
+/// Copies every table of the snapshot `from` into `to`, a new catalog.
+pub(crate) fn copy_all(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+) -> Result<(), R2Error> {
+    use crate::catalog_file::copy_table;
+    use redb::TableHandle;
+    const OP: &str = "backup";
+    copy_table(from, to, BUCKETS).or_r2(OP)?;
+    copy_table(from, to, UPLOADS).or_r2(OP)?;
+    copy_table(from, to, PARTS).or_r2(OP)?;
+    copy_table(from, to, BUCKET_CONFIG).or_r2(OP)?;
+    for table in from.list_tables().or_r2(OP)? {
+        if table.name().starts_with("objects/") {
+            copy_table(from, to, objects_table(table.name())).or_r2(OP)?;
+        }
+    }
+    Ok(())
+}
+
 /// Maps any catalog failure to R2's internal error, keeping redb's explanation.
 pub(crate) trait OrR2<T> {
     fn or_r2(self, op: &'static str) -> Result<T, R2Error>;

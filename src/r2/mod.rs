@@ -40,6 +40,7 @@ mod store;
 
 pub use blobs::{BlobReader, HashAlgorithm};
 pub use bucket::{ExpectedChecksum, R2Bucket, R2GetOptions, R2ObjectBody, R2PutOptions};
+pub(crate) use catalog::copy_all as copy_catalog;
 pub use collector::{Collector, Housekeeping, HousekeepingReport};
 pub use conditional::{EtagCondition, R2Conditional};
 pub use cors::CorsRule;
@@ -52,6 +53,7 @@ pub(crate) use object::now_ms;
 pub use object::{iso8601_millis, Checksums, HttpMetadata, R2Object, ReturnedRange};
 pub use range::R2Range;
 pub use seal::EncryptionKey;
+pub(crate) use seal::KEY_CHECK_FILE;
 
 /// Entry points for the fuzz targets (`fuzz/`). Not a stable API.
 #[doc(hidden)]
@@ -77,4 +79,5 @@ pub mod fuzzing {
         Ok(out)
     }
 }
+pub(crate) use store::{blobs_named, BlobHold};
 pub use store::{validate_bucket_name, BucketInfo, GcReport, R2Store};

@@ -114,7 +114,7 @@ impl EncryptionKey {
 /// derived from it, never the key): once content is encrypted at rest, the store opens
 /// only with that key, so content is never written under two keys nor left unreadable
 /// by a restart that forgot `--encryption-key-file`.
-const KEY_CHECK_FILE: &str = "encryption-key-check";
+pub(crate) const KEY_CHECK_FILE: &str = "encryption-key-check";
 
 /// Checks `key` (the store's key, if given) against the one the R2 directory `dir` was
 /// first opened with, recording it on first use.

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +29,9 @@ pub(crate) struct Inner {
     pub durable: bool,
     /// The key new content is encrypted at rest with, if the store has one.
     pub store_key: Option<EncryptionKey>,
+    /// Backups copying blobs now: while there is one, collection removes no blob (a
+    /// backup's snapshot may name a blob that a later write released).
+    pub backups: std::sync::atomic::AtomicUsize,
 }
 
 impl Inner {
@@ -195,6 +199,7 @@ impl R2Store {
                 limits,
                 durable,
                 store_key,
+                backups: Default::default(),
             }),
         })
     }
@@ -327,11 +332,12 @@ impl R2Store {
             let _exclusive = self.inner.blobs.exclusive();
             let live = self.live_blobs()?;
             report.live_blobs = live.len();
+            let backing_up = self.inner.backups.load(Ordering::SeqCst) > 0;
             for (hash, blob) in candidates {
                 if live.contains(&hash) {
                     continue;
                 }
-                if !old(&blob) {
+                if backing_up || !old(&blob) {
                     report.young_blobs += 1;
                     continue;
                 }
@@ -387,17 +393,39 @@ impl R2Store {
     fn live_blobs(&self) -> Result<HashSet<[u8; 32]>, R2Error> {
         const OP: &str = "gc";
         let txn = self.inner.catalog.begin_read().or_r2(OP)?;
-        let mut live = HashSet::new();
-        for_each_object(OP, &txn, |_, _, record| {
-            if record.inline.is_none() {
-                live.extend(record.parts.iter().map(|p| p.hash))
-            }
-        })?;
-        for entry in txn.open_table(PARTS).or_r2(OP)?.iter().or_r2(OP)? {
-            let (_, v) = entry.or_r2(OP)?;
-            live.insert(decode::<PartRecord>(OP, v.value())?.blob.hash);
+        Ok(blobs_named(OP, &txn)?.into_iter().map(|b| b.hash).collect())
+    }
+
+    /// Stops collection from removing blobs until the hold is dropped. Taken under the
+    /// collector's guard, so a collection already marking finishes first, and any
+    /// catalog snapshot taken after this names only blobs that stay.
+    pub(crate) fn hold_blobs(&self) -> BlobHold {
+        let _exclusive = self.inner.blobs.exclusive();
+        self.inner.backups.fetch_add(1, Ordering::SeqCst);
+        BlobHold {
+            inner: Arc::clone(&self.inner),
         }
-        Ok(live)
+    }
+
+    /// A write transaction that is never committed: while it is held no other R2 write
+    /// can begin, so a snapshot read under it is the state at one instant.
+    pub(crate) fn pause_writes(&self) -> Result<redb::WriteTransaction, R2Error> {
+        self.inner.catalog.begin_write().or_r2("backup")
+    }
+
+    /// The catalog as it is now, and stays for as long as the transaction is held.
+    pub(crate) fn snapshot(&self) -> Result<redb::ReadTransaction, R2Error> {
+        self.inner.catalog.begin_read().or_r2("backup")
+    }
+
+    /// The R2 directory (`<data>/r2`).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The file of the blob `hash`.
+    pub(crate) fn blob_path(&self, hash: &[u8; 32]) -> PathBuf {
+        self.inner.blobs.path_of(hash)
     }
 
     /// Checks that every blob the catalog names (for an object or an upload's part)
@@ -410,11 +438,7 @@ impl R2Store {
         // A sealed blob's file is longer than its content (see `seal`).
         let check = |owner: &str, blob: BlobRef, sealed: bool| {
             let path = self.inner.blobs.path_of(&blob.hash);
-            let expected = if sealed {
-                sealed_len(blob.size)
-            } else {
-                blob.size
-            };
+            let expected = BlobFile::of(blob, sealed).len;
             match std::fs::metadata(&path) {
                 Ok(m) if m.len() == expected => None,
                 Ok(m) => Some(format!(
@@ -463,6 +487,66 @@ impl R2Store {
         }
         Ok(problems)
     }
+}
+
+/// While this lives, collection removes no blob (see [`R2Store::hold_blobs`]).
+pub(crate) struct BlobHold {
+    inner: Arc<Inner>,
+}
+
+impl Drop for BlobHold {
+    fn drop(&mut self) {
+        self.inner.backups.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A blob file: its name (the content address) and its length on disk, which is
+/// longer than the content for a sealed blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct BlobFile {
+    pub hash: [u8; 32],
+    pub len: u64,
+}
+
+impl BlobFile {
+    fn of(blob: BlobRef, sealed: bool) -> BlobFile {
+        let len = if sealed {
+            sealed_len(blob.size)
+        } else {
+            blob.size
+        };
+        BlobFile {
+            hash: blob.hash,
+            len,
+        }
+    }
+}
+
+/// Every blob file an object or an upload's part of the snapshot `txn` names, once each.
+pub(crate) fn blobs_named(
+    op: &'static str,
+    txn: &redb::ReadTransaction,
+) -> Result<Vec<BlobFile>, R2Error> {
+    let mut named = HashSet::new();
+    for_each_object(op, txn, |_, _, record| {
+        if record.inline.is_none() {
+            let sealed = record.sealed.is_some();
+            named.extend(record.parts.iter().map(|&p| BlobFile::of(p, sealed)))
+        }
+    })?;
+    let uploads = txn.open_table(UPLOADS).or_r2(op)?;
+    for entry in txn.open_table(PARTS).or_r2(op)?.iter().or_r2(op)? {
+        let (k, v) = entry.or_r2(op)?;
+        let sealed = match uploads.get(k.value().0).or_r2(op)? {
+            Some(row) => UploadRecord::decode(op, row.value())?.sealed.is_some(),
+            None => false,
+        };
+        named.insert(BlobFile::of(
+            decode::<PartRecord>(op, v.value())?.blob,
+            sealed,
+        ));
+    }
+    Ok(named.into_iter().collect())
 }
 
 /// Calls `f(table name, key, record)` for every object of every bucket.
@@ -516,4 +600,31 @@ fn parse_hash(name: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(name, &mut out).ok()?;
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_removes_no_blob_while_a_backup_holds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = R2Store::open(dir.path(), R2Limits::default(), true, 0).unwrap();
+        store.create_bucket("bkt").unwrap();
+        let bucket = store.bucket("bkt").unwrap();
+        bucket
+            .put("k", vec![7u8; 1000], &Default::default())
+            .unwrap();
+        let hold = store.hold_blobs();
+        // The snapshot a backup copies from names the blob; then the object goes.
+        let snapshot = store.snapshot().unwrap();
+        bucket.delete(&["k"]).unwrap();
+        let blobs = blobs_named("test", &snapshot).unwrap();
+        assert_eq!(blobs.len(), 1);
+        let held = store.gc(Duration::ZERO).unwrap();
+        assert_eq!((held.deleted_blobs, held.young_blobs), (0, 1));
+        assert!(store.blob_path(&blobs[0].hash).exists());
+        drop(hold);
+        assert_eq!(store.gc(Duration::ZERO).unwrap().deleted_blobs, 1);
+    }
 }

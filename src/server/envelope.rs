@@ -176,6 +176,7 @@ impl From<crate::Error> for ApiError {
             Error::NotFound { .. } => ApiError::new(404, 7404, e.to_string()),
             Error::AlreadyExists { .. } => ApiError::new(400, 7502, e.to_string()),
             Error::InvalidName { .. } => ApiError::new(400, 7400, e.to_string()),
+            Error::Backup { .. } => ApiError::new(400, 10001, e.to_string()),
             Error::D1(d1) => ApiError::from(d1.clone()),
             Error::R2(r2) => ApiError::from(r2.clone()),
             Error::Vectorize(v) => ApiError::from(v.clone()),

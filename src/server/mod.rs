@@ -6,6 +6,7 @@
 //! is logged as one line through `tracing`. Beside it, [`bindings`] answers the calls of
 //! Worker bindings that Miniflare forwards, on the same port.
 
+pub mod backup;
 pub mod bindings;
 pub mod d1;
 pub mod d1_transfer;
@@ -130,6 +131,7 @@ pub fn router(
         .nest("/client/v4/accounts/{account}", account)
         .merge(d1_transfer::file_routes())
         .merge(meter_routes(meter.clone()))
+        .merge(backup::routes())
         .fallback(|request: Request| async move {
             ApiError::new(
                 404,

@@ -1054,3 +1054,80 @@ impl Default for VectorizeOptions {
         }
     }
 }
+
+/// One file of an index at the instant its writes were held: an open handle, so that a
+/// checkpoint deleting the file afterwards does not take its content away, and the
+/// length that belonged to that instant (a log goes on growing).
+pub(crate) struct PinnedFile {
+    /// The file's name in the index's directory.
+    pub name: String,
+    pub file: std::fs::File,
+    pub len: u64,
+}
+
+/// An index whose writes wait until this is dropped (see [`VectorizeIndex::freeze`]).
+pub(crate) struct Frozen<'a> {
+    state: RwLockWriteGuard<'a, State>,
+    dir: &'a Path,
+}
+
+impl VectorizeIndex {
+    /// Holds every write to the index (reads wait too) until the result is dropped.
+    pub(crate) fn freeze(&self) -> Frozen<'_> {
+        Frozen {
+            state: self.inner.write(),
+            dir: &self.inner.dir,
+        }
+    }
+}
+
+impl Frozen<'_> {
+    /// The files that hold the index as it is now: its newest segment, if it has one,
+    /// and the part of its log written so far. Opening them replays to this state.
+    pub(crate) fn files(&self) -> std::io::Result<Vec<PinnedFile>> {
+        let g = self.state.generation;
+        let mut files = Vec::new();
+        let segment = segment_path(self.dir, g);
+        match std::fs::File::open(&segment) {
+            Ok(file) => files.push(PinnedFile {
+                name: file_name(&segment),
+                len: file.metadata()?.len(),
+                file,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let wal = wal_path(self.dir, g);
+        files.push(PinnedFile {
+            name: file_name(&wal),
+            file: std::fs::File::open(&wal)?,
+            len: self.state.wal.len(),
+        });
+        Ok(files)
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The files of an index no handle has open (so nothing writes to them): every segment
+/// and log, whole. Opening such a copy does what opening the original would.
+pub(crate) fn files_at_rest(dir: &Path) -> std::io::Result<Vec<PinnedFile>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = generation_of(&name, "segment-", ".seg")
+            .or_else(|| generation_of(&name, "wal-", ".log"))
+            .is_some();
+        if ours {
+            let file = std::fs::File::open(entry.path())?;
+            let len = file.metadata()?.len();
+            files.push(PinnedFile { name, file, len });
+        }
+    }
+    Ok(files)
+}

@@ -28,6 +28,7 @@ pub use error::{Op, VectorizeError};
 pub use hnsw::Metric;
 pub use index::VectorizeIndex;
 pub use metadata::{MetadataIndex, MetadataIndexType};
+pub(crate) use store::PinnedIndex;
 pub use store::VectorizeStore;
 pub use types::{
     IndexConfig, IndexDescription, QueryOptions, ReturnMetadata, VectorList,

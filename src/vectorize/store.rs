@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::error::{code, storage, Op, Result, VectorizeError};
-use super::index::VectorizeIndex;
+use super::index::{files_at_rest, PinnedFile, VectorizeIndex};
 use super::types::{IndexConfig, IndexDescription};
 use super::{Limits, VectorizeOptions};
 use crate::fsutil;
@@ -201,6 +201,55 @@ impl VectorizeStore {
         Ok(index)
     }
 
+    /// Holds every write to every index, and index creation and deletion, while
+    /// `inside` runs (so that it can pin the other stores at the same instant), and
+    /// returns each index's files as they were then with what `inside` returned.
+    /// Indexes no handle has open are taken from their files, which nothing writes.
+    pub(crate) fn while_frozen<T>(
+        &self,
+        inside: impl FnOnce() -> crate::Result<T>,
+    ) -> crate::Result<(Vec<PinnedIndex>, T)> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let io = |path: &Path| crate::Error::io("reading the index files of", path.to_owned());
+        let mut held = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let name = entry.map_err(io(&self.dir))?.file_name();
+            let name = name.to_string_lossy().into_owned();
+            if !name.starts_with('.') && self.dir.join(&name).join(DESCRIPTION).exists() {
+                let handle = open.get(&name).cloned();
+                held.push((name, handle));
+            }
+        }
+        let frozen: Vec<_> = held
+            .iter()
+            .map(|(_, handle)| handle.as_ref().map(VectorizeIndex::freeze))
+            .collect();
+        let mut pinned = Vec::new();
+        for ((name, _), frozen) in held.iter().zip(&frozen) {
+            let dir = self.dir.join(name);
+            let mut files = match frozen {
+                Some(frozen) => frozen.files(),
+                None => files_at_rest(&dir),
+            }
+            .map_err(io(&dir))?;
+            let path = dir.join(DESCRIPTION);
+            let file = std::fs::File::open(&path).map_err(io(&path))?;
+            let len = file.metadata().map_err(io(&path))?.len();
+            files.push(PinnedFile {
+                name: DESCRIPTION.to_owned(),
+                file,
+                len,
+            });
+            pinned.push(PinnedIndex {
+                name: name.clone(),
+                files,
+            });
+        }
+        let out = inside()?;
+        drop(frozen);
+        Ok((pinned, out))
+    }
+
     /// Deletes an index and its files; the name can then be reused. Handles still held
     /// elsewhere keep working on the old index's memory, but write nowhere durable.
     pub fn delete(&self, name: &str) -> Result<()> {
@@ -213,6 +262,13 @@ impl VectorizeStore {
         fsutil::sync_dir(&self.dir).map_err(|e| storage(op, &self.dir, e))?;
         std::fs::remove_dir_all(&gone).map_err(|e| storage(op, &gone, e))
     }
+}
+
+/// An index's files as a backup takes them (see [`VectorizeStore::while_frozen`]).
+pub(crate) struct PinnedIndex {
+    pub name: String,
+    /// `index.json`, the newest segment and the log up to the frozen instant.
+    pub files: Vec<PinnedFile>,
 }
 
 #[cfg(test)]

@@ -146,3 +146,45 @@ pub fn metric(scrape: &str, series: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Moves this process into a mount namespace of its own with a tmpfs of `bytes` at `dir`.
+pub fn private_tmpfs(dir: &std::path::Path, bytes: u64) {
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (none, root, tmpfs) = (c("none"), c("/"), c("tmpfs"));
+    let target = c(dir.to_str().unwrap());
+    let size = c(&format!("size={bytes}"));
+    // SAFETY: plain system calls with valid NUL-terminated strings; they only change
+    // this child process's mount namespace.
+    unsafe {
+        assert_eq!(
+            libc::unshare(libc::CLONE_NEWNS),
+            0,
+            "a mount namespace is needed (unshare: {}): run the tests as root or with CAP_SYS_ADMIN",
+            std::io::Error::last_os_error()
+        );
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        assert_eq!(
+            libc::mount(
+                none.as_ptr(),
+                root.as_ptr(),
+                std::ptr::null(),
+                private,
+                std::ptr::null()
+            ),
+            0
+        );
+        let mounted = libc::mount(
+            tmpfs.as_ptr(),
+            target.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            size.as_ptr().cast(),
+        );
+        assert_eq!(
+            mounted,
+            0,
+            "mount tmpfs: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
