@@ -609,7 +609,7 @@ mod tests {
     #[test]
     fn collection_removes_no_blob_while_a_backup_holds_them() {
         let dir = tempfile::tempdir().unwrap();
-        let store = R2Store::open(dir.path(), R2Limits::default(), true, 0).unwrap();
+        let store = R2Store::open(dir.path(), R2Limits::default(), true, 0, None).unwrap();
         store.create_bucket("bkt").unwrap();
         let bucket = store.bucket("bkt").unwrap();
         bucket
