@@ -122,43 +122,36 @@ pub fn http(args: HttpBench) -> Result<(), Box<dyn std::error::Error>> {
         args.vectors,
     )?;
     // The second server of a paired comparison, over the same store.
-    let paired = if args.unmetered {
-        let server = start(
-            store.clone(),
-            ServerOptions {
-                metering: false,
-                ..second_options
-            },
-        )?;
+    let second = |options: ServerOptions| -> Result<_, Box<dyn std::error::Error>> {
+        let server = start(store.clone(), options)?;
         let target = Emulator::prepare(
             &store,
             server.addr,
             server.s3_addr,
             credentials.clone(),
             args.vectors,
-        )?
-        .labelled("tristore, metering off");
-        Some(("metering", server, target))
+        )?;
+        Ok((server, target))
+    };
+    let paired = if args.unmetered {
+        let (server, target) = second(ServerOptions {
+            metering: false,
+            ..second_options
+        })?;
+        Some((
+            "metering",
+            server,
+            target.labelled("tristore, metering off"),
+        ))
     } else if args.tls {
         let cert = tristore::server::tls::self_signed(dir.path())?;
-        let server = start(
-            store.clone(),
-            ServerOptions {
-                tls: Some(tristore::server::tls::config_from_pem(
-                    &cert.cert, &cert.key,
-                )?),
-                ..second_options
-            },
-        )?;
-        let target = Emulator::prepare(
-            &store,
-            server.addr,
-            server.s3_addr,
-            credentials.clone(),
-            args.vectors,
-        )?
-        .labelled("tristore, HTTPS")
-        .over_tls(&cert.cert)?;
+        let (server, target) = second(ServerOptions {
+            tls: Some(tristore::server::tls::config_from_pem(
+                &cert.cert, &cert.key,
+            )?),
+            ..second_options
+        })?;
+        let target = target.labelled("tristore, HTTPS").over_tls(&cert.cert)?;
         Some(("TLS", server, target))
     } else {
         None

@@ -422,12 +422,11 @@ mod tests {
         assert_eq!(again, new);
     }
 
-    #[test]
-    fn an_inline_row_carries_its_content_and_a_torn_one_is_refused() {
-        let content = b"hello inline".to_vec();
-        let record = ObjectRecord {
+    /// A one-part record of `size` bytes named `hash`, content in blob files.
+    fn record_of(size: usize, hash: [u8; 32]) -> ObjectRecord {
+        ObjectRecord {
             version: "v".into(),
-            size: content.len() as u64,
+            size: size as u64,
             etag: "e".into(),
             uploaded: 1,
             http: HttpMetadata::default(),
@@ -435,11 +434,20 @@ mod tests {
             checksums: Checksums::default(),
             storage_class: "Standard".into(),
             parts: vec![BlobRef {
-                hash: *blake3::hash(&content).as_bytes(),
-                size: content.len() as u64,
+                hash,
+                size: size as u64,
             }],
-            inline: Some(content.clone()),
+            inline: None,
             sealed: None,
+        }
+    }
+
+    #[test]
+    fn an_inline_row_carries_its_content_and_a_torn_one_is_refused() {
+        let content = b"hello inline".to_vec();
+        let record = ObjectRecord {
+            inline: Some(content.clone()),
+            ..record_of(content.len(), *blake3::hash(&content).as_bytes())
         };
         let row = record.encode("put").unwrap();
         assert_eq!(ObjectRecord::decode("get", &row).unwrap(), record);
@@ -464,20 +472,9 @@ mod tests {
         let key = crate::r2::EncryptionKey::new([1; 32]);
         let plain = b"secret".to_vec();
         let sealed = ObjectRecord {
-            version: "v".into(),
-            size: plain.len() as u64,
-            etag: "e".into(),
-            uploaded: 1,
-            http: HttpMetadata::default(),
-            custom: Vec::new(),
-            checksums: Checksums::default(),
-            storage_class: "Standard".into(),
-            parts: vec![BlobRef {
-                hash: [1; 32],
-                size: plain.len() as u64,
-            }],
             inline: Some(super::super::seal::seal(&key, &plain)),
             sealed: Some(Sealed::Customer { key_md5: key.md5() }),
+            ..record_of(plain.len(), [1; 32])
         };
         let row = sealed.encode("put").unwrap();
         assert_eq!(ObjectRecord::decode("get", &row).unwrap(), sealed);
