@@ -28,6 +28,9 @@ const KEYS: i64 = 40;
 /// One statement of a request: SQL and its parameters.
 type Statement = (&'static str, Vec<D1Value>);
 
+/// A request's tag, its statements and what the database answered.
+type Answer = (String, Vec<Statement>, Result<Vec<D1Result>, String>);
+
 /// A random statement on the shared keys; whether it fails depends on the state.
 fn statement(rng: &mut StdRng) -> Statement {
     let k = D1Value::Integer(rng.gen_range(0..KEYS));
@@ -120,24 +123,23 @@ fn check_seed(seed: u64) {
                 .collect()
         })
         .collect();
-    let answers: Vec<(String, Vec<Statement>, Result<Vec<D1Result>, String>)> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = requests
-                .iter()
-                .map(|mine| {
-                    let db = db.clone();
-                    scope.spawn(move || {
-                        mine.iter()
-                            .map(|(who, req)| (who.clone(), req.clone(), send(&db, req)))
-                            .collect::<Vec<_>>()
-                    })
+    let answers: Vec<Answer> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|mine| {
+                let db = db.clone();
+                scope.spawn(move || {
+                    mine.iter()
+                        .map(|(who, req)| (who.clone(), req.clone(), send(&db, req)))
+                        .collect::<Vec<_>>()
                 })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap())
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
 
     // The order the successful requests took effect in.
     let log: BTreeMap<i64, String> = table(&db, "SELECT id, who FROM log")
