@@ -7,8 +7,10 @@
 //! ```
 //!
 //! Operations: `r2-4k`, `r2-1m` (a put of that size, new bytes each time), `d1-insert`
-//! (one autocommit insert), `d1-batch` (a batch of 100 inserts). The setup (store,
-//! bucket, schema) flushes too: subtract a run with N = 0, then divide by N.
+//! (one autocommit insert), `d1-batch` (a batch of 100 inserts), `d1-insert-64`
+//! (single-row inserts from 64 threads at once, N in all: what group commit shares).
+//! The setup (store, bucket, schema) flushes too: subtract a run with N = 0, then
+//! divide by N.
 
 use tristore::d1::{D1Database, D1Limits};
 use tristore::r2::R2PutOptions;
@@ -20,7 +22,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let op = args
         .next()
-        .expect("operation: r2-4k | r2-1m | d1-insert | d1-batch");
+        .expect("operation: r2-4k | r2-1m | d1-insert | d1-batch | d1-insert-64");
     let n: u64 = args.next().map_or(100, |s| s.parse().expect("count"));
     let dir = tempfile::tempdir().unwrap();
     match op.as_str() {
@@ -35,10 +37,23 @@ fn main() {
                 bucket.put("obj", &body, &R2PutOptions::default()).unwrap();
             }
         }
-        "d1-insert" | "d1-batch" => {
+        "d1-insert" | "d1-batch" | "d1-insert-64" => {
             let db = D1Database::open(dir.path().join("d1.sqlite"), D1Limits::default()).unwrap();
             db.execute_script("CREATE TABLE t (v TEXT)", &[]).unwrap();
             let stmt = db.prepare(INSERT);
+            if op == "d1-insert-64" {
+                std::thread::scope(|scope| {
+                    for t in 0..64 {
+                        let stmt = &stmt;
+                        scope.spawn(move || {
+                            for i in (t..n).step_by(64) {
+                                stmt.bind([format!("v{i}")]).run().unwrap();
+                            }
+                        });
+                    }
+                });
+                return;
+            }
             for i in 0..n {
                 if op == "d1-insert" {
                     stmt.bind([format!("v{i}")]).run().unwrap();

@@ -21,6 +21,8 @@ pub(crate) struct Outcome {
     pub rows: Vec<Vec<D1Value>>,
     pub rows_read: u64,
     pub rows_written: u64,
+    /// Whether a statement that may write ran: only those can change the page count.
+    pub wrote: bool,
 }
 
 impl Outcome {
@@ -74,8 +76,8 @@ impl Watch {
 const STATEMENT_JSON: u64 = 300;
 
 pub(crate) struct Conn {
-    /// Declared before `sqlite` so that it is finalized before the connection closes.
-    page_count: PageCount,
+    /// Declared before `sqlite` so that they are finalized before the connection closes.
+    own: OwnStatements,
     pub sqlite: Connection,
     policy: Arc<Policy>,
     watch: Arc<Watch>,
@@ -116,7 +118,7 @@ impl Conn {
         limits.apply(&sqlite)?;
         sqlite.set_prepared_statement_cache_capacity(128);
         let page_size = sqlite.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let page_count = PageCount::prepare(&sqlite)?;
+        let own = OwnStatements::prepare(&sqlite)?;
 
         let policy = Arc::new(Policy::default());
         let judge = Arc::clone(&policy);
@@ -128,7 +130,7 @@ impl Conn {
         let stopper = Arc::clone(&watch);
         sqlite.progress_handler(1000, Some(move || stopper.stop_reason().is_some()));
         Ok(Conn {
-            page_count,
+            own,
             sqlite,
             policy,
             watch,
@@ -176,19 +178,44 @@ impl Conn {
         self.policy.trusted(f)
     }
 
-    /// Runs tristore's own SQL, which the D1 policy would refuse (BEGIN, COMMIT, ...).
-    ///
-    /// Never through the statement cache: the authorizer only judges a statement when it
-    /// is prepared, so a cached trusted `COMMIT` would let a user's `COMMIT` through.
-    pub fn trusted_batch(&self, sql: &str) -> rusqlite::Result<()> {
-        self.policy.trusted(|| self.sqlite.execute_batch(sql))
+    /// Runs one of tristore's own transaction statements, which the D1 policy would
+    /// refuse to user SQL.
+    pub fn own(&self, which: Own) -> rusqlite::Result<()> {
+        // Trusted: a schema change re-prepares the statement, which runs the authorizer.
+        let stmt = &self.own.txn[which as usize];
+        self.policy.trusted(|| stmt.step(&self.sqlite)).map(drop)
     }
 
     /// Bytes in use by the database: page count times page size.
     pub fn size(&self) -> Result<u64, SqlError> {
-        // Trusted: a schema change re-prepares the statement, which runs the authorizer.
-        let pages = self.policy.trusted(|| self.page_count.read(&self.sqlite));
-        Ok(pages.map_err(|e| self.explain(e))? * self.page_size)
+        let pages = self
+            .policy
+            .trusted(|| self.own.page_count.step(&self.sqlite))
+            .map_err(|e| self.explain(e))?;
+        Ok(u64::try_from(pages.unwrap_or(0)).unwrap_or(0) * self.page_size)
+    }
+
+    /// Whether foreign key violations wait for the commit (deferred constraints, or
+    /// `defer_foreign_keys`): that commit would fail with them.
+    pub fn deferred_violations(&self) -> bool {
+        let (mut current, mut highest) = (0, 0);
+        // SAFETY: valid handle and out-pointers.
+        unsafe {
+            ffi::sqlite3_db_status(
+                self.sqlite.handle(),
+                ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+                &mut current,
+                &mut highest,
+                0,
+            )
+        };
+        current != 0
+    }
+
+    /// Puts `last_insert_rowid()` back to `id`: a rollback undoes the rows but not it.
+    pub fn restore_last_row_id(&self, id: i64) {
+        // SAFETY: valid handle.
+        unsafe { ffi::sqlite3_set_last_insert_rowid(self.sqlite.handle(), id) };
     }
 
     pub fn total_changes(&self) -> u64 {
@@ -257,6 +284,7 @@ impl Conn {
                 Some(prev) => Outcome {
                     rows_read: prev.rows_read + this.rows_read,
                     rows_written: prev.rows_written + this.rows_written,
+                    wrote: prev.wrote || this.wrote,
                     ..this
                 },
             });
@@ -335,6 +363,7 @@ impl Conn {
             rows,
             rows_read: stmt.reset_status(StatementStatus::RowsRead) as u32 as u64,
             rows_written: stmt.reset_status(StatementStatus::RowsWritten) as u32 as u64,
+            wrote: !stmt.readonly(),
         })
     }
 
@@ -382,21 +411,70 @@ fn no_statements() -> SqlError {
     }
 }
 
-/// `PRAGMA page_count`, prepared once and stepped through the C API: `size_after` is
-/// needed after every write. SQLite still re-prepares a PRAGMA at each step (PRAGMAs run
-/// only once per prepare), which is most of what a batch costs over raw SQLite; see
-/// docs/benchmarks.md. The table-valued `pragma_page_count` measured slower.
-struct PageCount(*mut ffi::sqlite3_stmt);
+/// tristore's own bookkeeping statements on a connection: the transaction control of
+/// group commit and the page count behind `size_after`.
+#[derive(Clone, Copy)]
+pub(crate) enum Own {
+    /// `BEGIN IMMEDIATE`: the first request of a group.
+    Begin,
+    Commit,
+    /// Rolls back the whole transaction.
+    Rollback,
+    /// Opens the savepoint each later request of a group runs in.
+    Savepoint,
+    /// Keeps a request's writes in the group's transaction.
+    Release,
+    /// Undoes a failed request's writes (its savepoint stays open: release it after).
+    RollbackTo,
+}
+
+/// [`Own`]'s statements and `PRAGMA page_count`, prepared once (before the authorizer is
+/// installed) and stepped through the C API. Never through rusqlite's statement cache,
+/// which user SQL shares: the authorizer only judges a statement when it is prepared, so
+/// a cached trusted `COMMIT` would let a user's `COMMIT` through.
+struct OwnStatements {
+    txn: [RawStatement; 6],
+    page_count: RawStatement,
+}
+
+impl OwnStatements {
+    fn prepare(conn: &Connection) -> rusqlite::Result<OwnStatements> {
+        let txn = [
+            c"BEGIN IMMEDIATE",
+            c"COMMIT",
+            c"ROLLBACK",
+            c"SAVEPOINT tristore_request",
+            c"RELEASE tristore_request",
+            c"ROLLBACK TO tristore_request",
+        ];
+        Ok(OwnStatements {
+            txn: [
+                RawStatement::prepare(conn, txn[0])?,
+                RawStatement::prepare(conn, txn[1])?,
+                RawStatement::prepare(conn, txn[2])?,
+                RawStatement::prepare(conn, txn[3])?,
+                RawStatement::prepare(conn, txn[4])?,
+                RawStatement::prepare(conn, txn[5])?,
+            ],
+            // SQLite re-prepares a PRAGMA at each step (PRAGMAs run only once per
+            // prepare), so this is the one that costs; the table-valued
+            // `pragma_page_count` measured slower still. See docs/benchmarks.md.
+            page_count: RawStatement::prepare(conn, c"PRAGMA page_count")?,
+        })
+    }
+}
+
+/// One statement prepared through the C API and owned by its connection.
+struct RawStatement(*mut ffi::sqlite3_stmt);
 
 // SAFETY: the statement is only used together with its connection, which moves between
 // threads as a whole and is used by one thread at a time (SQLITE_OPEN_NO_MUTEX).
-unsafe impl Send for PageCount {}
+unsafe impl Send for RawStatement {}
 
-impl PageCount {
-    fn prepare(conn: &Connection) -> rusqlite::Result<PageCount> {
-        let sql = c"PRAGMA page_count";
+impl RawStatement {
+    fn prepare(conn: &Connection, sql: &std::ffi::CStr) -> rusqlite::Result<RawStatement> {
         let mut stmt = std::ptr::null_mut();
-        // SAFETY: valid handle and NUL-terminated SQL; the authorizer is not yet installed.
+        // SAFETY: valid handle and NUL-terminated SQL.
         let rc = unsafe {
             ffi::sqlite3_prepare_v2(
                 conn.handle(),
@@ -407,31 +485,41 @@ impl PageCount {
             )
         };
         if rc != ffi::SQLITE_OK {
-            return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None));
+            return Err(last_error(conn, rc));
         }
-        Ok(PageCount(stmt))
+        Ok(RawStatement(stmt))
     }
 
-    fn read(&self, conn: &Connection) -> rusqlite::Result<u64> {
+    /// Runs the statement to its first row (or its end) and returns the first column of
+    /// that row, if it has one.
+    fn step(&self, conn: &Connection) -> rusqlite::Result<Option<i64>> {
         // SAFETY: the statement belongs to `conn` and is reset before returning.
         unsafe {
             let rc = ffi::sqlite3_step(self.0);
-            let pages = ffi::sqlite3_column_int64(self.0, 0);
+            let out = match rc {
+                ffi::SQLITE_ROW => Ok(Some(ffi::sqlite3_column_int64(self.0, 0))),
+                ffi::SQLITE_DONE => Ok(None),
+                _ => Err(last_error(conn, rc)),
+            };
             ffi::sqlite3_reset(self.0);
-            if rc != ffi::SQLITE_ROW {
-                return Err(rusqlite::Error::SqliteFailure(
-                    ffi::Error::new(rc),
-                    Some(format!("PRAGMA page_count failed on {:?}", conn.path())),
-                ));
-            }
-            Ok(u64::try_from(pages).unwrap_or(0))
+            out
         }
     }
 }
 
-impl Drop for PageCount {
+impl Drop for RawStatement {
     fn drop(&mut self) {
         // SAFETY: finalized exactly once, before the connection closes (field order).
         unsafe { ffi::sqlite3_finalize(self.0) };
     }
+}
+
+/// The error `rc` with the connection's message for it.
+fn last_error(conn: &Connection, rc: i32) -> rusqlite::Error {
+    // SAFETY: valid handle; SQLite owns the message, which is copied at once.
+    let message = unsafe { std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle())) };
+    rusqlite::Error::SqliteFailure(
+        ffi::Error::new(rc),
+        Some(message.to_string_lossy().into_owned()),
+    )
 }

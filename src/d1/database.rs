@@ -1,12 +1,13 @@
 //! A D1 database: one SQLite file, one writer connection and a pool of readers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::connection::{Conn, Outcome};
 use super::error::{D1Error, SqlError};
+use super::group_commit::WriterSlot;
 use super::interrupt::Interrupt;
 use super::limits::D1Limits;
 use super::result::{D1ExecResult, D1Meta, D1Result, D1Timings};
@@ -19,24 +20,28 @@ const IDLE_READERS: usize = 8;
 /// A handle to one D1 database, like the `env.DB` binding of a Worker.
 ///
 /// Cheap to clone and `Send + Sync`: every clone shares the same connections. Writes
-/// go through one connection, one at a time, each in its own transaction; read-only
-/// statements run on a pool of reader connections and proceed while a write is under way.
+/// go through one connection, one at a time, each atomic on its own; concurrent ones
+/// share a commit (see `group_commit`). Read-only statements run on a pool of reader
+/// connections and proceed while a write is under way.
 #[derive(Clone)]
 pub struct D1Database {
     pub(crate) shared: Arc<Shared>,
     /// Stops this handle's calls early (see [`D1Database::interruptible`]).
-    interrupt: Option<Interrupt>,
+    pub(super) interrupt: Option<Interrupt>,
 }
 
 pub(crate) struct Shared {
     path: PathBuf,
     pub(crate) limits: D1Limits,
-    writer: Mutex<Conn>,
+    pub(super) writer: Mutex<WriterSlot>,
+    /// Write requests waiting for the writer: while there are any, a request leaves its
+    /// transaction open for them to join rather than committing.
+    pub(super) queued: AtomicUsize,
     readers: Mutex<Vec<Conn>>,
-    /// The writer's `last_insert_rowid()`, which reads report as D1 does.
-    last_row_id: AtomicI64,
+    /// The writer's `last_insert_rowid()` after the last commit, which reads report as D1 does.
+    pub(super) last_row_id: AtomicI64,
     /// Database size after the last committed write.
-    size: AtomicU64,
+    pub(super) size: AtomicU64,
     /// Position of the last committed write in this database's history (see
     /// [`D1Database::bookmark`]).
     commit: AtomicU64,
@@ -63,7 +68,8 @@ impl D1Database {
             shared: Arc::new(Shared {
                 path,
                 limits,
-                writer: Mutex::new(writer),
+                writer: Mutex::new(WriterSlot::new(writer)),
+                queued: AtomicUsize::new(0),
                 readers: Mutex::new(Vec::new()),
                 last_row_id: AtomicI64::new(0),
                 size: AtomicU64::new(size),
@@ -122,7 +128,7 @@ impl D1Database {
         )
     }
 
-    fn committed(&self) {
+    pub(super) fn committed(&self) {
         let now = now_micros();
         let _ = self
             .shared
@@ -135,7 +141,8 @@ impl D1Database {
     /// Drops every table, view, index and trigger, leaving the database as new but
     /// keeping its file and id: what resetting a test run needs.
     pub fn clear(&self) -> Result<(), D1Error> {
-        let conn = self.lock_writer();
+        let slot = self.lock_writer();
+        let conn = &slot.conn;
         conn.trusted(|| -> rusqlite::Result<()> {
             // Dropping a parent table deletes its rows first, which foreign keys refuse.
             conn.sqlite.pragma_update(None, "foreign_keys", "OFF")?;
@@ -270,53 +277,18 @@ impl D1Database {
         )
     }
 
-    /// Runs `work` on the writer inside one transaction, committing if it succeeds.
-    pub(crate) fn write<T>(
-        &self,
-        work: impl FnOnce(&Writer<'_>) -> Result<T, D1Error>,
-    ) -> Result<T, D1Error> {
-        let conn = self.lock_writer();
-        conn.arm(self.shared.limits.query_timeout, self.interrupt.as_ref());
-        let result = (|| {
-            conn.trusted_batch("BEGIN IMMEDIATE")?;
-            let writer = Writer {
-                conn: &conn,
-                last_row_id: self.shared.last_row_id.load(Ordering::Relaxed),
-                size: self.shared.size.load(Ordering::Relaxed),
-                state: Default::default(),
-            };
-            match work(&writer) {
-                Ok(value) => {
-                    conn.trusted_batch("COMMIT").map_err(|e| {
-                        let _ = conn.trusted_batch("ROLLBACK");
-                        D1Error::from(e)
-                    })?;
-                    self.committed();
-                    let (last_row_id, size) = writer.state.into_inner();
-                    if let Some(size) = size {
-                        self.shared.size.store(size, Ordering::Relaxed);
-                    }
-                    self.shared
-                        .last_row_id
-                        .store(last_row_id.unwrap_or(writer.last_row_id), Ordering::Relaxed);
-                    Ok(value)
-                }
-                Err(e) => {
-                    // A failed statement may have rolled back already; then ROLLBACK errors.
-                    if !conn.sqlite.is_autocommit() {
-                        let _ = conn.trusted_batch("ROLLBACK");
-                    }
-                    Err(e)
-                }
-            }
-        })();
-        conn.disarm();
-        result
+    /// The writer with no transaction open, for work outside a request: a group being
+    /// formed is committed first (its requests are answered as usual).
+    pub(super) fn lock_writer(&self) -> MutexGuard<'_, WriterSlot> {
+        let mut slot = self.lock_slot();
+        // A failed commit is its requests' to handle: they run again, alone.
+        let _ = self.commit_group(&mut slot);
+        slot
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, Conn> {
-        // A panic while holding the lock leaves SQLite consistent (it rolls back the
-        // open transaction on the next BEGIN failure), so poisoning is not fatal.
+    pub(super) fn lock_slot(&self) -> MutexGuard<'_, WriterSlot> {
+        // A panic while a request holds the lock rolls its group back (see
+        // `group_commit`), so poisoning is not fatal.
         self.shared.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -350,14 +322,14 @@ impl D1Database {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T, D1Error> {
-        let conn = self.lock_writer();
-        let out = conn.trusted(|| f(&conn.sqlite));
+        let slot = self.lock_writer();
+        let out = slot.conn.trusted(|| f(&slot.conn.sqlite));
         Ok(out?)
     }
 
     /// Size of the database in bytes (pages in use times page size).
     pub fn file_size(&self) -> Result<u64, D1Error> {
-        self.lock_writer().size().map_err(D1Error::Query)
+        self.lock_writer().conn.size().map_err(D1Error::Query)
     }
 
     /// Number of tables, not counting SQLite's and D1's internal ones.
@@ -400,29 +372,49 @@ fn drop_schema(sqlite: &rusqlite::Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// The writer connection during one transaction, tracking what `meta` needs.
+/// The writer connection during one request, tracking what `meta` needs.
 pub(crate) struct Writer<'a> {
     conn: &'a Conn,
+    /// `last_row_id` and size before the request.
     last_row_id: i64,
     size: u64,
     /// `last_row_id` and size after the latest statement, once one ran.
     state: std::cell::Cell<(Option<i64>, Option<u64>)>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    pub(super) fn new(conn: &'a Conn, last_row_id: i64, size: u64) -> Self {
+        Writer {
+            conn,
+            last_row_id,
+            size,
+            state: Default::default(),
+        }
+    }
+
+    /// `last_row_id` and size after the request's last statement.
+    pub(super) fn after(&self) -> (i64, u64) {
+        let (last_row_id, size) = self.state.get();
+        (
+            last_row_id.unwrap_or(self.last_row_id),
+            size.unwrap_or(self.size),
+        )
+    }
+
     /// Runs one SQL text (possibly several statements) and builds its `D1Result`.
     pub(crate) fn run(&self, sql: &str, params: &[super::D1Value]) -> Result<D1Result, SqlError> {
         let start = Instant::now();
         let changes_before = self.conn.total_changes();
-        let (prev_row_id, prev_size) = self.state.get();
-        let (prev_row_id, prev_size) = (
-            prev_row_id.unwrap_or(self.last_row_id),
-            prev_size.unwrap_or(self.size),
-        );
+        let (prev_row_id, prev_size) = self.after();
         let out = self.conn.run(sql, params)?;
         let changes = self.conn.total_changes() - changes_before;
         let last_row_id = self.conn.sqlite.last_insert_rowid();
-        let size = self.conn.size()?;
+        // Statements that only read cannot change the page count.
+        let size = if out.wrote {
+            self.conn.size()?
+        } else {
+            prev_size
+        };
         self.state.set((Some(last_row_id), Some(size)));
         let changed = changes != 0 || last_row_id != prev_row_id || size != prev_size;
         Ok(finish(out, start, changes, last_row_id, changed, size))

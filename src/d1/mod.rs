@@ -21,6 +21,7 @@ mod connection;
 mod database;
 pub mod dump;
 mod error;
+mod group_commit;
 mod interrupt;
 mod limits;
 pub mod migrations;
