@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
-use tristore::vectorize::dataset::{cpu_seconds, measure, Dataset, QueryStats};
+use tristore::vectorize::dataset::{cpu_seconds, measure, throughput, Dataset, QueryStats};
 use tristore::vectorize::{
     IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeVector,
 };
@@ -45,6 +45,10 @@ pub struct VectorBench {
     /// Neighbours per query scored.
     #[arg(long, default_value_t = 10)]
     k: usize,
+    /// Query threads for the scaling measurement (queries per second on 1 thread, then
+    /// on each count up to this, at ef 64).
+    #[arg(long, default_value_t = 2)]
+    query_threads: usize,
     /// Vectors per upsert call (the HTTP API allows 5,000).
     #[arg(long, default_value_t = 5000)]
     batch: usize,
@@ -137,13 +141,13 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
         ..QueryOptions::default()
     };
     println!(
-        "{:>6} {:>8} {:>9} {:>9} {:>9}",
-        "ef", "recall", "q/s", "p50 us", "p99 us"
+        "{:>6} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "ef", "recall", "q/s", "q/CPU-s", "p50 us", "p99 us"
     );
     let row = |label: String, s: QueryStats| {
         println!(
-            "{label:>6} {:>8.4} {:>9.0} {:>9.1} {:>9.1}",
-            s.recall, s.qps, s.p50_us, s.p99_us
+            "{label:>6} {:>8.4} {:>9.0} {:>9.0} {:>9.1} {:>9.1}",
+            s.recall, s.qps, s.per_cpu_second, s.p50_us, s.p99_us
         );
     };
     for &ef in &args.efs {
@@ -151,6 +155,20 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
             to_rows(index.query_with_ef(q, &top, ef).expect("query"))
         });
         row(ef.to_string(), s);
+    }
+
+    // Scaling: the same queries on 1..=query_threads threads at once.
+    let one = throughput(&data, 1, |q| {
+        to_rows(index.query_with_ef(q, &top, 64).expect("query"))
+    });
+    for threads in 2..=args.query_threads {
+        let many = throughput(&data, threads, |q| {
+            to_rows(index.query_with_ef(q, &top, 64).expect("query"))
+        });
+        println!(
+            "threads: ef 64 on {threads} threads {many:.0} q/s, 1 thread {one:.0} q/s: {:.2}x",
+            many / one
+        );
     }
 
     // Filtered: 1%, 10% and 50% of the rows (1, 10, 50 buckets), truth by exact scan of

@@ -264,6 +264,9 @@ pub struct QueryStats {
     pub recall: f64,
     /// Queries per second, one thread, back to back.
     pub qps: f64,
+    /// Queries per CPU-second of the querying thread: less disturbed than `qps` when
+    /// other work shares the machine (it still pays for shared caches and memory).
+    pub per_cpu_second: f64,
     /// Median latency, microseconds.
     pub p50_us: f64,
     /// 99th percentile latency, microseconds.
@@ -279,7 +282,7 @@ pub fn measure(
 ) -> QueryStats {
     let mut latencies = Vec::with_capacity(dataset.truth.len());
     let mut hits = 0usize;
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), thread_cpu_seconds());
     for (q, truth) in dataset.query_rows().zip(&dataset.truth) {
         let t = Instant::now();
         let got = search(q);
@@ -287,7 +290,7 @@ pub fn measure(
         let want = &truth[..k.min(truth.len())];
         hits += got.iter().take(k).filter(|i| want.contains(i)).count();
     }
-    let total = start.elapsed().as_secs_f64();
+    let (total, cpu) = (start.elapsed().as_secs_f64(), thread_cpu_seconds() - cpu);
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| {
         latencies
@@ -298,9 +301,30 @@ pub fn measure(
     QueryStats {
         recall: hits as f64 / (dataset.truth.len() * k).max(1) as f64,
         qps: dataset.truth.len() as f64 / total,
+        per_cpu_second: dataset.truth.len() as f64 / cpu.max(1e-9),
         p50_us: pct(0.5),
         p99_us: pct(0.99),
     }
+}
+
+/// Queries per second with `threads` threads each running every query through
+/// `search` at once: how query throughput scales with cores.
+pub fn throughput(
+    dataset: &Dataset,
+    threads: usize,
+    search: impl Fn(&[f32]) -> Vec<u32> + Sync,
+) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for q in dataset.query_rows() {
+                    std::hint::black_box(search(q));
+                }
+            });
+        }
+    });
+    (threads * dataset.truth.len()) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// CPU seconds this process has used (user + system), for rates per CPU-second.
@@ -310,6 +334,14 @@ pub fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// CPU seconds the calling thread has used.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: clock_gettime writes into the struct we pass and reads nothing else.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 #[cfg(test)]
