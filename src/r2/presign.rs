@@ -316,6 +316,81 @@ pub fn presign_url_with(
     ))
 }
 
+/// An outgoing request to sign in its `Authorization` header, as S3 clients do (what
+/// `tristore pull` and `push` send R2).
+#[derive(Debug, Clone)]
+pub struct OutgoingRequest<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// `host` or `host:port`, as the `Host` header carries it.
+    pub host: &'a str,
+    /// The path, not yet encoded (e.g. `/bucket/a key`).
+    pub path: &'a str,
+    /// Query pairs, not yet encoded.
+    pub query: &'a [(&'a str, &'a str)],
+    /// `auto` for R2.
+    pub region: &'a str,
+    /// The signing time.
+    pub now: SystemTime,
+}
+
+impl OutgoingRequest<'_> {
+    /// The path and query to send, encoded as the signature covers them.
+    pub fn target(&self) -> String {
+        let path = encode_path(self.path);
+        if self.query.is_empty() {
+            return path;
+        }
+        let pairs: Vec<(String, String)> = self
+            .query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        format!("{path}?{}", canonical_query(&pairs))
+    }
+
+    /// The headers that sign the request (`x-amz-date`, `x-amz-content-sha256`,
+    /// `authorization`); the body is sent unsigned (`UNSIGNED-PAYLOAD`), as presigned
+    /// URLs are, which TLS protects in transit.
+    pub fn sign(&self, creds: &Credentials) -> [(&'static str, String); 3] {
+        let date_time = amz_date(self.now);
+        let date = &date_time[..8];
+        let scope = format!("{date}/{}/s3/aws4_request", self.region);
+        let payload = "UNSIGNED-PAYLOAD";
+        let headers = [
+            ("host", self.host),
+            ("x-amz-content-sha256", payload),
+            ("x-amz-date", date_time.as_str()),
+        ];
+        let signed = ["host", "x-amz-content-sha256", "x-amz-date"];
+        let canonical_headers =
+            canonical_headers(&headers, &signed).expect("every signed header is present");
+        let signed_headers = signed.join(";");
+        let target = self.target();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let canonical = format!(
+            "{}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload}",
+            self.method
+        );
+        let sts = string_to_sign(&date_time, &scope, &canonical);
+        let signature = hex::encode(hmac(
+            &signing_key(&creds.secret_access_key, date, self.region),
+            sts.as_bytes(),
+        ));
+        [
+            ("x-amz-date", date_time.clone()),
+            ("x-amz-content-sha256", payload.to_owned()),
+            (
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+                    creds.access_key_id
+                ),
+            ),
+        ]
+    }
+}
+
 /// An incoming request, as far as SigV4 needs it.
 #[derive(Debug, Clone)]
 pub struct SignedRequest<'a> {
