@@ -328,6 +328,9 @@ pub struct OutgoingRequest<'a> {
     pub path: &'a str,
     /// Query pairs, not yet encoded.
     pub query: &'a [(&'a str, &'a str)],
+    /// Headers the request carries besides `host` (all signed: S3 refuses unsigned
+    /// `content-type` and `x-amz-*` headers).
+    pub headers: &'a [(&'a str, &'a str)],
     /// `auto` for R2.
     pub region: &'a str,
     /// The signing time.
@@ -350,21 +353,26 @@ impl OutgoingRequest<'_> {
     }
 
     /// The headers that sign the request (`x-amz-date`, `x-amz-content-sha256`,
-    /// `authorization`); the body is sent unsigned (`UNSIGNED-PAYLOAD`), as presigned
-    /// URLs are, which TLS protects in transit.
+    /// `authorization`), covering `host` and every header in [`headers`](Self::headers);
+    /// the body is sent unsigned (`UNSIGNED-PAYLOAD`), as presigned URLs are, which TLS
+    /// protects in transit.
     pub fn sign(&self, creds: &Credentials) -> [(&'static str, String); 3] {
         let date_time = amz_date(self.now);
         let date = &date_time[..8];
         let scope = format!("{date}/{}/s3/aws4_request", self.region);
         let payload = "UNSIGNED-PAYLOAD";
-        let headers = [
-            ("host", self.host),
-            ("x-amz-content-sha256", payload),
-            ("x-amz-date", date_time.as_str()),
+        let mut headers: Vec<(String, &str)> = vec![
+            ("host".to_owned(), self.host),
+            ("x-amz-content-sha256".to_owned(), payload),
+            ("x-amz-date".to_owned(), date_time.as_str()),
         ];
-        let signed = ["host", "x-amz-content-sha256", "x-amz-date"];
+        headers.extend(self.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)));
+        let mut signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+        signed.sort_unstable();
+        signed.dedup();
+        let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let canonical_headers =
-            canonical_headers(&headers, &signed).expect("every signed header is present");
+            canonical_headers(&header_refs, &signed).expect("every signed header is present");
         let signed_headers = signed.join(";");
         let target = self.target();
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));

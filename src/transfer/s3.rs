@@ -101,6 +101,7 @@ impl S3 {
             host: &self.base.authority,
             path: &full_path,
             query,
+            headers,
             region: "auto",
             now: SystemTime::now(),
         };
