@@ -449,8 +449,12 @@ fn run(cli: Cli) -> CliResult {
         Command::Fsck(args) => fsck(&open()?, args),
         Command::Usage { json } => usage(open(), &cli.data_dir, json),
         Command::Backup(args) => backup(&cli.data_dir, open, args),
-        Command::Pull(args) => transfer_args::run(&open()?, tristore::transfer::Direction::Pull, args),
-        Command::Push(args) => transfer_args::run(&open()?, tristore::transfer::Direction::Push, args),
+        Command::Pull(args) => {
+            transfer_args::run(&open()?, tristore::transfer::Direction::Pull, args)
+        }
+        Command::Push(args) => {
+            transfer_args::run(&open()?, tristore::transfer::Direction::Push, args)
+        }
         Command::Restore { src } => {
             let summary = tristore::backup::restore_with(&src, &cli.data_dir, options.clone())?;
             print_json(&summary)?;

@@ -10,7 +10,11 @@ use tristore::Store;
 #[derive(Args)]
 pub struct TransferArgs {
     /// The v4 REST API (another tristore: http://127.0.0.1:8790/client/v4).
-    #[arg(long, default_value = "https://api.cloudflare.com/client/v4", env = "CLOUDFLARE_API_BASE_URL")]
+    #[arg(
+        long,
+        default_value = "https://api.cloudflare.com/client/v4",
+        env = "CLOUDFLARE_API_BASE_URL"
+    )]
     api_base: String,
     /// The Cloudflare account id.
     #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
@@ -45,7 +49,11 @@ pub struct TransferArgs {
 
 /// Runs the copy, printing progress on standard error and the summary on standard
 /// output.
-pub fn run(store: &Store, direction: Direction, args: TransferArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(
+    store: &Store,
+    direction: Direction,
+    args: TransferArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
     let api = Api::new(&args.api_base, &args.account_id, &args.api_token)?;
     let s3 = match (&args.s3_access_key_id, &args.s3_secret_access_key) {
         (Some(id), Some(secret)) => {
@@ -56,14 +64,20 @@ pub fn run(store: &Store, direction: Direction, args: TransferArgs) -> Result<()
             Some(S3::new(&endpoint, Credentials::new(id, secret))?)
         }
         (None, None) => None,
-        _ => return Err("give both --s3-access-key-id and --s3-secret-access-key, or neither".into()),
+        _ => {
+            return Err(
+                "give both --s3-access-key-id and --s3-secret-access-key, or neither".into(),
+            )
+        }
     };
     let selection = Selection {
         d1: args.d1,
         vectorize: args.vectorize,
         r2: args.r2,
     };
-    let options = Options { delete: args.delete };
+    let options = Options {
+        delete: args.delete,
+    };
     let verb = match direction {
         Direction::Pull => "pull",
         Direction::Push => "push",
@@ -76,7 +90,11 @@ pub fn run(store: &Store, direction: Direction, args: TransferArgs) -> Result<()
         &options,
         &|line| eprintln!("{line}"),
     )
-    .map_err(|e| format!("{verb} stopped: {e}. What was copied before stays; run the command again to continue"))?;
+    .map_err(|e| {
+        format!(
+            "{verb} stopped: {e}. What was copied before stays; run the command again to continue"
+        )
+    })?;
     println!("{verb}: d1 databases: {}", report.d1);
     println!("{verb}: vectors: {}", report.vectors);
     println!("{verb}: r2 objects: {}", report.objects);

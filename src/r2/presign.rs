@@ -366,11 +366,16 @@ impl OutgoingRequest<'_> {
             ("x-amz-content-sha256".to_owned(), payload),
             ("x-amz-date".to_owned(), date_time.as_str()),
         ];
-        headers.extend(self.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)));
+        headers.extend(
+            self.headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), *v)),
+        );
         let mut signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
         signed.sort_unstable();
         signed.dedup();
-        let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let header_refs: Vec<(&str, &str)> =
+            headers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let canonical_headers =
             canonical_headers(&header_refs, &signed).expect("every signed header is present");
         let signed_headers = signed.join(";");
@@ -756,6 +761,42 @@ mod tests {
     }
 
     /// The header-signed GET example of AWS's S3 SigV4 documentation.
+    #[test]
+    fn outgoing_requests_sign_what_the_verifier_accepts() {
+        let creds = Credentials::new("AKID", "secret");
+        let now = at("20260101T120000Z");
+        let extra = [("Content-Type", "text/plain"), ("x-amz-meta-owner", "ann")];
+        let out = OutgoingRequest {
+            method: "PUT",
+            host: "127.0.0.1:8791",
+            path: "/bucket/a key/ü+x",
+            query: &[("uploadId", "u/1"), ("partNumber", "2")],
+            headers: &extra,
+            region: "auto",
+            now,
+        };
+        let target = out.target();
+        let (path, query) = target.split_once('?').unwrap();
+        assert_eq!(path, "/bucket/a%20key/%C3%BC%2Bx");
+        let signature = out.sign(&creds);
+        let check = |extra: &[(&str, &str)]| {
+            let mut headers = vec![("Host", "127.0.0.1:8791")];
+            headers.extend(signature.iter().map(|(k, v)| (*k, v.as_str())));
+            headers.extend_from_slice(extra);
+            SignedRequest {
+                method: "PUT",
+                path,
+                query,
+                headers: &headers,
+            }
+            .verify(|_| Some("secret".to_owned()), now)
+            .map(|_| ())
+        };
+        check(&extra).unwrap();
+        let changed = [("Content-Type", "text/html"), ("x-amz-meta-owner", "ann")];
+        assert_eq!(check(&changed).unwrap_err().code, "SignatureDoesNotMatch");
+    }
+
     #[test]
     fn aws_documentation_header_signed_get() {
         let headers = [

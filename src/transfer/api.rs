@@ -41,13 +41,7 @@ impl Api {
 
     /// Sends `method path` (under `/accounts/{account}`) with `body` and returns the
     /// envelope's `result`.
-    pub fn call(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> Result<Value> {
+    pub fn call(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Result<Value> {
         let target = format!("{}/accounts/{}{path}", self.base.path, self.account);
         let auth = format!("Bearer {}", self.token);
         let headers = [
@@ -90,7 +84,11 @@ impl Api {
             if slot.is_none() {
                 *slot = Some(self.base.connect().map_err(|e| self.unreachable(&e))?);
             }
-            match slot.as_mut().expect("set above").send(method, target, headers, body) {
+            match slot
+                .as_mut()
+                .expect("set above")
+                .send(method, target, headers, body)
+            {
                 Ok(r) => return Ok(r),
                 Err(_) if attempt == 0 && reused => *slot = None,
                 Err(e) => {
@@ -141,7 +139,9 @@ fn envelope(url: &str, response: &Response) -> Result<Value> {
         .and_then(|v| v["success"].as_bool())
         .unwrap_or(false);
     if (200..300).contains(&response.status) && success {
-        return Ok(parsed.map(|mut v| v["result"].take()).unwrap_or(Value::Null));
+        return Ok(parsed
+            .map(|mut v| v["result"].take())
+            .unwrap_or(Value::Null));
     }
     let message = parsed
         .as_ref()
@@ -149,7 +149,13 @@ fn envelope(url: &str, response: &Response) -> Result<Value> {
         .map(|errors| {
             errors
                 .iter()
-                .map(|e| format!("{} (code {})", e["message"].as_str().unwrap_or("?"), e["code"]))
+                .map(|e| {
+                    format!(
+                        "{} (code {})",
+                        e["message"].as_str().unwrap_or("?"),
+                        e["code"]
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         })

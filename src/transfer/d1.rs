@@ -21,18 +21,28 @@ const TABLES_SQL: &str = "SELECT name FROM sqlite_master WHERE type = 'table' AN
 
 /// The names of the remote account's databases, every page.
 pub fn remote_names(api: &Api) -> Result<Vec<String>> {
-    Ok(remote_databases(api)?.into_iter().map(|(name, _)| name).collect())
+    Ok(remote_databases(api)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
 }
 
 /// (name, uuid) of every remote database.
 fn remote_databases(api: &Api) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for page in 1.. {
-        let result = api.json("GET", &format!("/d1/database?page={page}&per_page=100"), None)?;
+        let result = api.json(
+            "GET",
+            &format!("/d1/database?page={page}&per_page=100"),
+            None,
+        )?;
         let list = result.as_array().cloned().unwrap_or_default();
         let n = list.len();
         out.extend(list.into_iter().filter_map(|d| {
-            Some((d["name"].as_str()?.to_owned(), d["uuid"].as_str()?.to_owned()))
+            Some((
+                d["name"].as_str()?.to_owned(),
+                d["uuid"].as_str()?.to_owned(),
+            ))
         }));
         if n < 100 {
             break;
@@ -112,7 +122,10 @@ fn local_counts(db: &crate::d1::D1Database) -> Result<TableCounts> {
 fn drop_sql(objects: &[(String, String)]) -> String {
     let mut sql = String::from("PRAGMA defer_foreign_keys = on;\n");
     for (kind, name) in objects {
-        sql.push_str(&format!("DROP {kind} IF EXISTS \"{}\";\n", name.replace('"', "\"\"")));
+        sql.push_str(&format!(
+            "DROP {kind} IF EXISTS \"{}\";\n",
+            name.replace('"', "\"\"")
+        ));
     }
     sql
 }
@@ -135,7 +148,12 @@ pub fn copy(
     }
 }
 
-fn differs(name: &str, side: &str, source: &TableCounts, destination: &TableCounts) -> TransferError {
+fn differs(
+    name: &str,
+    side: &str,
+    source: &TableCounts,
+    destination: &TableCounts,
+) -> TransferError {
     TransferError(format!(
         "d1 {name}: the {side} database already holds other data (tables and rows {destination:?}, the source has {source:?}); nothing was changed. Pass --delete to replace its contents, or choose another database"
     ))
@@ -149,8 +167,11 @@ fn pull(
     counts: &mut Counts,
     progress: &dyn Fn(&str),
 ) -> Result<()> {
-    let uuid = remote_uuid(api, name)?
-        .ok_or_else(|| TransferError(format!("d1 {name}: the remote account has no such database")))?;
+    let uuid = remote_uuid(api, name)?.ok_or_else(|| {
+        TransferError(format!(
+            "d1 {name}: the remote account has no such database"
+        ))
+    })?;
     let source = remote_counts(api, &uuid)?;
     let existing = store.d1().list()?.into_iter().any(|d| d.name == name);
     let local = if existing {
@@ -163,7 +184,10 @@ fn pull(
         None => Vec::new(),
     };
     if existing && destination == source {
-        progress(&format!("d1 {name}: equal ({} tables), skipped", source.len()));
+        progress(&format!(
+            "d1 {name}: equal ({} tables), skipped",
+            source.len()
+        ));
         counts.skipped += 1;
         return Ok(());
     }
@@ -184,7 +208,12 @@ fn pull(
             .prepare(OBJECTS_SQL)
             .raw(false)?
             .into_iter()
-            .filter_map(|r| Some((r.first()?.as_str()?.to_owned(), r.get(1)?.as_str()?.to_owned())))
+            .filter_map(|r| {
+                Some((
+                    r.first()?.as_str()?.to_owned(),
+                    r.get(1)?.as_str()?.to_owned(),
+                ))
+            })
             .collect();
         db.import(&drop_sql(&objects))?;
         counts.deleted += 1;
@@ -245,13 +274,18 @@ fn push(
             progress(&format!("d1 {name}: created on the remote"));
             created["uuid"]
                 .as_str()
-                .ok_or_else(|| TransferError(format!("d1 {name}: the remote's create answer has no uuid")))?
+                .ok_or_else(|| {
+                    TransferError(format!("d1 {name}: the remote's create answer has no uuid"))
+                })?
                 .to_owned()
         }
     };
     let destination = remote_counts(api, &uuid)?;
     if destination == source {
-        progress(&format!("d1 {name}: equal ({} tables), skipped", source.len()));
+        progress(&format!(
+            "d1 {name}: equal ({} tables), skipped",
+            source.len()
+        ));
         counts.skipped += 1;
         return Ok(());
     }
@@ -262,7 +296,12 @@ fn push(
     if !destination.is_empty() {
         let objects: Vec<(String, String)> = remote_query(api, &uuid, OBJECTS_SQL)?
             .iter()
-            .filter_map(|r| Some((r["type"].as_str()?.to_owned(), r["name"].as_str()?.to_owned())))
+            .filter_map(|r| {
+                Some((
+                    r["type"].as_str()?.to_owned(),
+                    r["name"].as_str()?.to_owned(),
+                ))
+            })
             .collect();
         import_remote(api, &uuid, name, &drop_sql(&objects))?;
         counts.deleted += 1;
@@ -279,7 +318,11 @@ fn push(
 fn import_remote(api: &Api, uuid: &str, name: &str, sql: &str) -> Result<()> {
     let path = format!("/d1/database/{uuid}/import");
     let etag = hex::encode(md5::Md5::digest(sql.as_bytes()));
-    let init = api.json("POST", &path, Some(&json!({"action": "init", "etag": etag})))?;
+    let init = api.json(
+        "POST",
+        &path,
+        Some(&json!({"action": "init", "etag": etag})),
+    )?;
     let (Some(url), Some(filename)) = (init["upload_url"].as_str(), init["filename"].as_str())
     else {
         return Err(TransferError(format!(

@@ -45,7 +45,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Connection {
     addr: SocketAddr,
     host: String,
-    tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     stream: Option<BufReader<Box<dyn Stream>>>,
 }
 
@@ -55,7 +58,10 @@ impl Connection {
     pub fn new(
         addr: SocketAddr,
         host: impl Into<String>,
-        tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+        tls: Option<(
+            Arc<rustls::ClientConfig>,
+            rustls::pki_types::ServerName<'static>,
+        )>,
     ) -> Connection {
         Connection {
             addr,
@@ -208,9 +214,7 @@ impl BaseUrl {
         } else if let Some(rest) = url.strip_prefix("http://") {
             (false, rest)
         } else {
-            return Err(format!(
-                "{url:?} is not an http:// or https:// URL"
-            ));
+            return Err(format!("{url:?} is not an http:// or https:// URL"));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -287,7 +291,10 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("api.cloudflare.com", 443));
         assert_eq!(u.path, "/client/v4");
         let u = BaseUrl::parse("http://127.0.0.1:8791").unwrap();
-        assert_eq!((u.authority.as_str(), u.port, u.path.as_str()), ("127.0.0.1:8791", 8791, ""));
+        assert_eq!(
+            (u.authority.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1:8791", 8791, "")
+        );
         assert!(BaseUrl::parse("ftp://x").is_err());
         assert!(BaseUrl::parse("http://:80").is_err());
         assert!(BaseUrl::parse("http://h:port").is_err());

@@ -157,7 +157,15 @@ pub fn run(
         (true, Direction::Push) => store.d1().list()?.into_iter().map(|d| d.name).collect(),
     };
     for name in &d1_names {
-        d1::copy(store, &remote.api, direction, name, options, &mut report.d1, progress)?;
+        d1::copy(
+            store,
+            &remote.api,
+            direction,
+            name,
+            options,
+            &mut report.d1,
+            progress,
+        )?;
     }
     let index_names = match (all, direction) {
         (false, _) => selection.vectorize.clone(),
@@ -201,7 +209,15 @@ pub fn run(
             )
         })?;
         for name in &bucket_names {
-            r2::copy(store, s3, direction, name, options, &mut report.objects, progress)?;
+            r2::copy(
+                store,
+                s3,
+                direction,
+                name,
+                options,
+                &mut report.objects,
+                progress,
+            )?;
         }
     }
     Ok(report)

@@ -109,7 +109,10 @@ pub fn copy(
         if options.delete {
             format!("{} deleted", extra.len())
         } else {
-            format!("{} only on the destination (kept; --delete removes them)", extra.len())
+            format!(
+                "{} only on the destination (kept; --delete removes them)",
+                extra.len()
+            )
         }
     ));
     Ok(())
@@ -199,7 +202,11 @@ fn local_etag(bucket: &R2Bucket, key: &str, part: u64) -> Result<String> {
     for d in &digests {
         whole.update(d);
     }
-    Ok(format!("{}-{}", hex::encode(whole.finalize()), digests.len()))
+    Ok(format!(
+        "{}-{}",
+        hex::encode(whole.finalize()),
+        digests.len()
+    ))
 }
 
 /// The headers that carry an object's metadata over S3.
@@ -251,13 +258,17 @@ fn put_options(response: &super::http::Response) -> R2PutOptions {
 
 fn push_object(s3: &S3, bucket: &R2Bucket, name: &str, object: &R2Object) -> Result<()> {
     let headers = metadata_headers(object);
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let body = bucket
         .get(&object.key, &R2GetOptions::default())?
         .and_then(|b| b.body)
         .ok_or_else(|| TransferError(format!("local R2: {} vanished while copying", object.key)))?;
     let mut body = body;
-    let read_err = |e: std::io::Error| TransferError(format!("local R2: reading {}: {e}", object.key));
+    let read_err =
+        |e: std::io::Error| TransferError(format!("local R2: reading {}: {e}", object.key));
     if object.size <= PART_SIZE {
         let mut bytes = Vec::with_capacity(object.size as usize);
         body.read_to_end(&mut bytes).map_err(read_err)?;
@@ -269,14 +280,18 @@ fn push_object(s3: &S3, bucket: &R2Bucket, name: &str, object: &R2Object) -> Res
         let mut part = Vec::with_capacity(PART_SIZE as usize);
         loop {
             part.clear();
-            (&mut body).take(PART_SIZE).read_to_end(&mut part).map_err(read_err)?;
+            (&mut body)
+                .take(PART_SIZE)
+                .read_to_end(&mut part)
+                .map_err(read_err)?;
             if part.is_empty() {
                 return Ok(etags);
             }
             etags.push(s3.upload_part(name, &object.key, &upload, etags.len() + 1, &part)?);
         }
     })();
-    let finished = parts.and_then(|etags| s3.complete_multipart(name, &object.key, &upload, &etags));
+    let finished =
+        parts.and_then(|etags| s3.complete_multipart(name, &object.key, &upload, &etags));
     if let Err(e) = finished {
         // Best effort: a remote that failed may not take the abort either; R2 expires
         // abandoned uploads itself.

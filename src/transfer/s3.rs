@@ -115,7 +115,11 @@ impl S3 {
             if slot.is_none() {
                 *slot = Some(self.base.connect().map_err(|e| self.unreachable(&e))?);
             }
-            match slot.as_mut().expect("set above").send(method, &target, &all, body) {
+            match slot
+                .as_mut()
+                .expect("set above")
+                .send(method, &target, &all, body)
+            {
                 Ok(r) => break r,
                 // A kept connection the server closed while idle: once more on a new one.
                 Err(_) if reused => {
@@ -154,8 +158,9 @@ impl S3 {
     }
 
     fn xml<T: serde::de::DeserializeOwned>(what: &str, response: &Response) -> Result<T> {
-        quick_xml::de::from_str(&response.text())
-            .map_err(|e| TransferError(format!("the remote's {what} answer is not understood: {e}")))
+        quick_xml::de::from_str(&response.text()).map_err(|e| {
+            TransferError(format!("the remote's {what} answer is not understood: {e}"))
+        })
     }
 
     fn object_path(bucket: &str, key: &str) -> String {
@@ -233,13 +238,31 @@ impl S3 {
     }
 
     /// Stores a whole object in one request.
-    pub fn put(&self, bucket: &str, key: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
-        self.send("PUT", &Self::object_path(bucket, key), &[], headers, body, &[])?;
+    pub fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<()> {
+        self.send(
+            "PUT",
+            &Self::object_path(bucket, key),
+            &[],
+            headers,
+            body,
+            &[],
+        )?;
         Ok(())
     }
 
     /// Starts a multipart upload; returns its id.
-    pub fn create_multipart(&self, bucket: &str, key: &str, headers: &[(&str, &str)]) -> Result<String> {
+    pub fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<String> {
         let response = self.send(
             "POST",
             &Self::object_path(bucket, key),
@@ -248,11 +271,21 @@ impl S3 {
             &[],
             &[],
         )?;
-        Ok(Self::xml::<InitiateMultipartUploadResult>("CreateMultipartUpload", &response)?.upload_id)
+        Ok(
+            Self::xml::<InitiateMultipartUploadResult>("CreateMultipartUpload", &response)?
+                .upload_id,
+        )
     }
 
     /// Uploads part `number`; returns its ETag.
-    pub fn upload_part(&self, bucket: &str, key: &str, upload: &str, number: usize, body: &[u8]) -> Result<String> {
+    pub fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+        number: usize,
+        body: &[u8],
+    ) -> Result<String> {
         let number = number.to_string();
         let response = self.send(
             "PUT",
@@ -262,14 +295,21 @@ impl S3 {
             body,
             &[],
         )?;
-        response
-            .header("etag")
-            .map(str::to_owned)
-            .ok_or_else(|| TransferError(format!("{bucket}/{key}: the remote gave part {number} no ETag")))
+        response.header("etag").map(str::to_owned).ok_or_else(|| {
+            TransferError(format!(
+                "{bucket}/{key}: the remote gave part {number} no ETag"
+            ))
+        })
     }
 
     /// Completes a multipart upload from its parts' ETags, in order.
-    pub fn complete_multipart(&self, bucket: &str, key: &str, upload: &str, etags: &[String]) -> Result<()> {
+    pub fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> Result<()> {
         let mut xml = String::from("<CompleteMultipartUpload>");
         for (i, etag) in etags.iter().enumerate() {
             xml.push_str(&format!(
@@ -305,7 +345,14 @@ impl S3 {
 
     /// Deletes an object.
     pub fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        self.send("DELETE", &Self::object_path(bucket, key), &[], &[], &[], &[404])?;
+        self.send(
+            "DELETE",
+            &Self::object_path(bucket, key),
+            &[],
+            &[],
+            &[],
+            &[404],
+        )?;
         Ok(())
     }
 }

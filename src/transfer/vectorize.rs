@@ -90,9 +90,15 @@ impl Side for RemoteIndex<'_> {
                 Some(c) => format!("?count={LIST_PAGE}&cursor={}", percent(c)),
                 None => format!("?count={LIST_PAGE}"),
             };
-            let page = self.api.json("GET", &format!("{}/list{query}", self.path), None)?;
+            let page = self
+                .api
+                .json("GET", &format!("{}/list{query}", self.path), None)?;
             if let Some(vectors) = page["vectors"].as_array() {
-                out.extend(vectors.iter().filter_map(|v| v["id"].as_str().map(str::to_owned)));
+                out.extend(
+                    vectors
+                        .iter()
+                        .filter_map(|v| v["id"].as_str().map(str::to_owned)),
+                );
             }
             match page["nextCursor"].as_str() {
                 Some(next) if page["isTruncated"] != false => cursor = Some(next.to_owned()),
@@ -105,7 +111,9 @@ impl Side for RemoteIndex<'_> {
             .api
             .json("GET", &format!("{}/metadata_index/list", self.path), None)?;
         serde_json::from_value(list["metadataIndexes"].clone()).map_err(|e| {
-            TransferError(format!("the remote's metadata index list is not understood: {e}"))
+            TransferError(format!(
+                "the remote's metadata index list is not understood: {e}"
+            ))
         })
     }
     fn create_metadata_index(&self, m: &MetadataIndex) -> Result<()> {
@@ -170,10 +178,14 @@ pub fn copy(
     let (source_config, source_description): (IndexConfig, String) = match direction {
         Direction::Pull => {
             let d = remote_description.clone().ok_or_else(|| {
-                TransferError(format!("vectorize {name}: the remote account has no such index"))
+                TransferError(format!(
+                    "vectorize {name}: the remote account has no such index"
+                ))
             })?;
             let config = serde_json::from_value(d["config"].clone()).map_err(|e| {
-                TransferError(format!("vectorize {name}: the remote's config is not understood: {e}"))
+                TransferError(format!(
+                    "vectorize {name}: the remote's config is not understood: {e}"
+                ))
             })?;
             (config, d["description"].as_str().unwrap_or("").to_owned())
         }
