@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tristore::r2::{HttpMetadata, R2GetOptions, R2PutOptions};
-use tristore::vectorize::{
-    IndexConfig, MetadataIndexType, Metric, QueryOptions, VectorizeVector,
-};
+use tristore::vectorize::{IndexConfig, MetadataIndexType, Metric, QueryOptions, VectorizeVector};
 use tristore::Store;
 
 const TOKEN: &str = "pull-push-token";
@@ -59,7 +57,10 @@ impl Remote {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let started = Instant::now();
         while api.is_none() || s3.is_none() {
-            assert!(started.elapsed() < Duration::from_secs(60), "serve printed no addresses");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "serve printed no addresses"
+            );
             let line = lines.next().expect("serve ended early").unwrap();
             let word = |prefix: &str| {
                 line.strip_prefix(prefix)
@@ -148,7 +149,9 @@ fn counts(stdout: &str, verb: &str, what: &str) -> (u64, u64, u64) {
 }
 
 fn body(i: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|j| ((i * 131 + j * 7 + j / 253) % 256) as u8).collect()
+    (0..len)
+        .map(|j| ((i * 131 + j * 7 + j / 253) % 256) as u8)
+        .collect()
 }
 
 fn vector(i: usize) -> VectorizeVector {
@@ -156,7 +159,7 @@ fn vector(i: usize) -> VectorizeVector {
         .map(|d| ((i * 7 + d * 13) % 29) as f32 / 29.0 + 0.01)
         .collect();
     let mut v = VectorizeVector::new(format!("v{i:05}"), values);
-    v.namespace = (i % 4 == 0).then(|| "ns".to_owned());
+    v.namespace = i.is_multiple_of(4).then(|| "ns".to_owned());
     v.metadata(json!({"docId": format!("d{}", i / 10), "chunk": i % 10}))
 }
 
@@ -210,11 +213,19 @@ fn make_source(dir: &Path, vectors: usize, objects: usize) {
             ..Default::default()
         };
         bucket
-            .put(&format!("docs/{i:03} file.pdf"), body(i, 1000 + i * 37), &options)
+            .put(
+                &format!("docs/{i:03} file.pdf"),
+                body(i, 1000 + i * 37),
+                &options,
+            )
             .unwrap();
     }
     bucket
-        .put("large/blob.bin", body(9999, LARGE), &R2PutOptions::default())
+        .put(
+            "large/blob.bin",
+            body(9999, LARGE),
+            &R2PutOptions::default(),
+        )
         .unwrap();
 }
 
@@ -232,7 +243,10 @@ fn answers(dir: &Path) -> Vec<String> {
     }
     let index = store.vectorize().index("docs").unwrap();
     out.push(format!("{:?}", index.list_metadata_indexes()));
-    out.push(format!("{:?}", store.vectorize().get("docs").unwrap().config));
+    out.push(format!(
+        "{:?}",
+        store.vectorize().get("docs").unwrap().config
+    ));
     let ids = index.list(Some(1000), None).unwrap();
     let ids: Vec<String> = ids.vectors.into_iter().map(|v| v.id).collect();
     out.push(format!("{:?}", index.get_by_ids(&ids).unwrap()));
@@ -243,11 +257,17 @@ fn answers(dir: &Path) -> Vec<String> {
         "returnMetadata": "all",
     }))
     .unwrap();
-    out.push(format!("{:?}", index.query(&vector(3).values, &options).unwrap()));
+    out.push(format!(
+        "{:?}",
+        index.query(&vector(3).values, &options).unwrap()
+    ));
     let bucket = store.r2().bucket("files").unwrap();
     let listed = bucket.list(&Default::default()).unwrap();
     for o in listed.objects {
-        let got = bucket.get(&o.key, &R2GetOptions::default()).unwrap().unwrap();
+        let got = bucket
+            .get(&o.key, &R2GetOptions::default())
+            .unwrap()
+            .unwrap();
         let http = got.object.http_metadata.clone().unwrap_or_default();
         let custom = got.object.custom_metadata.clone();
         let bytes = got.bytes().unwrap();
@@ -288,7 +308,11 @@ fn push_then_pull_round_trips_skips_what_is_equal_and_deletes_only_when_asked() 
 
     let (ok, out, err) = tristore(&source, "push", &args, &SELECTION);
     assert!(ok, "{out}{err}");
-    assert_eq!(counts(&out, "push", "d1 databases"), (1, 0, 0), "{out}{err}");
+    assert_eq!(
+        counts(&out, "push", "d1 databases"),
+        (1, 0, 0),
+        "{out}{err}"
+    );
     assert_eq!(counts(&out, "push", "vectors"), (900, 0, 0), "{out}{err}");
     assert_eq!(counts(&out, "push", "r2 objects"), (13, 0, 0), "{out}{err}");
     assert!(err.contains("r2 files/large/blob.bin: pushed"), "{err}");
@@ -296,7 +320,11 @@ fn push_then_pull_round_trips_skips_what_is_equal_and_deletes_only_when_asked() 
     // A second push transfers nothing.
     let (ok, out, err) = tristore(&source, "push", &args, &SELECTION);
     assert!(ok, "{out}{err}");
-    assert_eq!(counts(&out, "push", "d1 databases"), (0, 1, 0), "{out}{err}");
+    assert_eq!(
+        counts(&out, "push", "d1 databases"),
+        (0, 1, 0),
+        "{out}{err}"
+    );
     assert_eq!(counts(&out, "push", "vectors"), (0, 900, 0), "{out}{err}");
     assert_eq!(counts(&out, "push", "r2 objects"), (0, 13, 0), "{out}{err}");
 
@@ -310,7 +338,11 @@ fn push_then_pull_round_trips_skips_what_is_equal_and_deletes_only_when_asked() 
     // remote included.
     let (ok, out, err) = tristore(&copy, "pull", &args, &SELECTION);
     assert!(ok, "{out}{err}");
-    assert_eq!(counts(&out, "pull", "d1 databases"), (0, 1, 0), "{out}{err}");
+    assert_eq!(
+        counts(&out, "pull", "d1 databases"),
+        (0, 1, 0),
+        "{out}{err}"
+    );
     assert_eq!(counts(&out, "pull", "vectors"), (0, 900, 0), "{out}{err}");
     assert_eq!(counts(&out, "pull", "r2 objects"), (0, 13, 0), "{out}{err}");
     // The source was only read.
@@ -319,7 +351,12 @@ fn push_then_pull_round_trips_skips_what_is_equal_and_deletes_only_when_asked() 
     // What the source no longer has stays on the destination unless --delete.
     {
         let store = Store::open(&source).unwrap();
-        store.r2().bucket("files").unwrap().delete(&["docs/000 file.pdf"]).unwrap();
+        store
+            .r2()
+            .bucket("files")
+            .unwrap()
+            .delete(&["docs/000 file.pdf"])
+            .unwrap();
         store
             .vectorize()
             .index("docs")
@@ -327,7 +364,12 @@ fn push_then_pull_round_trips_skips_what_is_equal_and_deletes_only_when_asked() 
             .delete_by_ids(&["v00001", "v00002"])
             .unwrap();
     }
-    let (ok, out, err) = tristore(&source, "push", &args, &["--vectorize", "docs", "--r2", "files"]);
+    let (ok, out, err) = tristore(
+        &source,
+        "push",
+        &args,
+        &["--vectorize", "docs", "--r2", "files"],
+    );
     assert!(ok, "{out}{err}");
     assert_eq!(counts(&out, "push", "vectors"), (0, 898, 0), "{out}{err}");
     assert_eq!(counts(&out, "push", "r2 objects"), (0, 12, 0), "{out}{err}");
@@ -344,7 +386,12 @@ fn push_then_pull_round_trips_skips_what_is_equal_and_deletes_only_when_asked() 
     assert!(ok, "{out}{err}");
     assert_eq!(counts(&out, "push", "vectors"), (0, 898, 2), "{out}{err}");
     assert_eq!(counts(&out, "push", "r2 objects"), (0, 12, 1), "{out}{err}");
-    let (ok, out, err) = tristore(&copy, "pull", &args, &["--vectorize", "docs", "--r2", "files", "--delete"]);
+    let (ok, out, err) = tristore(
+        &copy,
+        "pull",
+        &args,
+        &["--vectorize", "docs", "--r2", "files", "--delete"],
+    );
     assert!(ok, "{out}{err}");
     assert_eq!(counts(&out, "pull", "vectors"), (0, 898, 2), "{out}{err}");
     assert_eq!(counts(&out, "pull", "r2 objects"), (0, 12, 1), "{out}{err}");
@@ -357,10 +404,17 @@ fn push_then_pull_round_trips_skips_what_is_equal_and_deletes_only_when_asked() 
     }
     let (ok, out, err) = tristore(&source, "push", &args, &["--d1", "app"]);
     assert!(!ok, "{out}{err}");
-    assert!(err.contains("Pass --delete to replace its contents"), "{err}");
+    assert!(
+        err.contains("Pass --delete to replace its contents"),
+        "{err}"
+    );
     let (ok, out, err) = tristore(&source, "push", &args, &["--d1", "app", "--delete"]);
     assert!(ok, "{out}{err}");
-    assert_eq!(counts(&out, "push", "d1 databases"), (1, 0, 1), "{out}{err}");
+    assert_eq!(
+        counts(&out, "push", "d1 databases"),
+        (1, 0, 1),
+        "{out}{err}"
+    );
     let (ok, out, err) = tristore(&copy, "pull", &args, &["--d1", "app", "--delete"]);
     assert!(ok, "{out}{err}");
     assert_eq!(answers(&copy), answers(&source));
@@ -414,14 +468,22 @@ fn a_push_cut_off_by_the_remote_dying_resumes_and_skips_what_was_done() {
     let remote = Remote::start(&remote_dir);
     let (ok, out, err) = tristore(&source, "push", &remote.args(), &SELECTION);
     assert!(ok, "{out}{err}");
-    assert_eq!(counts(&out, "push", "d1 databases"), (0, 1, 0), "{out}{err}");
+    assert_eq!(
+        counts(&out, "push", "d1 databases"),
+        (0, 1, 0),
+        "{out}{err}"
+    );
     assert_eq!(counts(&out, "push", "vectors"), (0, 6000, 0), "{out}{err}");
     let (copied, skipped, _) = counts(&out, "push", "r2 objects");
     assert_eq!(copied + skipped, 151, "{out}");
     assert!(skipped >= 20, "{out}");
     let (ok, out, err) = tristore(&source, "push", &remote.args(), &SELECTION);
     assert!(ok, "{out}{err}");
-    assert_eq!(counts(&out, "push", "r2 objects"), (0, 151, 0), "{out}{err}");
+    assert_eq!(
+        counts(&out, "push", "r2 objects"),
+        (0, 151, 0),
+        "{out}{err}"
+    );
 }
 
 #[test]
@@ -434,7 +496,10 @@ fn a_wrong_token_or_an_unreachable_remote_is_a_clear_error() {
     args[token] = "wrong".into();
     let (ok, out, err) = tristore(&copy, "pull", &args, &["--d1", "app"]);
     assert!(!ok, "{out}{err}");
-    assert!(err.contains("answered 403") || err.contains("answered 401"), "{err}");
+    assert!(
+        err.contains("answered 403") || err.contains("answered 401"),
+        "{err}"
+    );
     assert!(err.contains("check --api-token"), "{err}");
 
     let mut args = remote.args();
@@ -453,7 +518,10 @@ fn a_wrong_token_or_an_unreachable_remote_is_a_clear_error() {
     args[base] = format!("http://127.0.0.1:{port}/client/v4");
     let (ok, out, err) = tristore(&source, "push", &args, &["--d1", "app"]);
     assert!(!ok, "{out}{err}");
-    assert!(err.contains("cannot reach the remote API at http://127.0.0.1"), "{err}");
+    assert!(
+        err.contains("cannot reach the remote API at http://127.0.0.1"),
+        "{err}"
+    );
     assert!(err.contains("check --api-base"), "{err}");
     // Nothing was made locally by the failed pull.
     let store = Store::open(&copy).unwrap();

@@ -220,14 +220,16 @@ impl BaseUrl {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
+        // `[::1]:8790`: the brackets and the port are not part of the host.
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() => (
+            Some((h, p)) if !h.ends_with(':') && (!h.starts_with('[') || h.ends_with(']')) => (
                 h,
                 p.parse::<u16>()
                     .map_err(|_| format!("{url:?} has a bad port {p:?}"))?,
             ),
             _ => (authority, if https { 443 } else { 80 }),
         };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(format!("{url:?} names no host"));
         }
@@ -298,5 +300,10 @@ mod tests {
         assert!(BaseUrl::parse("ftp://x").is_err());
         assert!(BaseUrl::parse("http://:80").is_err());
         assert!(BaseUrl::parse("http://h:port").is_err());
+        let u = BaseUrl::parse("http://[::1]:8790/client/v4").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.authority.as_str()),
+            ("::1", 8790, "[::1]:8790")
+        );
     }
 }
