@@ -527,3 +527,38 @@ fn a_wrong_token_or_an_unreachable_remote_is_a_clear_error() {
     let store = Store::open(&copy).unwrap();
     assert!(store.d1().list().unwrap().is_empty());
 }
+
+#[test]
+fn pulling_everything_copies_every_database_index_and_bucket_once() {
+    let (_root, source, remote_dir, copy) = dirs();
+    make_source(&source, 50, 3);
+    // The remote serves the embedded default (Metacogna's database, index and bucket)
+    // besides what is pushed.
+    let remote = Remote::start(&remote_dir);
+    let (ok, out, err) = tristore(&source, "push", &remote.args(), &[]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = tristore(&copy, "pull", &remote.args(), &[]);
+    assert!(ok, "{out}{err}");
+    let store = Store::open(&copy).unwrap();
+    let mut databases: Vec<String> = store
+        .d1()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    databases.sort();
+    assert_eq!(databases, ["app", "metacogna"]);
+    assert!(store.vectorize().get("docs").is_ok());
+    assert_eq!(store.r2().list_buckets().unwrap().len(), 2);
+    drop(store);
+    let (ok, out, err) = tristore(&copy, "pull", &remote.args(), &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        counts(&out, "pull", "d1 databases"),
+        (0, 2, 0),
+        "{out}{err}"
+    );
+    assert_eq!(counts(&out, "pull", "vectors").0, 0, "{out}{err}");
+    assert_eq!(counts(&out, "pull", "r2 objects").0, 0, "{out}{err}");
+}
