@@ -122,73 +122,120 @@ impl Connection {
         out.write_all(head.as_bytes())?;
         out.write_all(body)?;
         out.flush()?;
-        let mut line = String::new();
-        if stream.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection without answering",
-            ));
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-        let (mut length, mut chunked, mut close) = (None, false, false);
-        let mut response_headers = Vec::new();
-        loop {
-            line.clear();
-            stream.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                let v = v.trim();
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.parse::<usize>().ok();
-                } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = v.to_ascii_lowercase().contains("chunked");
-                } else if k.eq_ignore_ascii_case("connection") {
-                    close = v.eq_ignore_ascii_case("close");
-                }
-                response_headers.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        let mut body = Vec::new();
-        if method == "HEAD" || status == 204 || status == 304 {
-        } else if chunked {
-            loop {
-                line.clear();
-                stream.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| io::Error::other("bad chunk size"))?;
-                if size == 0 {
-                    line.clear();
-                    stream.read_line(&mut line)?;
-                    break;
-                }
-                let start = body.len();
-                body.resize(start + size + 2, 0);
-                stream.read_exact(&mut body[start..])?;
-                body.truncate(start + size);
-            }
-        } else if let Some(n) = length {
-            body.resize(n, 0);
-            stream.read_exact(&mut body)?;
-        } else {
-            stream.read_to_end(&mut body)?;
-            close = true;
-        }
+        let (response, close) = read_response(stream, method)?;
         if close {
             self.stream = None;
         }
-        Ok(Response {
-            status,
-            headers: response_headers,
-            body,
-        })
+        Ok(response)
     }
+}
+
+/// Reads one answer to a `method` request; also says whether the server will close the
+/// connection after it. A remote is not trusted: sizes it announces are not allocated
+/// before the bytes arrive.
+pub fn read_response(stream: &mut dyn BufRead, method: &str) -> io::Result<(Response, bool)> {
+    let mut line = String::new();
+    if read_line(stream, &mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection without answering",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+    let (mut length, mut chunked, mut close) = (None, false, false);
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if read_line(stream, &mut line)? == 0 {
+            return Err(truncated());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| io::Error::other(format!("bad Content-Length {v:?}")))?,
+                );
+            } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.to_ascii_lowercase().contains("chunked");
+            } else if k.eq_ignore_ascii_case("connection") {
+                close = v.eq_ignore_ascii_case("close");
+            }
+            headers.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    let mut body = Vec::new();
+    if method == "HEAD" || status == 204 || status == 304 {
+    } else if chunked {
+        loop {
+            line.clear();
+            read_line(stream, &mut line)?;
+            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| io::Error::other("bad chunk size"))?;
+            if size == 0 {
+                // Trailers, if any, up to the blank line.
+                loop {
+                    line.clear();
+                    if read_line(stream, &mut line)? == 0 || line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            read_exactly(stream, size, &mut body)?;
+            line.clear();
+            read_line(stream, &mut line)?;
+        }
+    } else if let Some(n) = length {
+        read_exactly(stream, n, &mut body)?;
+    } else {
+        stream.read_to_end(&mut body)?;
+        close = true;
+    }
+    Ok((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        close,
+    ))
+}
+
+/// Longest status or header line read: a remote that sends an endless one fails
+/// instead of filling memory.
+const MAX_LINE: u64 = 64 * 1024;
+
+fn read_line(stream: &mut dyn BufRead, line: &mut String) -> io::Result<usize> {
+    let n = Read::take(&mut *stream, MAX_LINE).read_line(line)?;
+    if n as u64 == MAX_LINE && !line.ends_with('\n') {
+        return Err(io::Error::other(
+            "a line of the answer is longer than 64 KiB",
+        ));
+    }
+    Ok(n)
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the answer ended early")
+}
+
+/// Appends exactly `n` bytes of `stream` to `out`, growing it as they arrive.
+fn read_exactly(stream: &mut dyn BufRead, n: u64, out: &mut Vec<u8>) -> io::Result<()> {
+    let before = out.len() as u64;
+    stream.take(n).read_to_end(out)?;
+    if out.len() as u64 - before != n {
+        return Err(truncated());
+    }
+    Ok(())
 }
 
 /// A parsed `http://` or `https://` base URL: where to connect and what path to prefix.
