@@ -41,6 +41,7 @@ pub mod provision;
 pub mod r2;
 pub mod server;
 pub mod store;
+pub mod transfer;
 pub mod usage;
 pub mod vectorize;
 

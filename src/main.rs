@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod bench_http;
+mod transfer_args;
 
 use clap::{Args, Parser, Subcommand};
 use tristore::d1::dump::DumpOptions;
@@ -84,6 +85,12 @@ enum Command {
     /// directory, also while `tristore serve` runs; a kill or an error leaves no
     /// backup, or a complete one.
     Backup(BackupArgs),
+    /// Copy D1 databases, Vectorize indexes and R2 buckets from a Cloudflare account
+    /// (or another tristore) into the data directory; resumable, skips what is equal.
+    Pull(transfer_args::TransferArgs),
+    /// Copy D1 databases, Vectorize indexes and R2 buckets from the data directory to a
+    /// Cloudflare account (or another tristore); resumable, skips what is equal.
+    Push(transfer_args::TransferArgs),
     /// Restore a backup into the data directory, which must be absent or empty.
     Restore {
         /// The directory `tristore backup` wrote.
@@ -442,6 +449,12 @@ fn run(cli: Cli) -> CliResult {
         Command::Fsck(args) => fsck(&open()?, args),
         Command::Usage { json } => usage(open(), &cli.data_dir, json),
         Command::Backup(args) => backup(&cli.data_dir, open, args),
+        Command::Pull(args) => {
+            transfer_args::run(&open()?, tristore::transfer::Direction::Pull, args)
+        }
+        Command::Push(args) => {
+            transfer_args::run(&open()?, tristore::transfer::Direction::Push, args)
+        }
         Command::Restore { src } => {
             let summary = tristore::backup::restore_with(&src, &cli.data_dir, options.clone())?;
             print_json(&summary)?;

@@ -18,8 +18,8 @@
 #![allow(dead_code)] // The bench command and the test each use part of it.
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -142,125 +142,38 @@ pub enum Stored {
     },
 }
 
-/// An answer: status and body.
-#[derive(Debug)]
-pub struct Response {
-    /// HTTP status.
-    pub status: u16,
-    /// Body bytes.
-    pub body: Vec<u8>,
-}
+pub use tristore::transfer::http::Response;
 
-/// A byte stream to a server: plain TCP or TLS over it.
-trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
-
-/// A keep-alive HTTP/1.1 connection, reopened after an error.
+/// A keep-alive connection to one server: the crate's HTTP client, speaking TLS (to the
+/// emulator's `localhost` certificate) when the request says so.
 struct Connection {
     addr: SocketAddr,
-    stream: Option<BufReader<Box<dyn Stream>>>,
+    inner: Option<tristore::transfer::http::Connection>,
 }
 
 impl Connection {
     fn new(addr: SocketAddr) -> Connection {
-        Connection { addr, stream: None }
+        Connection { addr, inner: None }
     }
 
     fn send(&mut self, req: &Request) -> io::Result<Response> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect(self.addr)?;
-            s.set_nodelay(true)?;
-            let stream: Box<dyn Stream> = match &req.tls {
-                Some(config) => {
-                    let name =
-                        rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
-                    let tls = rustls::ClientConnection::new(config.clone(), name)
-                        .map_err(io::Error::other)?;
-                    Box::new(rustls::StreamOwned::new(tls, s))
-                }
-                None => Box::new(s),
-            };
-            self.stream = Some(BufReader::new(stream));
-        }
-        let result = self.exchange(req);
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
-    }
-
-    fn exchange(&mut self, req: &Request) -> io::Result<Response> {
-        let stream = self.stream.as_mut().expect("connected above");
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            req.method,
-            req.target,
-            req.addr,
-            req.body.len()
-        );
-        for (k, v) in &req.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let out = stream.get_mut();
-        out.write_all(head.as_bytes())?;
-        out.write_all(&req.body)?;
-        let mut line = String::new();
-        stream.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-        let (mut length, mut chunked) = (None, false);
-        loop {
-            line.clear();
-            stream.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse::<usize>().ok();
-                } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = v.to_ascii_lowercase().contains("chunked");
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if req.method == "HEAD" || status == 204 || status == 304 {
-        } else if chunked {
-            loop {
-                line.clear();
-                stream.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| io::Error::other("bad chunk size"))?;
-                if size == 0 {
-                    line.clear();
-                    stream.read_line(&mut line)?;
-                    break;
-                }
-                let start = body.len();
-                body.resize(start + size + 2, 0);
-                stream.read_exact(&mut body[start..])?;
-                body.truncate(start + size);
-            }
-        } else if let Some(n) = length {
-            body.resize(n, 0);
-            stream.read_exact(&mut body)?;
-        }
-        Ok(Response { status, body })
+        let inner = self.inner.get_or_insert_with(|| {
+            let tls = req.tls.clone().map(|config| {
+                let name =
+                    rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
+                (config, name)
+            });
+            tristore::transfer::http::Connection::new(req.addr, req.addr.to_string(), tls)
+        });
+        let headers: Vec<(&str, &str)> =
+            req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        inner.send(req.method, &req.target, &headers, &req.body)
     }
 }
 
 /// Sends one request on a connection of its own.
 pub fn send_once(req: &Request) -> io::Result<Response> {
-    Connection {
-        addr: req.addr,
-        stream: None,
-    }
-    .send(req)
+    Connection::new(req.addr).send(req)
 }
 
 /// Turns operations into requests.
