@@ -38,6 +38,16 @@ struct Cli {
         env = "TRISTORE_MAX_OPEN_DATABASES"
     )]
     max_open_databases: usize,
+    /// How far back D1 Time Travel reaches, in seconds (D1: 30 days); each database's
+    /// history older than this is deleted.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 30 * 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(1..),
+        env = "TRISTORE_TIME_TRAVEL_WINDOW_SECS"
+    )]
+    time_travel_window_secs: u64,
     /// Encrypt R2 content at rest (AES-256-GCM) with the key in this file: 32 bytes, raw
     /// or as 64 hexadecimal characters (`openssl rand -hex 32 > key`). Once given, the
     /// data directory opens only with the same key.
@@ -52,7 +62,7 @@ enum Command {
     /// Provision the embedded default (Metacogna) and serve it over Cloudflare's REST
     /// API (the default command).
     Serve(ServeArgs),
-    /// D1 databases: create, list, execute SQL, migrations, export and import.
+    /// D1 databases: create, list, execute SQL, migrations, export, import and Time Travel.
     D1 {
         #[command(subcommand)]
         command: D1Command,
@@ -369,6 +379,35 @@ enum D1Command {
     },
     /// Load a SQL dump into a database, all or nothing.
     Import { database: String, file: PathBuf },
+    /// Time Travel: bookmarks of past states, and restoring to one.
+    TimeTravel {
+        #[command(subcommand)]
+        command: TimeTravelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TimeTravelCommand {
+    /// The current bookmark, or with --timestamp the one of the state at that moment.
+    Info {
+        database: String,
+        /// Unix seconds or RFC 3339 (2026-01-31T12:00:00Z).
+        #[arg(long)]
+        timestamp: Option<String>,
+    },
+    /// Restore the database in place; the answer's previous_bookmark undoes it.
+    Restore {
+        database: String,
+        #[arg(
+            long,
+            conflicts_with = "timestamp",
+            required_unless_present = "timestamp"
+        )]
+        bookmark: Option<String>,
+        /// Unix seconds or RFC 3339: restores the state at that moment.
+        #[arg(long)]
+        timestamp: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -431,6 +470,10 @@ fn run(cli: Cli) -> CliResult {
     };
     let options = tristore::StoreOptions {
         max_open_d1_databases: Some(cli.max_open_databases.max(1)),
+        d1_limits: tristore::d1::D1Limits {
+            time_travel_window: std::time::Duration::from_secs(cli.time_travel_window_secs),
+            ..Default::default()
+        },
         r2_encryption_key,
         ..Default::default()
     };
@@ -1079,6 +1122,23 @@ fn d1(store: &Store, command: D1Command) -> CliResult {
             let summary = dbs.database(&database)?.import(&read(&file)?)?;
             print_json(&summary)
         }
+        D1Command::TimeTravel { command } => match command {
+            TimeTravelCommand::Info {
+                database,
+                timestamp,
+            } => {
+                let bookmark = dbs.database(&database)?.bookmark_at(timestamp.as_deref())?;
+                print_json(&serde_json::json!({ "bookmark": bookmark }))
+            }
+            TimeTravelCommand::Restore {
+                database,
+                bookmark,
+                timestamp,
+            } => print_json(
+                &dbs.database(&database)?
+                    .restore(bookmark.as_deref(), timestamp.as_deref())?,
+            ),
+        },
     }
 }
 

@@ -196,8 +196,14 @@ impl Store {
                 continue;
             };
             if uuid::Uuid::parse_str(uuid).is_ok() && !known.contains(uuid) {
-                std::fs::remove_file(entry.path())
-                    .map_err(Error::io("removing orphan", entry.path()))?;
+                let path = entry.path();
+                // A database's Time Travel history is a directory beside it.
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(Error::io("removing orphan", &path))?;
             }
         }
         Ok(())
@@ -354,6 +360,13 @@ impl D1Databases<'_> {
                 }
                 _ => {}
             }
+        }
+        let history = crate::d1::history_dir(&main);
+        match std::fs::remove_dir_all(&history) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("removing", history)(e));
+            }
+            _ => {}
         }
         fsutil::sync_dir(&self.store.dir.join("d1"))
     }

@@ -307,16 +307,9 @@ fn copy_d1(out: &mut Staging, rel: &str, source: &rusqlite::Connection) -> Resul
         path: path.clone(),
         message: format!("copying a D1 database: {e}"),
     };
-    let mut dest = rusqlite::Connection::open(&path).map_err(fail)?;
     // A copy that fails is thrown away with the staging directory, and a finished one
-    // is fsynced by `written`: SQLite's own journal and syncs would only cost time.
-    dest.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
-        .map_err(fail)?;
-    {
-        let copy = rusqlite::backup::Backup::new(source, &mut dest).map_err(fail)?;
-        copy.step(-1).map_err(fail)?;
-    }
-    dest.close().map_err(|(_, e)| fail(e))?;
+    // is fsynced by `written`.
+    crate::d1::copy_database(source, &path).map_err(fail)?;
     out.written(rel)
 }
 

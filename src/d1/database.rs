@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use super::bookmark;
 use super::connection::{Conn, Outcome};
 use super::error::{D1Error, SqlError};
 use super::group_commit::WriterSlot;
+use super::history::History;
 use super::interrupt::Interrupt;
 use super::limits::D1Limits;
 use super::result::{D1ExecResult, D1Meta, D1Result, D1Timings};
@@ -64,16 +66,18 @@ impl D1Database {
         let writer = Conn::open(&path, &limits, true)?;
         let size = writer.size().map_err(D1Error::Query)?;
         let tag = blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex()[..32].to_owned();
+        let (history, newest) = History::open(&path, limits.time_travel_window, &writer)
+            .map_err(|e| D1Error::query(e.to_string(), "SQLITE_IOERR"))?;
         Ok(D1Database {
             shared: Arc::new(Shared {
                 path,
                 limits,
-                writer: Mutex::new(WriterSlot::new(writer)),
+                writer: Mutex::new(WriterSlot::new(writer, history)),
                 queued: AtomicUsize::new(0),
                 readers: Mutex::new(Vec::new()),
                 last_row_id: AtomicI64::new(0),
                 size: AtomicU64::new(size),
-                commit: AtomicU64::new(now_micros()),
+                commit: AtomicU64::new(newest),
                 tag,
             }),
             interrupt: None,
@@ -117,31 +121,40 @@ impl D1Database {
     /// after a query. Every committed write moves it forward.
     ///
     /// The position is the commit's time in microseconds, kept strictly increasing, so
-    /// bookmarks also increase across restarts while the clock does.
+    /// bookmarks also increase across restarts while the clock does. Each one names a
+    /// point of the database's Time Travel history (see `history`).
     pub fn bookmark(&self) -> String {
-        let at = self.shared.commit.load(Ordering::Relaxed);
-        format!(
-            "00000000-{:08x}-{:08x}-{}",
-            at >> 32,
-            at & 0xffff_ffff,
-            self.shared.tag
-        )
+        bookmark::format(self.shared.commit.load(Ordering::Relaxed), &self.shared.tag)
     }
 
-    pub(super) fn committed(&self) {
-        let now = now_micros();
-        let _ = self
+    pub(super) fn tag(&self) -> &str {
+        &self.shared.tag
+    }
+
+    /// Moves the bookmark past the commit the writer just made and logs that commit in
+    /// the history.
+    pub(super) fn committed(&self, slot: &mut WriterSlot) {
+        let now = bookmark::now_micros();
+        let at = match self
             .shared
             .commit
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
                 Some(now.max(at + 1))
-            });
+            }) {
+            Ok(before) | Err(before) => now.max(before + 1),
+        };
+        if let Err(e) = slot.history.record(&slot.conn, at) {
+            // The write itself is durable and answered as such; the history starts a
+            // new era at the next commit, and only this point is missing from it.
+            tracing::warn!(database = %self.shared.path.display(), "{e}");
+            slot.history.lost_track();
+        }
     }
 
     /// Drops every table, view, index and trigger, leaving the database as new but
     /// keeping its file and id: what resetting a test run needs.
     pub fn clear(&self) -> Result<(), D1Error> {
-        let slot = self.lock_writer();
+        let mut slot = self.lock_writer();
         let conn = &slot.conn;
         conn.trusted(|| -> rusqlite::Result<()> {
             // Dropping a parent table deletes its rows first, which foreign keys refuse.
@@ -162,7 +175,7 @@ impl D1Database {
             .size
             .store(conn.size().map_err(D1Error::Query)?, Ordering::Relaxed);
         self.shared.last_row_id.store(0, Ordering::Relaxed);
-        self.committed();
+        self.committed(&mut slot);
         Ok(())
     }
 
@@ -343,12 +356,6 @@ impl D1Database {
             )
         })
     }
-}
-
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Drops every schema object but SQLite's own, triggers and views first so that no

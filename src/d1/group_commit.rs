@@ -23,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::connection::{Conn, Own};
 use super::database::{D1Database, Writer};
 use super::error::D1Error;
+use super::history::History;
 
 /// Requests one transaction may hold before it commits whoever is still waiting: bounds
 /// the wait of the group's first request.
@@ -30,13 +31,19 @@ const MAX_GROUP: usize = 64;
 
 /// The writer connection and the group of requests its open transaction holds.
 pub(crate) struct WriterSlot {
+    /// Before `conn`, so that it syncs its log before the writer's closing checkpoint.
+    pub(crate) history: History,
     pub(crate) conn: Conn,
     group: Option<Group>,
 }
 
 impl WriterSlot {
-    pub(super) fn new(conn: Conn) -> Self {
-        WriterSlot { conn, group: None }
+    pub(super) fn new(conn: Conn, history: History) -> Self {
+        WriterSlot {
+            history,
+            conn,
+            group: None,
+        }
     }
 }
 
@@ -232,7 +239,7 @@ impl D1Database {
                 self.shared
                     .last_row_id
                     .store(group.last_row_id, Ordering::Relaxed);
-                self.committed();
+                self.committed(slot);
                 group.fate.settle(true);
                 Ok(())
             }

@@ -30,6 +30,12 @@ pub struct D1Limits {
     /// limit; tristore's default, 100 MB, matches the largest request body Cloudflare's
     /// API takes, and a Worker (128 MB of memory) could not hold much more.
     pub max_result_size: u64,
+    /// How far back Time Travel reaches (D1: 30 days); history older than this is deleted.
+    pub time_travel_window: Duration,
+    /// Restores allowed per [`restore_period`](Self::restore_period) (D1: 10).
+    pub max_restores: u32,
+    /// The period `max_restores` counts over (D1: 10 minutes).
+    pub restore_period: Duration,
 }
 
 impl Default for D1Limits {
@@ -44,6 +50,9 @@ impl Default for D1Limits {
             query_timeout: Duration::from_secs(30),
             max_database_size: 10_000_000_000,
             max_result_size: 100_000_000,
+            time_travel_window: Duration::from_secs(30 * 24 * 3600),
+            max_restores: 10,
+            restore_period: Duration::from_secs(600),
         }
     }
 }

@@ -17,11 +17,13 @@
 //! # Ok(()) }
 //! ```
 
+mod bookmark;
 mod connection;
 mod database;
 pub mod dump;
 mod error;
 mod group_commit;
+mod history;
 mod interrupt;
 mod limits;
 pub mod migrations;
@@ -30,13 +32,17 @@ mod policy;
 mod result;
 pub mod sql_text;
 mod statement;
+mod time_travel;
 mod value;
 
+pub use bookmark::{parse_timestamp, TimeTravelError};
 pub use database::D1Database;
 pub use error::{D1Error, SqlError};
+pub(crate) use history::{copy_database, history_dir};
 pub use interrupt::{Interrupt, InterruptOnDrop};
 pub use limits::D1Limits;
 pub(crate) use open_databases::OpenDatabases;
 pub use result::{D1ExecResult, D1Meta, D1Result, D1Row, D1Timings};
 pub use statement::D1PreparedStatement;
+pub use time_travel::Restored;
 pub use value::D1Value;

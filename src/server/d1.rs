@@ -1,5 +1,6 @@
-//! D1's REST API (spec 2.1): databases, and `query` / `raw` with single statements,
-//! `;`-separated scripts and `batch` bodies; export and import are in `d1_transfer`.
+//! D1's REST API (spec 2.1): databases, `query` / `raw` with single statements,
+//! `;`-separated scripts and `batch` bodies, and Time Travel (spec 2.2); export and
+//! import are in `d1_transfer`.
 
 use std::sync::Arc;
 
@@ -25,6 +26,41 @@ pub fn routes() -> Router<Arc<Store>> {
         .route("/{db}/raw", post(raw))
         .route("/{db}/export", post(super::d1_transfer::export))
         .route("/{db}/import", post(super::d1_transfer::import))
+        .route("/{db}/time_travel/bookmark", get(time_travel_bookmark))
+        .route("/{db}/time_travel/restore", post(time_travel_restore))
+}
+
+/// `?bookmark=` and `?timestamp=` of the Time Travel calls.
+#[derive(Deserialize)]
+struct TimeTravelQuery {
+    bookmark: Option<String>,
+    timestamp: Option<String>,
+}
+
+async fn time_travel_bookmark(
+    State(store): State<Arc<Store>>,
+    Path((_, db)): Path<(String, String)>,
+    Query(asked): Query<TimeTravelQuery>,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        let db = store.d1().database(&db)?;
+        let bookmark = db.bookmark_at(asked.timestamp.as_deref())?;
+        Ok(ok(serde_json::json!({ "bookmark": bookmark })))
+    })
+    .await
+}
+
+async fn time_travel_restore(
+    State(store): State<Arc<Store>>,
+    Path((_, db)): Path<(String, String)>,
+    Query(asked): Query<TimeTravelQuery>,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        let db = store.d1().database(&db)?;
+        let restored = db.restore(asked.bookmark.as_deref(), asked.timestamp.as_deref())?;
+        Ok(ok(restored))
+    })
+    .await
 }
 
 async fn list(

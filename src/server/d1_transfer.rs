@@ -133,7 +133,8 @@ fn imports(store: &Store) -> PathBuf {
     transfers(store).join("imports")
 }
 
-/// Polling answers, by bookmark.
+/// Polling answers, by kind and bookmark: an export and an import of one state share
+/// its bookmark.
 fn answers(store: &Store) -> PathBuf {
     transfers(store).join("answers")
 }
@@ -194,30 +195,22 @@ fn random_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// A bookmark shaped like D1's (`8-8-8-32` hex digits).
-fn new_bookmark() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{:08x}-{:08x}-{:08x}-{}",
-        now.as_secs() >> 32,
-        now.as_secs() & 0xffff_ffff,
-        now.subsec_micros(),
-        random_hex()
-    )
-}
-
 /// Keeps a polling answer so that a poll with its bookmark can return it.
 fn remember(store: &Store, answer: &Value) -> Result<(), ApiError> {
     let dir = answers(store);
     std::fs::create_dir_all(&dir).map_err(io_error)?;
+    let kind = answer["type"].as_str().unwrap_or_default();
     let bookmark = answer["at_bookmark"].as_str().unwrap_or_default();
-    std::fs::write(dir.join(format!("{bookmark}.json")), answer.to_string()).map_err(io_error)
+    std::fs::write(
+        dir.join(format!("{kind}-{bookmark}.json")),
+        answer.to_string(),
+    )
+    .map_err(io_error)
 }
 
-fn recall(store: &Store, bookmark: &str) -> Result<Value, ApiError> {
-    let path = answers(store).join(format!("{}.json", checked(bookmark)?));
+/// The answer an `export` or `import` (`kind`) gave at `bookmark`.
+fn recall(store: &Store, kind: &str, bookmark: &str) -> Result<Value, ApiError> {
+    let path = answers(store).join(format!("{kind}-{}.json", checked(bookmark)?));
     let text = std::fs::read_to_string(path).map_err(|_| {
         ApiError::new(
             404,
@@ -267,7 +260,9 @@ pub async fn export(
         ));
     }
     if let Some(bookmark) = body.current_bookmark {
-        return Ok(ok(blocking(move || recall(&store, &bookmark)).await?));
+        return Ok(ok(
+            blocking(move || recall(&store, "export", &bookmark)).await?
+        ));
     }
     let answer = blocking(move || {
         sweep(&store);
@@ -278,6 +273,7 @@ pub async fn export(
             no_schema: body.dump_options.no_schema,
             tables: body.dump_options.tables,
         };
+        let at_bookmark = database.bookmark();
         let dump = database.export(&options)?;
         let filename = format!("{}-{}.sql", info.uuid, random_hex());
         let dir = exports(&store);
@@ -286,7 +282,7 @@ pub async fn export(
         let answer = json!({
             "success": true,
             "type": "export",
-            "at_bookmark": new_bookmark(),
+            "at_bookmark": at_bookmark,
             "status": "complete",
             "messages": [format!("Exported {} bytes of SQL to {filename}", dump.len())],
             "result": {"filename": filename, "signed_url": signer.url(&headers, &filename)},
@@ -346,7 +342,9 @@ pub async fn import(
         }
         "poll" => {
             let bookmark = need(body.current_bookmark.clone(), "current_bookmark")?;
-            Ok(ok(blocking(move || recall(&store, &bookmark)).await?))
+            Ok(ok(
+                blocking(move || recall(&store, "import", &bookmark)).await?
+            ))
         }
         other => Err(ApiError::new(
             400,
@@ -371,7 +369,6 @@ fn ingest(store: &Store, db: &str, etag: &str, filename: &str) -> Result<Value, 
     })?;
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(issued(store, filename));
-    let bookmark = new_bookmark();
     let started = std::time::Instant::now();
     let md5 = hex::encode(md5::Md5::digest(&sql));
     let outcome = if md5 != etag {
@@ -389,6 +386,8 @@ fn ingest(store: &Store, db: &str, etag: &str, filename: &str) -> Result<Value, 
                 .map_err(|e| e.to_string())
         })
     };
+    // The state after the import (or, after a failure, the untouched one).
+    let bookmark = store.d1().database(db)?.bookmark();
     let answer = match outcome {
         Ok(summary) => json!({
             "success": true,

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::d1::D1Error;
+use crate::d1::{D1Error, TimeTravelError};
 use crate::r2::R2Error;
 use crate::vectorize::VectorizeError;
 
@@ -165,6 +165,19 @@ impl From<D1Error> for ApiError {
             other => other.to_string(),
         };
         ApiError::new(400, 7500, message)
+    }
+}
+
+/// Time Travel refusals are the caller's to fix (400), but for the restore rate limit
+/// (429) and the history's own storage failures (500).
+impl From<TimeTravelError> for ApiError {
+    fn from(e: TimeTravelError) -> Self {
+        let (status, code) = match &e {
+            TimeTravelError::TooManyRestores { .. } => (429, 7429),
+            TimeTravelError::Storage(_) => (500, 7500),
+            _ => (400, 7400),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 
