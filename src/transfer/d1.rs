@@ -228,27 +228,15 @@ fn pull(
 /// Runs the remote export to completion and downloads the dump.
 fn export_remote(api: &Api, uuid: &str, name: &str) -> Result<String> {
     let path = format!("/d1/database/{uuid}/export");
-    let mut answer = api.json("POST", &path, Some(&json!({"output_format": "polling"})))?;
-    let mut polls = 0;
-    while answer["status"] != "complete" {
-        if answer["status"] == "error" || answer["success"] == false {
-            return Err(TransferError(format!(
-                "d1 {name}: the remote export failed: {}",
-                answer["error"]
-            )));
-        }
-        polls += 1;
-        if polls > 600 {
-            return Err(TransferError(format!("d1 {name}: the remote export did not complete in 10 minutes; run the command again later")));
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        let bookmark = answer["at_bookmark"].clone();
-        answer = api.json(
-            "POST",
-            &path,
-            Some(&json!({"output_format": "polling", "current_bookmark": bookmark})),
-        )?;
-    }
+    let first = api.json("POST", &path, Some(&json!({"output_format": "polling"})))?;
+    let answer = poll_to_completion(
+        api,
+        &path,
+        name,
+        "export",
+        first,
+        |bookmark| json!({"output_format": "polling", "current_bookmark": bookmark}),
+    )?;
     let url = answer["result"]["signed_url"]
         .as_str()
         .ok_or_else(|| TransferError(format!("d1 {name}: the remote export gave no signed_url")))?;
@@ -330,33 +318,52 @@ fn import_remote(api: &Api, uuid: &str, name: &str, sql: &str) -> Result<()> {
         )));
     };
     fetch_url("PUT", url, sql.as_bytes())?;
-    let mut answer = api.json(
+    let first = api.json(
         "POST",
         &path,
         Some(&json!({"action": "ingest", "etag": etag, "filename": filename})),
     )?;
-    let mut polls = 0;
-    loop {
+    poll_to_completion(
+        api,
+        &path,
+        name,
+        "import",
+        first,
+        |bookmark| json!({"action": "poll", "current_bookmark": bookmark}),
+    )
+    .map(drop)
+}
+
+/// D1's polling protocol (export and import alike): re-posts `poll(at_bookmark)` once a
+/// second until the answer says `complete` (returned) or `error`, for up to 10 minutes.
+fn poll_to_completion(
+    api: &Api,
+    path: &str,
+    name: &str,
+    what: &str,
+    mut answer: Value,
+    poll: impl Fn(Value) -> Value,
+) -> Result<Value> {
+    for _ in 0..600 {
         match answer["status"].as_str() {
-            Some("complete") => return Ok(()),
+            Some("complete") => return Ok(answer),
             Some("error") => {
                 return Err(TransferError(format!(
-                    "d1 {name}: the remote import failed: {} (the remote database is unchanged: an import is one transaction)",
+                    "d1 {name}: the remote {what} failed: {} (the remote database is unchanged)",
                     answer["error"]
+                )))
+            }
+            _ if answer["success"] == false => {
+                return Err(TransferError(format!(
+                    "d1 {name}: the remote {what} failed: {answer}"
                 )))
             }
             _ => {}
         }
-        polls += 1;
-        if polls > 600 {
-            return Err(TransferError(format!("d1 {name}: the remote import did not complete in 10 minutes; run the command again to check")));
-        }
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let bookmark = answer["at_bookmark"].clone();
-        answer = api.json(
-            "POST",
-            &path,
-            Some(&json!({"action": "poll", "current_bookmark": bookmark})),
-        )?;
+        answer = api.json("POST", path, Some(&poll(answer["at_bookmark"].clone())))?;
     }
+    Err(TransferError(format!(
+        "d1 {name}: the remote {what} did not complete in 10 minutes; run the command again to continue"
+    )))
 }
