@@ -36,6 +36,20 @@ mod time_travel;
 mod value;
 
 pub use bookmark::{parse_timestamp, TimeTravelError};
+
+/// Entry points for the fuzz targets (`fuzz/`). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The point a bookmark names in the database `tag`, if it is one.
+    pub fn parse_bookmark(bookmark: &str, tag: &str) -> Option<u64> {
+        super::bookmark::parse(bookmark, tag).ok()
+    }
+
+    /// The bookmark of the point `at` in the database `tag`.
+    pub fn format_bookmark(at: u64, tag: &str) -> String {
+        super::bookmark::format(at, tag)
+    }
+}
 pub use database::D1Database;
 pub use error::{D1Error, SqlError};
 pub(crate) use history::{copy_database, history_dir};
