@@ -4,7 +4,8 @@
 # usage: bench/vectors_vs_peers.sh hard|minilm [tristore bench vectors options]
 #   hard:   100,000 x 768 synthetic unit vectors in 500 anisotropic clusters
 #   minilm: real text (the Rust toolchain's documentation) embedded with all-MiniLM-L6-v2,
-#           made by bench/embeddings/make_dataset.py (offline; ~45 min on 2 busy cores)
+#           made by bench/embeddings/make_dataset.py (offline, NumPy on the CPU: 10-20
+#           chunks a second on these 2 cores, so an hour or more for the 44,000)
 # The peers' script is ../shared/bench/peers.py (PEERS=path to override).
 set -eu
 cd "$(dirname "$0")/.."
