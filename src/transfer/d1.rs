@@ -183,16 +183,17 @@ fn pull(
         Some(db) => local_counts(db)?,
         None => Vec::new(),
     };
-    if existing && destination == source {
-        progress(&format!(
-            "d1 {name}: equal ({} tables), skipped",
-            source.len()
-        ));
-        counts.skipped += 1;
+    if skip_or_refuse(
+        name,
+        "local",
+        existing,
+        &source,
+        &destination,
+        options,
+        counts,
+        progress,
+    )? {
         return Ok(());
-    }
-    if !destination.is_empty() && !options.delete {
-        return Err(differs(name, "local", &source, &destination));
     }
     // Download first: a remote failing here leaves the local database as it was.
     let dump = export_remote(api, &uuid, name)?;
@@ -223,6 +224,34 @@ fn pull(
     counts.copied += 1;
     counts.bytes += dump.len() as u64;
     Ok(())
+}
+
+/// Whether the copy is already done (`destination` exists with the source's counts:
+/// counted as skipped); an error if the destination holds other data and `--delete`
+/// was not given.
+#[allow(clippy::too_many_arguments)]
+fn skip_or_refuse(
+    name: &str,
+    side: &str,
+    exists: bool,
+    source: &TableCounts,
+    destination: &TableCounts,
+    options: &Options,
+    counts: &mut Counts,
+    progress: &dyn Fn(&str),
+) -> Result<bool> {
+    if exists && destination == source {
+        progress(&format!(
+            "d1 {name}: equal ({} tables), skipped",
+            source.len()
+        ));
+        counts.skipped += 1;
+        return Ok(true);
+    }
+    if !destination.is_empty() && !options.delete {
+        return Err(differs(name, side, source, destination));
+    }
+    Ok(false)
 }
 
 /// Runs the remote export to completion and downloads the dump.
@@ -269,16 +298,17 @@ fn push(
         }
     };
     let destination = remote_counts(api, &uuid)?;
-    if destination == source {
-        progress(&format!(
-            "d1 {name}: equal ({} tables), skipped",
-            source.len()
-        ));
-        counts.skipped += 1;
+    if skip_or_refuse(
+        name,
+        "remote",
+        true,
+        &source,
+        &destination,
+        options,
+        counts,
+        progress,
+    )? {
         return Ok(());
-    }
-    if !destination.is_empty() && !options.delete {
-        return Err(differs(name, "remote", &source, &destination));
     }
     let dump = db.export(&DumpOptions::default())?;
     if !destination.is_empty() {
