@@ -14,8 +14,15 @@ use tristore::{defaults, Store};
 
 const PACKAGES: [&str; 2] = ["cloudflare==5.9.0", "boto3==1.44.8"];
 
-/// A virtual environment with the SDK, made once and reused.
+/// A virtual environment with the SDK, made once and reused. The tests of this file run
+/// in parallel, so the first one makes it while the others wait: two `python -m venv`
+/// into one directory break each other's `ensurepip`.
 fn venv() -> PathBuf {
+    static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    VENV.get_or_init(make_venv).clone()
+}
+
+fn make_venv() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-clients");
     let python = dir.join("bin/python");
     let marker = dir.join(format!("installed-{}", PACKAGES.join("-")));
