@@ -141,12 +141,12 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
         ..QueryOptions::default()
     };
     println!(
-        "{:>6} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "{:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "ef", "recall", "q/s", "q/CPU-s", "p50 us", "p99 us"
     );
     let row = |label: String, s: QueryStats| {
         println!(
-            "{label:>6} {:>8.4} {:>9.0} {:>9.0} {:>9.1} {:>9.1}",
+            "{label:>9} {:>8.4} {:>9.0} {:>9.0} {:>9.1} {:>9.1}",
             s.recall, s.qps, s.per_cpu_second, s.p50_us, s.p99_us
         );
     };
@@ -208,10 +208,13 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
             filter: Some(filter),
             ..top.clone()
         };
-        let s = measure(&filtered, args.k, |q| {
-            to_rows(index.query(q, &opts).expect("query"))
-        });
-        row(format!("f{label}"), s);
+        // Every ef, like the unfiltered rows: the target compares rates at equal recall.
+        for &ef in &args.efs {
+            let s = measure(&filtered, args.k, |q| {
+                to_rows(index.query_with_ef(q, &opts, ef).expect("query"))
+            });
+            row(format!("f{label} {ef}"), s);
+        }
     }
 
     // Open: write a segment, drop everything, reopen and answer one query.

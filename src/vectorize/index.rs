@@ -978,14 +978,14 @@ impl State {
             (QueryPlan::Auto, None) => self.graph.search(vector, k, ef),
             (QueryPlan::Auto, Some(allowed)) => {
                 // An exact scan measures each candidate once. A walk that hops over
-                // rejected neighbours measures about `degree` accepted ones per step, like
-                // an unfiltered walk, plus the reading of the lists it hops through (about
-                // as much again); one that does not visits about ef / selectivity nodes.
-                // Scan when that is cheaper.
+                // rejected neighbours measures up to 2 x `degree` accepted ones per step,
+                // plus the reading of the lists it hops through (about half as much
+                // again); one that does not visits about ef / selectivity nodes. Scan
+                // when that is cheaper.
                 let candidates = allowed.count();
                 let step = self.graph.degree() * ef;
                 let walk_cost = if self.graph.hops_for(candidates) {
-                    2 * step
+                    3 * step
                 } else {
                     step.saturating_mul(self.graph.slots()) / candidates.max(1)
                 };
