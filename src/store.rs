@@ -119,8 +119,20 @@ impl Store {
         fsutil::create_dir_durable(&dir.join("d1"))?;
         fsutil::create_dir_durable(&dir.join("r2"))?;
         let path = dir.join("catalog.redb");
-        let catalog =
-            crate::catalog_file::CatalogFile::open(&path).map_err(|e| catalog_error(&path, e))?;
+        let catalog = crate::catalog_file::CatalogFile::open(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => catalog_error(
+                &path,
+                format!(
+                    "the data directory {} is already open, by another process (a running \
+                     `tristore serve`? its address is in {}) or elsewhere in this one. One \
+                     process at a time may open it: stop the other, or send the request to \
+                     the server that holds it",
+                    dir.display(),
+                    dir.join("server.json").display()
+                ),
+            ),
+            e => catalog_error(&path, e),
+        })?;
         let r2 = R2Store::open(
             &dir.join("r2"),
             options.r2_limits.clone(),

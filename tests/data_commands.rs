@@ -209,3 +209,22 @@ fn vectorize_export_then_import_copies_an_index() {
         .unwrap();
     assert_eq!(copy, original);
 }
+
+/// A command run on a data directory that a process holds (a running `tristore serve`,
+/// here this test) says so and what to do, rather than passing on redb's lock error.
+#[test]
+fn a_command_on_a_directory_another_process_holds_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (ok, output) = fsck(dir.path(), false);
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("is already open, by another process")
+            && output.contains("server.json")
+            && output.contains("stop the other"),
+        "{output}"
+    );
+    drop(store);
+    let (ok, output) = fsck(dir.path(), false);
+    assert!(ok, "once the holder is gone the command runs: {output}");
+}
