@@ -146,3 +146,91 @@ impl Inner {
         Ok(answer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use redb::ReadableTable;
+
+    use super::*;
+    use crate::r2::catalog::objects_table;
+    use crate::r2::R2Bucket;
+
+    /// A bucket, and its request writing the raw row `key` of its objects table.
+    fn bucket() -> (tempfile::TempDir, crate::Store, R2Bucket) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        store.r2().create_bucket("group").unwrap();
+        let bucket = store.r2().bucket("group").unwrap();
+        (dir, store, bucket)
+    }
+
+    fn write_row(bucket: &R2Bucket, txn: &WriteTransaction, key: &str) -> Result<(), R2Error> {
+        let mut table = txn.open_table(objects_table(&bucket.table)).or_r2("test")?;
+        table.insert(key.as_bytes(), b"row".as_slice()).or_r2("test")?;
+        Ok(())
+    }
+
+    fn has_row(bucket: &R2Bucket, key: &str) -> bool {
+        let txn = bucket.inner.catalog.begin_read().unwrap();
+        let table = txn.open_table(objects_table(&bucket.table)).unwrap();
+        table.get(key.as_bytes()).unwrap().is_some()
+    }
+
+    /// Runs `first` (writing row `a`) so that it leaves its group open, then `second`
+    /// in that group; returns what each answered and how often `first` ran.
+    fn group_of_two(
+        bucket: &R2Bucket,
+        second: impl Fn(&WriteTransaction) -> Result<bool, R2Error>,
+    ) -> (Result<(), R2Error>, Result<bool, R2Error>, usize) {
+        let writer = &bucket.inner.group_writer;
+        let runs = AtomicUsize::new(0);
+        // A request that looks queued keeps the first one from committing alone.
+        writer.queued.fetch_add(1, Ordering::SeqCst);
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| {
+                bucket.inner.write_grouped("test", |txn| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    write_row(bucket, txn, "a")
+                })
+            });
+            while writer.lock().as_ref().map(|g| g.members) != Some(1) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            writer.queued.fetch_sub(1, Ordering::SeqCst);
+            let second = bucket.inner.write_grouped("test", second);
+            (first.join().unwrap(), second, runs.load(Ordering::SeqCst))
+        })
+    }
+
+    #[test]
+    fn a_failing_member_abandons_the_group_and_the_others_run_again_alone() {
+        let (_dir, _store, bucket) = bucket();
+        let (first, second, runs) = group_of_two(&bucket, |txn| {
+            write_row(&bucket, txn, "b")?;
+            Err(R2Error::internal("test", "failed after writing"))
+        });
+        assert!(first.is_ok());
+        assert!(second.is_err());
+        assert_eq!(runs, 2, "the first request ran in the group, then alone");
+        assert!(has_row(&bucket, "a"));
+        assert!(!has_row(&bucket, "b"), "the failed request's write was kept");
+    }
+
+    #[test]
+    fn a_refusing_member_keeps_the_group() {
+        let (_dir, _store, bucket) = bucket();
+        let (first, second, runs) = group_of_two(&bucket, |txn| {
+            // Sees the first member's row: the group's state, not the last commit's.
+            let table = txn.open_table(objects_table(&bucket.table)).or_r2("test")?;
+            let seen = table.get(b"a".as_slice()).or_r2("test")?.is_some();
+            Ok(seen)
+        });
+        assert!(first.is_ok());
+        assert!(second.unwrap(), "the second member did not see the first's row");
+        assert_eq!(runs, 1);
+        assert!(has_row(&bucket, "a"));
+    }
+}
