@@ -157,20 +157,18 @@ fn worker(bucket: &R2Bucket, clock: &AtomicU64, t: u64, ops: u64) -> Vec<Done> {
                 done.keys.push(other);
                 bucket.delete(&[&name, &format!("k{other}")]).unwrap();
             }
-            Kind::Read => {
-                match bucket.get(&name, &R2GetOptions::default()).unwrap() {
-                    Some(object) => {
-                        let etag = object.object.etag.clone();
-                        let bytes = object.bytes().unwrap();
-                        assert_eq!(etag, md5_hex(&bytes), "etag and content disagree");
-                        done.id = Some(id_of(&bytes));
-                        seen.insert(key, etag);
-                    }
-                    None => {
-                        seen.remove(&key);
-                    }
+            Kind::Read => match bucket.get(&name, &R2GetOptions::default()).unwrap() {
+                Some(object) => {
+                    let etag = object.object.etag.clone();
+                    let bytes = object.bytes().unwrap();
+                    assert_eq!(etag, md5_hex(&bytes), "etag and content disagree");
+                    done.id = Some(id_of(&bytes));
+                    seen.insert(key, etag);
                 }
-            }
+                None => {
+                    seen.remove(&key);
+                }
+            },
         }
         done.ack = clock.fetch_add(1, Ordering::SeqCst);
         out.push(done);

@@ -169,7 +169,9 @@ mod tests {
 
     fn write_row(bucket: &R2Bucket, txn: &WriteTransaction, key: &str) -> Result<(), R2Error> {
         let mut table = txn.open_table(objects_table(&bucket.table)).or_r2("test")?;
-        table.insert(key.as_bytes(), b"row".as_slice()).or_r2("test")?;
+        table
+            .insert(key.as_bytes(), b"row".as_slice())
+            .or_r2("test")?;
         Ok(())
     }
 
@@ -216,7 +218,10 @@ mod tests {
         assert!(second.is_err());
         assert_eq!(runs, 2, "the first request ran in the group, then alone");
         assert!(has_row(&bucket, "a"));
-        assert!(!has_row(&bucket, "b"), "the failed request's write was kept");
+        assert!(
+            !has_row(&bucket, "b"),
+            "the failed request's write was kept"
+        );
     }
 
     #[test]
@@ -229,7 +234,10 @@ mod tests {
             Ok(seen)
         });
         assert!(first.is_ok());
-        assert!(second.unwrap(), "the second member did not see the first's row");
+        assert!(
+            second.unwrap(),
+            "the second member did not see the first's row"
+        );
         assert_eq!(runs, 1);
         assert!(has_row(&bucket, "a"));
     }
