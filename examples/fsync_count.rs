@@ -6,7 +6,8 @@
 //! strace -f -c -e trace=fsync,fdatasync target/debug/examples/fsync_count r2-4k 100
 //! ```
 //!
-//! Operations: `r2-4k`, `r2-1m` (a put of that size, new bytes each time), `d1-insert`
+//! Operations: `r2-4k`, `r2-1m` (a put of that size, new bytes each time), `r2-4k-64`
+//! (4 KiB puts of distinct keys from 64 threads at once, N in all), `d1-insert`
 //! (one autocommit insert), `d1-batch` (a batch of 100 inserts), `d1-insert-64`
 //! (single-row inserts from 64 threads at once, N in all: what group commit shares).
 //! The setup (store, bucket, schema) flushes too: subtract a run with N = 0, then
@@ -22,7 +23,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let op = args
         .next()
-        .expect("operation: r2-4k | r2-1m | d1-insert | d1-batch | d1-insert-64");
+        .expect("operation: r2-4k | r2-1m | r2-4k-64 | d1-insert | d1-batch | d1-insert-64");
     let n: u64 = args.next().map_or(100, |s| s.parse().expect("count"));
     let dir = tempfile::tempdir().unwrap();
     match op.as_str() {
@@ -36,6 +37,24 @@ fn main() {
                 body[..8].copy_from_slice(&i.to_le_bytes());
                 bucket.put("obj", &body, &R2PutOptions::default()).unwrap();
             }
+        }
+        "r2-4k-64" => {
+            let store = Store::open(dir.path().join("store")).unwrap();
+            store.r2().create_bucket("bench").unwrap();
+            let bucket = store.r2().bucket("bench").unwrap();
+            std::thread::scope(|scope| {
+                for t in 0..64 {
+                    let bucket = &bucket;
+                    scope.spawn(move || {
+                        let mut body = vec![7u8; 4 << 10];
+                        for i in (t..n).step_by(64) {
+                            body[..8].copy_from_slice(&i.to_le_bytes());
+                            let key = format!("obj-{i}");
+                            bucket.put(&key, &body, &R2PutOptions::default()).unwrap();
+                        }
+                    });
+                }
+            });
         }
         "d1-insert" | "d1-batch" | "d1-insert-64" => {
             let db = D1Database::open(dir.path().join("d1.sqlite"), D1Limits::default()).unwrap();

@@ -35,6 +35,7 @@ pub mod defaults;
 mod error;
 mod fsutil;
 mod fsync;
+mod group_fate;
 #[doc(hidden)]
 pub mod power_loss;
 pub mod provision;

@@ -18,12 +18,13 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
 use super::connection::{Conn, Own};
 use super::database::{D1Database, Writer};
 use super::error::D1Error;
 use super::history::History;
+use crate::group_fate::Fate;
 
 /// Requests one transaction may hold before it commits whoever is still waiting: bounds
 /// the wait of the group's first request.
@@ -55,30 +56,6 @@ struct Group {
     /// and what the database reports once the group commits.
     last_row_id: i64,
     size: u64,
-}
-
-/// Whether a group committed (`Some(true)`) or was rolled back (`Some(false)`).
-#[derive(Default)]
-struct Fate {
-    settled: Mutex<Option<bool>>,
-    done: Condvar,
-}
-
-impl Fate {
-    fn settle(&self, committed: bool) {
-        *self.settled.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed);
-        self.done.notify_all();
-    }
-
-    fn wait(&self) -> bool {
-        let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(committed) = *settled {
-                return committed;
-            }
-            settled = self.done.wait(settled).unwrap_or_else(|p| p.into_inner());
-        }
-    }
 }
 
 /// How applying one request to the writer ended.

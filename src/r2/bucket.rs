@@ -432,25 +432,11 @@ impl R2Bucket {
         record: &ObjectRecord,
         only_if: Option<&R2Conditional>,
     ) -> Result<Option<R2Object>, R2Error> {
-        let txn = self.inner.begin_write(op)?;
-        {
-            let mut table = txn.open_table(objects_table(&self.table)).or_r2(op)?;
-            if let Some(cond) = only_if {
-                let current = match table.get(key.as_bytes()).or_r2(op)? {
-                    Some(v) => Some(ObjectRecord::decode(op, v.value())?),
-                    None => None,
-                };
-                if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {
-                    return Ok(None);
-                }
-            }
-            let old = table
-                .insert(key.as_bytes(), record.encode(op)?.as_slice())
-                .or_r2(op)?;
-            self.inner.release(op, old)?;
-        }
-        txn.commit().or_r2(op)?;
-        Ok(Some(record.to_object(key)))
+        self.inner.write_grouped(op, |txn| {
+            let written =
+                write_object_row(&self.inner, op, txn, &self.table, key, record, only_if)?;
+            Ok(written.then(|| record.to_object(key)))
+        })
     }
 
     /// Deletes one key or up to 1,000; missing keys are not an error. The space is
@@ -467,15 +453,14 @@ impl R2Bucket {
         for key in keys {
             self.check_key(OP, key)?;
         }
-        let txn = self.inner.begin_write(OP)?;
-        {
+        self.inner.write_grouped(OP, |txn| {
             let mut table = txn.open_table(objects_table(&self.table)).or_r2(OP)?;
             for key in keys {
                 let old = table.remove(key.as_bytes()).or_r2(OP)?;
                 self.inner.release(OP, old)?;
             }
-        }
-        txn.commit().or_r2(OP)
+            Ok(())
+        })
     }
 
     /// Deletes every object, abandons every unfinished multipart upload and returns the
@@ -537,6 +522,34 @@ impl R2Bucket {
         }
         Ok(())
     }
+}
+
+/// Writes `record` as the row of `key` in the objects table `table` if `only_if` holds
+/// against the row there now; `false` (and nothing written) if it does not.
+pub(crate) fn write_object_row(
+    inner: &Inner,
+    op: &'static str,
+    txn: &redb::WriteTransaction,
+    table: &str,
+    key: &str,
+    record: &ObjectRecord,
+    only_if: Option<&R2Conditional>,
+) -> Result<bool, R2Error> {
+    let mut objects = txn.open_table(objects_table(table)).or_r2(op)?;
+    if let Some(cond) = only_if {
+        let current = match objects.get(key.as_bytes()).or_r2(op)? {
+            Some(v) => Some(ObjectRecord::decode(op, v.value())?),
+            None => None,
+        };
+        if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {
+            return Ok(false);
+        }
+    }
+    let old = objects
+        .insert(key.as_bytes(), record.encode(op)?.as_slice())
+        .or_r2(op)?;
+    inner.release(op, old)?;
+    Ok(true)
 }
 
 pub(crate) fn storage_class(requested: Option<&str>) -> Result<String, R2Error> {

@@ -28,6 +28,7 @@ mod collector;
 pub mod conditional;
 pub mod cors;
 mod error;
+mod group_commit;
 pub mod lifecycle;
 mod limits;
 pub mod list;

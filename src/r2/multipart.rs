@@ -7,10 +7,8 @@ use md5::Digest;
 use redb::ReadableTable;
 use serde::Serialize;
 
-use super::bucket::{ssec_etag, storage_class, write_error, R2Bucket};
-use super::catalog::{
-    decode, encode, objects_table, OrR2, PartRecord, UploadRecord, PARTS, UPLOADS,
-};
+use super::bucket::{ssec_etag, storage_class, write_error, write_object_row, R2Bucket};
+use super::catalog::{decode, encode, OrR2, PartRecord, UploadRecord, PARTS, UPLOADS};
 use super::conditional::R2Conditional;
 use super::error::{R2Error, R2ErrorKind};
 use super::object::{new_version, now_ms, Checksums, HttpMetadata, ObjectRecord, R2Object};
@@ -313,14 +311,6 @@ impl R2MultipartUpload {
     ) -> Result<Option<R2Object>, R2Error> {
         const OP: &str = "completeMultipartUpload";
         let inner = &self.bucket.inner;
-        // R2's text; which part is wrong is not said, as in R2.
-        let invalid_part = || {
-            R2Error::new(
-                OP,
-                R2ErrorKind::InvalidPart,
-                "One or more of the specified parts could not be found.",
-            )
-        };
         if parts.is_empty() {
             return Err(R2Error::new(
                 OP,
@@ -351,79 +341,88 @@ impl R2MultipartUpload {
                 "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
             ));
         }
-        let txn = inner.begin_write(OP)?;
-        let object = {
-            let mut uploads = txn.open_table(UPLOADS).or_r2(OP)?;
-            let upload = self.upload(OP, &uploads)?;
-            let stored = txn.open_table(PARTS).or_r2(OP)?;
-            let mut records = Vec::with_capacity(parts.len());
-            for p in parts {
-                let record: PartRecord = match stored
-                    .get((self.upload_id.as_str(), p.part_number))
-                    .or_r2(OP)?
-                {
-                    Some(v) => decode(OP, v.value())?,
-                    None => return Err(invalid_part()),
-                };
-                if hex::encode(record.md5) != p.etag.trim_matches('"') {
-                    return Err(invalid_part());
-                }
-                records.push(record);
-            }
-            drop(stored);
-            let (last, body) = records.split_last().expect("parts is not empty");
-            if let Some(first) = body.first() {
-                let size = first.blob.size;
-                if size < inner.limits.min_part_bytes {
-                    return Err(R2Error::new(
-                        OP,
-                        R2ErrorKind::EntityTooSmall,
-                        "Your proposed upload is smaller than the minimum allowed object size.",
-                    ));
-                }
-                if body.iter().any(|r| r.blob.size != size) || last.blob.size > size {
-                    return Err(R2Error::new(OP, R2ErrorKind::NonUniformParts, "There was a problem with the multipart upload: all non-trailing parts must have the same length."));
-                }
-            }
-            let mut md5 = md5::Md5::new();
-            for r in &records {
-                md5.update(r.md5);
-            }
-            let record = ObjectRecord {
-                version: new_version(),
-                size: records.iter().map(|r| r.blob.size).sum(),
-                etag: format!("{}-{}", hex::encode(md5.finalize()), records.len()),
-                uploaded: now_ms(),
-                http: upload.http,
-                custom: upload.custom,
-                checksums: Checksums::default(),
-                storage_class: upload.storage_class,
-                parts: records.iter().map(|r| r.blob).collect(),
-                inline: None,
-                sealed: upload.sealed,
+        // Everything up to the row's write only reads, so its errors are refusals that
+        // leave the group's transaction untouched (see `write_grouped`).
+        inner.write_grouped(OP, |txn| {
+            let record = match self.completed_record(OP, txn, parts) {
+                Ok(record) => record,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            let mut objects = txn
-                .open_table(objects_table(&self.bucket.table))
-                .or_r2(OP)?;
-            if let Some(cond) = only_if {
-                let current = match objects.get(self.key.as_bytes()).or_r2(OP)? {
-                    Some(v) => Some(ObjectRecord::decode(OP, v.value())?),
-                    None => None,
-                };
-                if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {
-                    return Ok(None);
-                }
+            let table = &self.bucket.table;
+            if !write_object_row(inner, OP, txn, table, &self.key, &record, only_if)? {
+                return Ok(Ok(None));
             }
-            let old = objects
-                .insert(self.key.as_bytes(), record.encode(OP)?.as_slice())
-                .or_r2(OP)?;
-            inner.release(OP, old)?;
+            let mut uploads = txn.open_table(UPLOADS).or_r2(OP)?;
             uploads.remove(self.upload_id.as_str()).or_r2(OP)?;
-            record.to_object(&self.key)
+            remove_parts(OP, txn, &self.upload_id)?;
+            Ok(Ok(Some(record.to_object(&self.key))))
+        })?
+    }
+
+    /// The object row completing the upload with `parts`, checked against the stored
+    /// parts as R2 checks them.
+    fn completed_record(
+        &self,
+        op: &'static str,
+        txn: &redb::WriteTransaction,
+        parts: &[R2UploadedPart],
+    ) -> Result<ObjectRecord, R2Error> {
+        let inner = &self.bucket.inner;
+        // R2's text; which part is wrong is not said, as in R2.
+        let invalid_part = || {
+            R2Error::new(
+                op,
+                R2ErrorKind::InvalidPart,
+                "One or more of the specified parts could not be found.",
+            )
         };
-        remove_parts(OP, &txn, &self.upload_id)?;
-        txn.commit().or_r2(OP)?;
-        Ok(Some(object))
+        let upload = self.upload(op, &txn.open_table(UPLOADS).or_r2(op)?)?;
+        let stored = txn.open_table(PARTS).or_r2(op)?;
+        let mut records = Vec::with_capacity(parts.len());
+        for p in parts {
+            let record: PartRecord = match stored
+                .get((self.upload_id.as_str(), p.part_number))
+                .or_r2(op)?
+            {
+                Some(v) => decode(op, v.value())?,
+                None => return Err(invalid_part()),
+            };
+            if hex::encode(record.md5) != p.etag.trim_matches('"') {
+                return Err(invalid_part());
+            }
+            records.push(record);
+        }
+        let (last, body) = records.split_last().expect("parts is not empty");
+        if let Some(first) = body.first() {
+            let size = first.blob.size;
+            if size < inner.limits.min_part_bytes {
+                return Err(R2Error::new(
+                    op,
+                    R2ErrorKind::EntityTooSmall,
+                    "Your proposed upload is smaller than the minimum allowed object size.",
+                ));
+            }
+            if body.iter().any(|r| r.blob.size != size) || last.blob.size > size {
+                return Err(R2Error::new(op, R2ErrorKind::NonUniformParts, "There was a problem with the multipart upload: all non-trailing parts must have the same length."));
+            }
+        }
+        let mut md5 = md5::Md5::new();
+        for r in &records {
+            md5.update(r.md5);
+        }
+        Ok(ObjectRecord {
+            version: new_version(),
+            size: records.iter().map(|r| r.blob.size).sum(),
+            etag: format!("{}-{}", hex::encode(md5.finalize()), records.len()),
+            uploaded: now_ms(),
+            http: upload.http,
+            custom: upload.custom,
+            checksums: Checksums::default(),
+            storage_class: upload.storage_class,
+            parts: records.iter().map(|r| r.blob).collect(),
+            inline: None,
+            sealed: upload.sealed,
+        })
     }
 }
 

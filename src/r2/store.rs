@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     /// Backups copying blobs now: while there is one, collection removes no blob (a
     /// backup's snapshot may name a blob that a later write released).
     pub backups: std::sync::atomic::AtomicUsize,
+    /// Object writes waiting for, or applied to, the catalog transaction they share.
+    pub group_writer: super::group_commit::GroupWriter,
 }
 
 impl Inner {
@@ -200,6 +202,7 @@ impl R2Store {
                 durable,
                 store_key,
                 backups: Default::default(),
+                group_writer: Default::default(),
             }),
         })
     }
