@@ -56,7 +56,7 @@ const UNNEEDED: &[(&str, &str)] = &[
          makes the header durable with the record",
     ),
     (
-        "src/store.rs:250 directory",
+        "src/store.rs:262 directory",
         "a new database's name is made durable before the catalog names it; SQLite \
          happens to do the same when it first syncs the journal it writes to switch \
          the new file to WAL (the unix VFS syncs a new journal's directory), and D1 \
