@@ -878,7 +878,7 @@ impl Hnsw {
                 // to two neighbour lists' worth. A node hopped through is marked visited,
                 // so what the cap cuts from its list is not reached through it again: with
                 // one list's worth, walks at 10% selectivity lost 0.5-1 point of recall@10
-                // at every ef and were 1.3-1.6x slower to a given recall (docs/benchmarks.md).
+                // at every ef and were 1.3-1.5x slower to a given recall (docs/benchmarks.md).
                 hopped.clear();
                 for &n in list {
                     if ok(n) {
