@@ -767,8 +767,8 @@ impl Workload for Restore {
                            directories (and made again by any later open)";
         &[
             ("redb catalog", WHY),
-            ("src/r2/blobs.rs:183 directory", WHY),
-            ("src/r2/blobs.rs:185 directory", WHY),
+            ("src/r2/blobs.rs:184 directory", WHY),
+            ("src/r2/blobs.rs:186 directory", WHY),
         ]
     }
 
