@@ -302,7 +302,11 @@ impl Conn {
     /// `Count` opcode: workerd's D1 counts the rows counted as read there, libSQL the
     /// b-tree pages visited. Found once per text (by `EXPLAIN`) and remembered.
     fn simple_count(&self, sql: &str) -> bool {
-        if !sql.to_ascii_lowercase().contains("count") {
+        let mentions_count = sql
+            .as_bytes()
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b"count"));
+        if !mentions_count {
             return false;
         }
         if let Some(&known) = self.counts.borrow().get(sql) {

@@ -17,6 +17,14 @@ pub enum Shape {
 
 /// Classifies `sql` in one pass.
 pub fn shape(sql: &str) -> Shape {
+    // Without a `;` anywhere the text holds one statement at most, and its first token
+    // says whether it holds one: the common case (a prepared statement) skips the scan.
+    if !sql.contains(';') {
+        return match Scanner::new(sql).next_token() {
+            Some(_) => Shape::Single,
+            None => Shape::Blank,
+        };
+    }
     let mut tokens = Scanner::new(sql);
     let mut seen_text = false;
     while let Some(token) = tokens.next_token() {
@@ -309,6 +317,13 @@ mod tests {
         assert_eq!(shape("  -- nothing\n /* at all */ ; "), Shape::Blank);
         assert_eq!(shape(""), Shape::Blank);
         assert_eq!(shape("-- x\nSELECT 1"), Shape::Single);
+        // Without a `;`, the short path decides.
+        assert_eq!(
+            shape(" \n-- only a comment\n /* and another */ "),
+            Shape::Blank
+        );
+        assert_eq!(shape("/* never closed"), Shape::Blank);
+        assert_eq!(shape("/* c */ SELECT 1"), Shape::Single);
     }
 
     #[test]
