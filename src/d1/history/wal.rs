@@ -39,11 +39,14 @@ fn be32(b: &[u8], at: usize) -> u32 {
 
 /// The WAL's salts and page size, or `None` when it is missing or has no header yet.
 pub(super) fn header(wal: &Path) -> io::Result<Option<((u32, u32), u32)>> {
-    let mut file = match File::open(wal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    match File::open(wal) {
+        Ok(mut file) => read_header(&mut file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_header(file: &mut File) -> io::Result<Option<((u32, u32), u32)>> {
     let mut head = [0u8; HEADER as usize];
     match file.read_exact(&mut head) {
         Ok(()) => Ok(Some(((be32(&head, 16), be32(&head, 20)), be32(&head, 8)))),
@@ -55,14 +58,24 @@ pub(super) fn header(wal: &Path) -> io::Result<Option<((u32, u32), u32)>> {
 /// The pages committed after `from`: from its offset if the WAL is still the same
 /// generation, else from the start of the new one. Frames after the last commit frame
 /// (none while the caller holds the writer) are left out.
+///
+/// Runs after every commit, so it opens the file once and reads only up to the length
+/// the file had when opened: the writer is held, so nothing is appended meanwhile.
 pub(super) fn committed_since(wal: &Path, from: WalPos) -> io::Result<Committed> {
-    let Some((salts, page_size)) = header(wal)? else {
-        return Ok(Committed {
-            pos: from,
-            page_size: 0,
-            db_pages: 0,
-            pages: BTreeMap::new(),
-        });
+    let nothing = || Committed {
+        pos: from,
+        page_size: 0,
+        db_pages: 0,
+        pages: BTreeMap::new(),
+    };
+    let mut file = match File::open(wal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(nothing()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let Some((salts, page_size)) = read_header(&mut file)? else {
+        return Ok(nothing());
     };
     let frame = FRAME_HEADER + u64::from(page_size);
     let mut offset = if salts == from.salts {
@@ -70,7 +83,6 @@ pub(super) fn committed_since(wal: &Path, from: WalPos) -> io::Result<Committed>
     } else {
         HEADER
     };
-    let mut file = File::open(wal)?;
     let mut found = Committed {
         pos: WalPos { salts, end: offset },
         page_size,
@@ -79,16 +91,19 @@ pub(super) fn committed_since(wal: &Path, from: WalPos) -> io::Result<Committed>
     };
     // Pages of frames read but not yet followed by a commit frame.
     let mut pending: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut chunk = vec![0u8; (frame * CHUNK_FRAMES) as usize];
-    'scan: loop {
-        file.seek(SeekFrom::Start(offset))?;
-        let read = read_up_to(&mut file, &mut chunk)?;
+    let whole_frames = len.saturating_sub(offset) / frame;
+    let mut chunk = vec![0u8; (frame * whole_frames.min(CHUNK_FRAMES)) as usize];
+    file.seek(SeekFrom::Start(offset))?;
+    'scan: while offset + frame <= len {
+        let want = ((len - offset) / frame).min(CHUNK_FRAMES);
+        let buf = &mut chunk[..(want * frame) as usize];
+        let read = read_up_to(&mut file, buf)?;
         let frames = read as u64 / frame;
         if frames == 0 {
             break;
         }
         for i in 0..frames {
-            let f = &chunk[(i * frame) as usize..((i + 1) * frame) as usize];
+            let f = &buf[(i * frame) as usize..((i + 1) * frame) as usize];
             if (be32(f, 8), be32(f, 12)) != salts {
                 break 'scan;
             }
@@ -101,6 +116,9 @@ pub(super) fn committed_since(wal: &Path, from: WalPos) -> io::Result<Committed>
             }
         }
         offset += frames * frame;
+        if frames < want {
+            break;
+        }
     }
     Ok(found)
 }
