@@ -13,8 +13,9 @@ use std::path::Path;
 
 const HEADER: u64 = 32;
 const FRAME_HEADER: u64 = 24;
-/// Frames read per system call while scanning.
-const CHUNK_FRAMES: u64 = 64;
+/// Frames the scan after a commit reads first, and at most per system call.
+const FIRST_READ_FRAMES: u64 = 4;
+const MAX_READ_FRAMES: u64 = 64;
 
 /// How far into the WAL history has read: the generation (its salts) and the offset
 /// after the last commit frame taken.
@@ -91,19 +92,22 @@ pub(super) fn committed_since(wal: &Path, from: WalPos) -> io::Result<Committed>
     };
     // Pages of frames read but not yet followed by a commit frame.
     let mut pending: Vec<(u32, Vec<u8>)> = Vec::new();
-    let whole_frames = len.saturating_sub(offset) / frame;
-    let mut chunk = vec![0u8; (frame * whole_frames.min(CHUNK_FRAMES)) as usize];
+    // A WAL that starts over is not truncated: past this generation's last frame lie
+    // older ones (other salts) up to the file's high-water mark. Most commits add a few
+    // frames, so the first read takes a few and each further read twice as many: a
+    // one-row insert does not copy a stale quarter-megabyte.
+    let mut want = FIRST_READ_FRAMES;
+    let mut chunk = Vec::new();
     file.seek(SeekFrom::Start(offset))?;
     'scan: while offset + frame <= len {
-        let want = ((len - offset) / frame).min(CHUNK_FRAMES);
-        let buf = &mut chunk[..(want * frame) as usize];
-        let read = read_up_to(&mut file, buf)?;
-        let frames = read as u64 / frame;
-        if frames == 0 {
-            break;
-        }
+        let asked = ((len - offset) / frame).min(want);
+        chunk.clear();
+        // Reserved up front, so that the read fills it in one call.
+        chunk.reserve_exact((asked * frame) as usize);
+        (&mut file).take(asked * frame).read_to_end(&mut chunk)?;
+        let frames = chunk.len() as u64 / frame;
         for i in 0..frames {
-            let f = &buf[(i * frame) as usize..((i + 1) * frame) as usize];
+            let f = &chunk[(i * frame) as usize..((i + 1) * frame) as usize];
             if (be32(f, 8), be32(f, 12)) != salts {
                 break 'scan;
             }
@@ -115,29 +119,71 @@ pub(super) fn committed_since(wal: &Path, from: WalPos) -> io::Result<Committed>
                 found.pos.end = offset + (i + 1) * frame;
             }
         }
-        offset += frames * frame;
-        if frames < want {
+        if frames < asked {
             break;
         }
+        offset += frames * frame;
+        want = (want * 2).min(MAX_READ_FRAMES);
     }
     Ok(found)
-}
-
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Bytes of `frames` WAL frames of `page_size` after the header: where a WAL holding
 /// that many frames ends.
 pub(super) fn end_of(frames: u64, page_size: u32) -> u64 {
     HEADER + frames * (FRAME_HEADER + u64::from(page_size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_count(conn: &rusqlite::Connection) -> u32 {
+        conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// After a checkpoint the WAL starts over at its head without shrinking: the scan
+    /// takes the new generation's commits and stops at the older frames behind them,
+    /// however many commits of however many frames came before.
+    #[test]
+    fn a_restarted_wal_yields_only_its_new_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("db.sqlite")).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
+        for rows in [1, 40, 3, 150] {
+            conn.execute_batch("BEGIN").unwrap();
+            for _ in 0..rows {
+                conn.execute("INSERT INTO t VALUES (randomblob(900))", [])
+                    .unwrap();
+            }
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        let wal = dir.path().join("db.sqlite-wal");
+        let first = committed_since(&wal, WalPos::default()).unwrap();
+        let len = std::fs::metadata(&wal).unwrap().len();
+        assert_eq!(first.pos.end, len);
+        assert_eq!(first.db_pages, page_count(&conn));
+
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES (randomblob(900))", [])
+            .unwrap();
+        let second = committed_since(&wal, first.pos).unwrap();
+        assert_ne!(second.pos.salts, first.pos.salts, "the WAL started over");
+        assert_eq!(
+            std::fs::metadata(&wal).unwrap().len(),
+            len,
+            "and kept its length"
+        );
+        assert!(second.pos.end < len / 4, "stopped at the older frames");
+        assert!(!second.pages.is_empty() && second.pages.len() <= 3);
+        assert_eq!(second.db_pages, page_count(&conn));
+        // Nothing new since: nothing read.
+        let third = committed_since(&wal, second.pos).unwrap();
+        assert_eq!(third.pos, second.pos);
+        assert!(third.pages.is_empty());
+    }
 }
