@@ -153,18 +153,29 @@ class MiniLM:
         return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
 
 
-def embed(model, texts, batch=64, label=""):
+def embed(model, texts, batch=64, label="", parts=None):
+    """Embeds `texts`; with `parts` (a directory), every 50 batches are saved there as
+    they finish, so a run that is killed (this takes an hour or more on two cores)
+    resumes where it stopped instead of starting over."""
     # Batches of similar length waste little on padding.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), 384), np.float32)
-    start = time.time()
-    for b in range(0, len(order), batch):
-        idx = order[b : b + batch]
-        out[idx] = model.encode([texts[i] for i in idx])
-        done = b + len(idx)
-        if done % (batch * 50) < batch or done == len(order):
-            rate = done / (time.time() - start)
-            print(f"{label}: {done}/{len(texts)} embedded, {rate:.0f}/s", file=sys.stderr, flush=True)
+    start, fresh = time.time(), 0
+    group = batch * 50
+    for g in range(0, len(order), group):
+        idx = order[g : g + group]
+        part = parts and os.path.join(parts, f"{label}-{g:06d}.npy")
+        if part and os.path.exists(part):
+            out[idx] = np.load(part)
+            continue
+        for b in range(0, len(idx), batch):
+            out[idx[b : b + batch]] = model.encode([texts[i] for i in idx[b : b + batch]])
+        fresh += len(idx)
+        if part:
+            np.save(part + ".tmp.npy", out[idx])
+            os.replace(part + ".tmp.npy", part)
+        rate = fresh / (time.time() - start)
+        print(f"{label}: {g + len(idx)}/{len(texts)} embedded, {rate:.0f}/s", file=sys.stderr, flush=True)
     return out
 
 
@@ -215,8 +226,18 @@ def main():
     questions = [SENTENCE.split(t)[0] for t in held]
     os.makedirs(a.out, exist_ok=True)
     model = MiniLM(model_dir())
-    qv = embed(model, questions, label="queries")
-    bv = embed(model, base, label="base")
+    # Saved batches belong to one choice of texts; another choice starts afresh.
+    parts = os.path.join(a.out, "partial")
+    key = json.dumps({"docs": roots, "base": a.base, "queries": a.queries, "seed": a.seed, "chunks": len(texts)})
+    key_file = os.path.join(parts, "key.json")
+    if not os.path.exists(key_file) or open(key_file).read() != key:
+        for old in glob.glob(os.path.join(parts, "*.npy")):
+            os.remove(old)
+        os.makedirs(parts, exist_ok=True)
+        with open(key_file, "w") as f:
+            f.write(key)
+    qv = embed(model, questions, label="queries", parts=parts)
+    bv = embed(model, base, label="base", parts=parts)
     write_fbin(os.path.join(a.out, "base.fbin"), bv)
     write_fbin(os.path.join(a.out, "query.fbin"), qv)
     write_gt(os.path.join(a.out, "gt.bin"), bv, qv)
@@ -224,6 +245,9 @@ def main():
         for kind, rows in (("query", questions), ("base", base)):
             for t in rows:
                 f.write(json.dumps({"kind": kind, "text": t}) + "\n")
+    for old in glob.glob(os.path.join(parts, "*")):
+        os.remove(old)
+    os.rmdir(parts)
     print(f"wrote {a.out}", file=sys.stderr)
 
 
