@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
-use tristore::vectorize::dataset::{cpu_seconds, measure, throughput, Dataset, QueryStats};
+use tristore::vectorize::dataset::{
+    bytes_written, cpu_seconds, measure, throughput, Dataset, QueryStats,
+};
 use tristore::vectorize::{
     IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeVector,
 };
@@ -52,6 +54,11 @@ pub struct VectorBench {
     /// Vectors per upsert call (the HTTP API allows 5,000).
     #[arg(long, default_value_t = 5000)]
     batch: usize,
+    /// Bytes of vectors per vector file (default: the index's default). A size larger
+    /// than the index keeps every row in the segment, which then rewrites them all at
+    /// each checkpoint, as segments did before vector files.
+    #[arg(long)]
+    vector_file_bytes: Option<u64>,
 }
 
 fn progress(what: &str, done: usize, total: usize, since: Instant) {
@@ -96,7 +103,11 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let work = tempfile::tempdir()?;
-    let store = Store::open_with(work.path(), StoreOptions::default())?;
+    let mut options = StoreOptions::default();
+    if let Some(bytes) = args.vector_file_bytes {
+        options.vectorize_options.vector_file_bytes = bytes;
+    }
+    let store = Store::open_with(work.path(), options.clone())?;
     store.vectorize().create(
         "bench",
         "",
@@ -109,7 +120,7 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
     index.create_metadata_index("bucket", MetadataIndexType::Number)?;
 
     // Build: every vector carries bucket = row % 100, for the filtered queries.
-    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    let (wall, cpu, written) = (Instant::now(), cpu_seconds(), bytes_written());
     for start in (0..n).step_by(args.batch) {
         let end = (start + args.batch).min(n);
         let batch: Vec<VectorizeVector> = (start..end)
@@ -130,6 +141,14 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
         build_cpu,
         n as f64 / build_cpu
     );
+    if let (Some(before), Some(after)) = (written, bytes_written()) {
+        let rows = (n * dim * 4) as f64;
+        println!(
+            "build wrote {:.2} GB: {:.2}x the vectors' bytes (log, segments and vector files)",
+            (after - before) as f64 / 1e9,
+            (after - before) as f64 / rows
+        );
+    }
     let to_rows = |m: tristore::vectorize::VectorizeMatches| -> Vec<u32> {
         m.matches
             .iter()
@@ -222,7 +241,7 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
     drop(index);
     drop(store);
     let t = Instant::now();
-    let store = Store::open_with(work.path(), StoreOptions::default())?;
+    let store = Store::open_with(work.path(), options)?;
     let index = store.vectorize().index("bench")?;
     let opened = t.elapsed().as_secs_f64();
     index.query(data.query_rows().next().unwrap_or(&[]), &top)?;

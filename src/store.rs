@@ -6,7 +6,7 @@
 //! <data>/r2/catalog.redb              buckets, objects, multipart uploads and parts
 //! <data>/r2/blobs/<2 hex>/<blake3 hex>   object content, stored once per content
 //! <data>/r2/tmp/                      uploads being written
-//! <data>/vectorize/<index>/           index.json, wal-<gen>.log, segment-<gen>.seg
+//! <data>/vectorize/<index>/           index.json, wal-<gen>.log, segment-<gen>.seg, vectors-<run>-<gen>.vec
 //! ```
 
 use std::collections::HashSet;

@@ -285,3 +285,60 @@ fn indexes_of_the_first_segment_format_open_unchanged() {
         }
     }
 }
+
+/// `tests/fixtures/vectorize-segment-v2`: a cosine index written by the second segment
+/// format, whose one vectors section held every row (30 vectors, `v3` deleted,
+/// checkpoint; then 4 more and `v5` deleted in the log). Opened in runs of 8 rows, the
+/// rows become runs without files; the next checkpoint writes them out.
+#[test]
+fn indexes_of_the_second_segment_format_open_and_move_to_vector_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vectorize-segment-v2/vectorize/cos");
+    let to = dir.path().join("vectorize/cos");
+    std::fs::create_dir_all(&to).unwrap();
+    for file in std::fs::read_dir(&fixture).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+    }
+    let mut options = tristore::StoreOptions::default();
+    options.vectorize_options.vector_file_bytes = 8 * 4 * 4;
+    let live: Vec<(String, Vec<f32>)> = (0..34)
+        .filter(|i| ![3, 5].contains(i))
+        .map(|i| (format!("v{i}"), fixture_vector(i)))
+        .collect();
+    let ids: Vec<&str> = live.iter().map(|(id, _)| id.as_str()).collect();
+    let vector_files = || {
+        std::fs::read_dir(&to)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".vec")
+            })
+            .count()
+    };
+    let mut answers = Vec::new();
+    for round in 0..2 {
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let idx = store.vectorize().index("cos").unwrap();
+        let got = idx.get_by_ids(&ids).unwrap();
+        assert_eq!(got.len(), live.len(), "round {round}");
+        for (v, (id, values)) in got.iter().zip(&live) {
+            assert_eq!((&v.id, &v.values), (id, values), "round {round}");
+        }
+        answers.push(top(&idx, &[0.3, -1.0, 2.0, 0.5], 5));
+        assert_eq!(
+            vector_files(),
+            if round == 0 { 0 } else { 4 },
+            "round {round}"
+        );
+        // Round 0 writes the index in the current format: 33 slots (the log's 4 new
+        // vectors took `v3`'s and 3 new ones), so four full runs of 8 and a tail of 1.
+        idx.checkpoint().unwrap();
+        assert_eq!(vector_files(), 4, "round {round}");
+    }
+    assert_eq!(answers[0], answers[1]);
+}

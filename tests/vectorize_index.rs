@@ -627,3 +627,93 @@ fn damaged_files_give_a_clear_error_not_a_panic() {
         .unwrap();
     assert_eq!(idx.describe().vector_count, 2);
 }
+
+/// The vector files in an index's directory, sorted.
+fn vector_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("vectorize/idx"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vectors-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn checkpoints_write_each_full_run_of_vectors_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = tristore::StoreOptions::default();
+    // 4 dimensions: 16 bytes a row, so runs of 8 rows.
+    options.vectorize_options.vector_file_bytes = 8 * 16;
+    let open = || {
+        let store = Store::open_with(dir.path(), options.clone()).unwrap();
+        let idx = store.vectorize().index("idx");
+        (store, idx)
+    };
+    let row = |i: usize| {
+        let x = i as f32;
+        vec![x.sin(), x.cos(), (x * 0.3).sin(), 1.0]
+    };
+    let (store, _) = open();
+    let config = IndexConfig {
+        dimensions: 4,
+        metric: Metric::Cosine,
+    };
+    store.vectorize().create("idx", "", config).unwrap();
+    let idx = store.vectorize().index("idx").unwrap();
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for batch in 0..5 {
+        let vectors: Vec<VectorizeVector> = (batch * 7..batch * 7 + 7)
+            .map(|i| v(&format!("v{i}"), &row(i)))
+            .collect();
+        idx.upsert(&vectors).unwrap();
+        idx.checkpoint().unwrap();
+        seen.push(vector_files(dir.path()));
+    }
+    // 35 rows: full runs of 8 after 7, 14, 21, 28 and 35 rows are 0, 1, 2, 3, 4; each
+    // run's file is the one the first checkpoint that saw it full wrote.
+    let counts: Vec<usize> = seen.iter().map(Vec::len).collect();
+    assert_eq!(counts, [0, 1, 2, 3, 4]);
+    for pair in seen.windows(2) {
+        assert!(pair[1].starts_with(&pair[0]), "{pair:?}");
+    }
+    assert!(seen[4][0].starts_with("vectors-00000000-"), "{:?}", seen[4]);
+
+    // A changed row copies its run out; the next checkpoint rewrites that run alone
+    // and removes the file it replaces.
+    idx.upsert(&[v("v9", &[0.0, 0.0, 1.0, 0.0])]).unwrap();
+    idx.checkpoint().unwrap();
+    let now = vector_files(dir.path());
+    let replaced: Vec<&String> = seen[4].iter().filter(|n| !now.contains(n)).collect();
+    assert_eq!(replaced.len(), 1, "{now:?}");
+    assert!(replaced[0].starts_with("vectors-00000001-"), "{now:?}");
+    assert_eq!(now.len(), 4);
+
+    let query = [0.1, 0.9, 0.2, 1.0];
+    let before = idx.query(&query, &opts(10)).unwrap();
+    drop((idx, store));
+    let (store, idx) = open();
+    let idx = idx.unwrap();
+    assert_eq!(idx.query(&query, &opts(10)).unwrap(), before);
+    assert_eq!(idx.describe().vector_count, 35);
+    assert_eq!(
+        idx.get_by_ids(&["v9"]).unwrap()[0].values,
+        [0.0, 0.0, 1.0, 0.0]
+    );
+    assert_eq!(idx.get_by_ids(&["v20"]).unwrap()[0].values, row(20));
+    drop((idx, store));
+
+    // A damaged or missing vector file is refused by name.
+    let file = dir.path().join("vectorize/idx").join(&now[2]);
+    let good = std::fs::read(&file).unwrap();
+    let mut bad = good.clone();
+    bad[5] ^= 0x10;
+    std::fs::write(&file, &bad).unwrap();
+    let e = open().1.unwrap_err().to_string();
+    assert!(e.contains(&now[2]) && e.contains("checksum"), "{e}");
+    std::fs::remove_file(&file).unwrap();
+    let e = open().1.unwrap_err().to_string();
+    assert!(e.contains(&now[2]), "{e}");
+    std::fs::write(&file, &good).unwrap();
+    assert_eq!(open().1.unwrap().describe().vector_count, 35);
+}

@@ -1,7 +1,7 @@
 //! The WAL and segment loaders: an index directory whose log holds fuzzed records (with
-//! correct checksums, so the decoder meets them) or whose segment (of the current format
-//! or of format 1) has fuzzed edits (with checksums recomputed) opens or fails with an
-//! error naming the file; never a panic. An index that opens answers a query and takes
+//! correct checksums, so the decoder meets them) or whose segment (of the current format,
+//! naming vector files, or of format 1) has fuzzed edits (with checksums recomputed)
+//! opens or fails with an error naming the file; never a panic. An index that opens answers a query and takes
 //! a write (which measures lifted dot-product distances from the loaded norms).
 #![no_main]
 
@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tristore::vectorize::fuzzing::{frame_wal, open_index, reseal_segment};
 use tristore::vectorize::{IndexConfig, MetadataIndexType, Metric, VectorizeVector};
-use tristore::Store;
+use tristore::{Store, StoreOptions};
 
 const SEGMENT: &str = "segment-0000000000000001.seg";
 const WAL: &str = "wal-0000000000000001.log";
@@ -23,12 +23,21 @@ const V1_SEGMENT: &[u8] = include_bytes!(
 const V1_DESCRIPTION: &[u8] =
     include_bytes!("../../tests/fixtures/vectorize-segment-v1/vectorize/dots/index.json");
 
-/// A real segment of a small index to start the edits from.
-fn seed() -> &'static (Vec<u8>, Vec<u8>) {
-    static SEED: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+/// A real segment of a small index to start the edits from, its description, and the
+/// vector files it names (runs of 8 rows).
+struct Seed {
+    segment: Vec<u8>,
+    description: Vec<u8>,
+    vector_files: Vec<(std::ffi::OsString, Vec<u8>)>,
+}
+
+fn seed() -> &'static Seed {
+    static SEED: OnceLock<Seed> = OnceLock::new();
     SEED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let mut options = StoreOptions::default();
+        options.vectorize_options.vector_file_bytes = 8 * 3 * 4;
+        let store = Store::open_with(dir.path(), options).unwrap();
         store
             .vectorize()
             .create(
@@ -54,10 +63,18 @@ fn seed() -> &'static (Vec<u8>, Vec<u8>) {
         idx.delete_by_ids(&["v3"]).unwrap();
         idx.checkpoint().unwrap();
         let d = dir.path().join("vectorize/z");
-        (
-            std::fs::read(d.join(SEGMENT)).unwrap(),
-            std::fs::read(dir.path().join("vectorize/z/index.json")).unwrap(),
-        )
+        let vector_files = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".vec"))
+            .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+            .collect::<Vec<_>>();
+        assert_eq!(vector_files.len(), 5, "40 rows in runs of 8");
+        Seed {
+            segment: std::fs::read(d.join(SEGMENT)).unwrap(),
+            description: std::fs::read(d.join("index.json")).unwrap(),
+            vector_files,
+        }
     })
 }
 
@@ -65,15 +82,20 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let (segment, description) = seed();
+    let seed = seed();
     let (name, segment, description) = match mode % 3 {
         2 => ("dots", V1_SEGMENT, V1_DESCRIPTION),
-        _ => ("z", segment.as_slice(), description.as_slice()),
+        _ => ("z", seed.segment.as_slice(), seed.description.as_slice()),
     };
     let dir = tempfile::tempdir().unwrap();
     let idx_dir = dir.path().join("vectorize").join(name);
     std::fs::create_dir_all(&idx_dir).unwrap();
     std::fs::write(idx_dir.join("index.json"), description).unwrap();
+    if name == "z" {
+        for (file, bytes) in &seed.vector_files {
+            std::fs::write(idx_dir.join(file), bytes).unwrap();
+        }
+    }
     if mode % 3 == 0 {
         // Log records: the input split on 0xff bytes, each framed as one record.
         std::fs::write(idx_dir.join(SEGMENT), segment).unwrap();

@@ -336,6 +336,15 @@ pub fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// Bytes this process has passed to `write` and its kin so far (Linux's
+/// `/proc/self/io` `wchar`), or `None` where that is not available.
+pub fn bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// CPU seconds the calling thread has used.
 pub fn thread_cpu_seconds() -> f64 {
     // SAFETY: clock_gettime writes into the struct we pass and reads nothing else.

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::arena::Arena;
+use super::arena::{rows_per_run, Arena, DEFAULT_RUN_BYTES};
 use super::bitset::Bitset;
 use super::kernels;
 
@@ -192,7 +192,7 @@ impl Hnsw {
             phi2_stale: false,
             metric,
             params,
-            vectors: Arena::new(dim),
+            vectors: Arena::new(dim, rows_per_run(dim, DEFAULT_RUN_BYTES)),
             inv_norms: Vec::new(),
             sq_norms: Vec::new(),
             layer0: Vec::new(),
@@ -284,6 +284,24 @@ impl Hnsw {
             sq_norms: self.sq_norms.clone(),
         };
         (state, &self.vectors, &self.inv_norms, &self.layer0)
+    }
+
+    /// Keeps the rows in runs of as many as fit in `bytes` (see [`super::arena`]);
+    /// only an empty graph takes a new run size.
+    pub(crate) fn set_run_bytes(&mut self, bytes: u64) {
+        if self.slots() == 0 {
+            self.vectors = Arena::new(self.dim, rows_per_run(self.dim, bytes));
+        }
+    }
+
+    /// The names of the vector files that hold rows as they are now.
+    pub(crate) fn vector_file_names(&self) -> Vec<String> {
+        self.vectors.file_names()
+    }
+
+    /// The rows, to write their full runs to vector files.
+    pub(crate) fn vectors_mut(&mut self) -> &mut Arena {
+        &mut self.vectors
     }
 
     /// Dimensions of the vectors.

@@ -54,6 +54,8 @@ struct State {
     last_mutation: Option<([u8; 16], i64)>,
     wal: Wal,
     generation: u64,
+    /// The vector files the newest segment names.
+    segment_files: Vec<String>,
 }
 
 struct Inner {
@@ -93,6 +95,10 @@ fn generation_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
     u64::from_str_radix(name.strip_prefix(prefix)?.strip_suffix(suffix)?, 16).ok()
 }
 
+fn is_vector_file(name: &str) -> bool {
+    name.starts_with("vectors-") && name.ends_with(".vec")
+}
+
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -122,6 +128,7 @@ impl VectorizeIndex {
         let op = Op::IndexGet;
         let mut segments = Vec::new();
         let mut wals = Vec::new();
+        let mut vector_files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| storage(op, dir, e))? {
             let entry = entry.map_err(|e| storage(op, dir, e))?;
             let file = entry.file_name().to_string_lossy().into_owned();
@@ -129,19 +136,21 @@ impl VectorizeIndex {
                 segments.push(g);
             } else if let Some(g) = generation_of(&file, "wal-", ".log") {
                 wals.push(g);
+            } else if is_vector_file(&file) {
+                vector_files.push(file);
             } else if file.ends_with(".tmp") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
         let generation = segments.iter().copied().max().unwrap_or(0);
         let (graph, meta) = if segments.is_empty() {
-            (
-                Hnsw::new(config.dimensions, config.metric, HnswParams::default()),
-                None,
-            )
+            let mut graph = Hnsw::new(config.dimensions, config.metric, HnswParams::default());
+            graph.set_run_bytes(options.vector_file_bytes);
+            (graph, None)
         } else {
             let path = segment_path(dir, generation);
-            let (graph, meta) = segment::read(&path).map_err(|e| storage(op, &path, e))?;
+            let (graph, meta) = segment::read(&path, options.vector_file_bytes)
+                .map_err(|e| storage(op, &path, e))?;
             if graph.dims() != config.dimensions || graph.metric() != config.metric {
                 let why = "the segment's dimensions or metric differ from index.json";
                 return Err(storage(op, &path, why));
@@ -159,8 +168,10 @@ impl VectorizeIndex {
             crate::fsutil::sync_dir(dir).map_err(|e| storage(op, dir, e))?;
             (wal, Vec::new())
         };
+        let segment_files = graph.vector_file_names();
         let mut state = State {
             graph,
+            segment_files,
             records: Vec::new(),
             ids: BTreeMap::new(),
             namespaces: HashMap::new(),
@@ -193,10 +204,16 @@ impl VectorizeIndex {
                 state.apply(&inner, m);
             }
         }
-        // Older generations are superseded by the segment just opened.
+        // Older generations are superseded by the segment just opened, and so are the
+        // vector files it does not name (older ones, or a checkpoint's that crashed
+        // before its segment was in place).
         for g in segments.iter().chain(&wals).filter(|&&g| g < generation) {
             let _ = std::fs::remove_file(segment_path(dir, *g));
             let _ = std::fs::remove_file(wal_path(dir, *g));
+        }
+        let named = inner.read().segment_files.clone();
+        for file in vector_files.iter().filter(|f| !named.contains(f)) {
+            let _ = std::fs::remove_file(dir.join(file));
         }
         Ok(VectorizeIndex {
             inner: Arc::new(inner),
@@ -655,6 +672,13 @@ impl Inner {
         let next = state.generation + 1;
         let path = segment_path(&self.dir, next);
         let tmp = path.with_extension("tmp");
+        let written = (state.graph.vectors_mut())
+            .write_runs(&self.dir, next)
+            .map_err(|e| storage(op, &self.dir, e))?;
+        if written > 0 {
+            // The new vector files' names are durable before a segment names them.
+            crate::fsutil::sync_dir(&self.dir).map_err(|e| storage(op, &self.dir, e))?;
+        }
         let meta = postcard::to_allocvec(&SegmentMeta {
             records: state.records.clone(),
             metadata_indexes: state.postings.indexes().cloned().collect(),
@@ -672,6 +696,12 @@ impl Inner {
         state.generation = next;
         let _ = std::fs::remove_file(segment_path(&self.dir, old));
         let _ = std::fs::remove_file(wal_path(&self.dir, old));
+        let named = state.graph.vector_file_names();
+        for file in std::mem::replace(&mut state.segment_files, named.clone()) {
+            if !named.contains(&file) {
+                let _ = std::fs::remove_file(self.dir.join(file));
+            }
+        }
         Ok(())
     }
 }
@@ -889,6 +919,7 @@ impl State {
             inner.config.metric,
             HnswParams::default(),
         );
+        graph.set_run_bytes(inner.options.vector_file_bytes);
         let rows: Vec<&[f32]> = live.iter().map(|&s| self.graph.vector(s)).collect();
         let new_slots = graph.insert_batch(&rows);
         let mut records = vec![None; new_slots.len()];
@@ -1051,6 +1082,7 @@ impl Default for VectorizeOptions {
             exact_scan_max: 2048,
             plan: QueryPlan::Auto,
             checkpoint_bytes: 32 << 20,
+            vector_file_bytes: super::arena::DEFAULT_RUN_BYTES,
         }
     }
 }
@@ -1083,10 +1115,19 @@ impl VectorizeIndex {
 
 impl Frozen<'_> {
     /// The files that hold the index as it is now: its newest segment, if it has one,
-    /// and the part of its log written so far. Opening them replays to this state.
+    /// the vector files that segment names, and the part of its log written so far.
+    /// Opening them replays to this state.
     pub(crate) fn files(&self) -> std::io::Result<Vec<PinnedFile>> {
         let g = self.state.generation;
         let mut files = Vec::new();
+        for name in &self.state.segment_files {
+            let file = std::fs::File::open(self.dir.join(name))?;
+            files.push(PinnedFile {
+                name: name.clone(),
+                len: file.metadata()?.len(),
+                file,
+            });
+        }
         let segment = segment_path(self.dir, g);
         match std::fs::File::open(&segment) {
             Ok(file) => files.push(PinnedFile {
@@ -1122,7 +1163,8 @@ pub(crate) fn files_at_rest(dir: &Path) -> std::io::Result<Vec<PinnedFile>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = generation_of(&name, "segment-", ".seg")
             .or_else(|| generation_of(&name, "wal-", ".log"))
-            .is_some();
+            .is_some()
+            || is_vector_file(&name);
         if ours {
             let file = std::fs::File::open(entry.path())?;
             let len = file.metadata()?.len();

@@ -105,6 +105,10 @@ pub struct VectorizeOptions {
     /// Write a segment and start a new log once the log passes this many bytes. Smaller
     /// makes opening faster (less log to replay) and writing slower.
     pub checkpoint_bytes: u64,
+    /// Bytes of vectors per vector file (rounded down to a power of two rows). A
+    /// checkpoint writes each full run of rows to a file of its own once, and rewrites
+    /// only runs whose rows changed; the partial last run goes into the segment.
+    pub vector_file_bytes: u64,
 }
 
 /// How a query finds its matches.
