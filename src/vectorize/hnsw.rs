@@ -8,7 +8,7 @@
 //! graph; the index maps them to Vectorize's scores.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -611,9 +611,11 @@ impl Hnsw {
         slot
     }
 
-    /// Adds many vectors; the searches for new links run in parallel over chunks, and
-    /// each chunk is then linked in order (taking its own earlier members into account,
-    /// which the parallel searches could not see). Returns the slots, in order.
+    /// Adds many vectors, in chunks whose work runs in parallel: each member's search
+    /// and choice of neighbours (against the graph as it was, plus the chunk's earlier
+    /// members, which the searches could not see), then the back-links, grouped by the
+    /// node that receives them. Only writing the chosen lists is sequential. Returns the
+    /// slots, in order.
     pub fn insert_batch(&mut self, vectors: &[&[f32]]) -> Vec<u32> {
         self.refresh_phi();
         let mut slots = Vec::with_capacity(vectors.len());
@@ -631,9 +633,24 @@ impl Hnsw {
         let chunk = 32 * rayon::current_num_threads().max(1);
         for group in rest.chunks(chunk) {
             let new: Vec<u32> = group.iter().map(|v| self.allocate(v)).collect();
-            let found: Vec<Vec<Vec<Near>>> = new.par_iter().map(|&s| self.candidates(s)).collect();
-            for (i, (slot, found)) in new.iter().zip(found).enumerate() {
-                self.connect(*slot, found, &new[..i]);
+            let chosen: Vec<Vec<Vec<u32>>> = (new.par_iter().enumerate())
+                .map(|(i, &s)| self.choose(s, self.candidates(s), &new[..i]))
+                .collect();
+            let mut incoming: BTreeMap<(u32, usize), Vec<u32>> = BTreeMap::new();
+            for (&slot, lists) in new.iter().zip(&chosen) {
+                self.adopt(slot, lists);
+                for (l, list) in lists.iter().enumerate() {
+                    for &n in list {
+                        incoming.entry((n, l)).or_default().push(slot);
+                    }
+                }
+            }
+            let incoming: Vec<((u32, usize), Vec<u32>)> = incoming.into_iter().collect();
+            let relinked: Vec<Vec<u32>> = (incoming.par_iter())
+                .map(|&((node, l), ref from)| self.with_links(node, l, from))
+                .collect();
+            for (((node, l), _), list) in incoming.iter().zip(relinked) {
+                self.set_neighbours(*node, *l, &list);
             }
             slots.extend(new);
         }
@@ -665,53 +682,76 @@ impl Hnsw {
     }
 
     /// Links `slot` to its chosen neighbours on each level and them back to it; `also`
-    /// are nodes the candidate search could not see (earlier members of a batch).
-    fn connect(&mut self, slot: u32, mut found: Vec<Vec<Near>>, also: &[u32]) {
-        let level = self.level_of(slot);
-        let p = self.probe_of(slot);
-        for (l, candidates) in found.iter_mut().enumerate() {
-            for &other in also {
-                if self.level_of(other) >= l {
-                    candidates.push(Near(self.dist(&p, other), other));
-                }
-            }
-            candidates.sort();
-            candidates.dedup_by_key(|n| n.1);
-            let chosen = self.select(candidates, self.params.m);
-            let ids: Vec<u32> = chosen.iter().map(|n| n.1).collect();
-            self.set_neighbours(slot, l, &ids);
-            for n in &chosen {
-                self.link(n.1, slot, l);
+    /// are nodes the candidate search could not see.
+    fn connect(&mut self, slot: u32, found: Vec<Vec<Near>>, also: &[u32]) {
+        let lists = self.choose(slot, found, also);
+        self.adopt(slot, &lists);
+        for (l, list) in lists.iter().enumerate() {
+            for &n in list {
+                let linked = self.with_links(n, l, &[slot]);
+                self.set_neighbours(n, l, &linked);
             }
         }
+    }
+
+    /// The neighbours `slot` takes on each of its levels: the heuristic's pick among
+    /// the candidates `found` and `also` (read-only, so a batch's members choose in
+    /// parallel).
+    fn choose(&self, slot: u32, mut found: Vec<Vec<Near>>, also: &[u32]) -> Vec<Vec<u32>> {
+        let p = self.probe_of(slot);
+        (found.iter_mut().enumerate())
+            .map(|(l, candidates)| {
+                for &other in also {
+                    if self.level_of(other) >= l {
+                        candidates.push(Near(self.dist(&p, other), other));
+                    }
+                }
+                candidates.sort();
+                candidates.dedup_by_key(|n| n.1);
+                let chosen = self.select(candidates, self.params.m);
+                chosen.iter().map(|n| n.1).collect()
+            })
+            .collect()
+    }
+
+    /// Gives `slot` its lists, and makes it the entry point if it tops the graph.
+    fn adopt(&mut self, slot: u32, lists: &[Vec<u32>]) {
+        for (l, list) in lists.iter().enumerate() {
+            self.set_neighbours(slot, l, list);
+        }
+        let level = self.level_of(slot);
         if self.entry.is_none() || level > self.max_level {
             self.max_level = level;
             self.entry = Some(slot);
         }
     }
 
-    /// Adds `new` to `node`'s list on `level`, pruning with the heuristic when full.
-    fn link(&mut self, node: u32, new: u32, level: usize) {
-        let current = self.neighbours(node, level);
-        if current.contains(&new) {
-            return;
+    /// `node`'s list on `level` with links to `new` added: appended while the list has
+    /// room, pruned with the heuristic among old and new once they overflow it.
+    fn with_links(&self, node: u32, level: usize, new: &[u32]) -> Vec<u32> {
+        let mut list = self.neighbours(node, level).to_vec();
+        for &n in new {
+            if !list.contains(&n) {
+                list.push(n);
+            }
         }
-        if current.len() < self.cap(level) {
-            let mut list = current.to_vec();
-            list.push(new);
-            self.set_neighbours(node, level, &list);
-            return;
+        if list.len() <= self.cap(level) {
+            return list;
         }
-        let mut candidates = current.to_vec();
-        candidates.push(new);
-        self.relink(node, level, candidates);
+        self.pruned(node, level, list)
     }
 
-    /// Replaces `node`'s list on `level` with `candidates`, pruned by the heuristic only
-    /// when they overflow the list. Pruning a list that fits would drop back-links that
-    /// other nodes depend on to be reached at all (the model test found islands that way
-    /// after deletes in small graphs), so, as in [`Hnsw::link`], only a full list prunes.
+    /// Replaces `node`'s list on `level` with `candidates` (see [`Hnsw::pruned`]).
     fn relink(&mut self, node: u32, level: usize, candidates: Vec<u32>) {
+        let list = self.pruned(node, level, candidates);
+        self.set_neighbours(node, level, &list);
+    }
+
+    /// `candidates` as `node`'s list on `level`, pruned by the heuristic only when they
+    /// overflow the list. Pruning a list that fits would drop back-links that other
+    /// nodes depend on to be reached at all (the model test found islands that way after
+    /// deletes in small graphs), so, as in [`Hnsw::with_links`], only a full list prunes.
+    fn pruned(&self, node: u32, level: usize, candidates: Vec<u32>) -> Vec<u32> {
         let mut near: Vec<Near> = candidates
             .into_iter()
             .filter(|&c| c != node)
@@ -725,7 +765,7 @@ impl Hnsw {
         } else {
             self.select(&near, cap)
         };
-        self.set_neighbours(node, level, &kept.iter().map(|n| n.1).collect::<Vec<_>>());
+        kept.iter().map(|n| n.1).collect()
     }
 
     /// The neighbour-selection heuristic: take candidates nearest first, skipping one
