@@ -248,7 +248,17 @@ impl Hnsw {
             && state
                 .upper
                 .iter()
-                .all(|levels| levels.len() <= state.max_level);
+                .all(|levels| levels.len() <= state.max_level)
+            // The descent from the entry point walks every level down from the top, and
+            // a link on level l leads to a node that has level l.
+            && state
+                .entry
+                .map_or(state.max_level == 0, |e| state.upper[e as usize].len() == state.max_level)
+            && state.upper.iter().all(|levels| {
+                levels.iter().enumerate().all(|(l, list)| {
+                    list.iter().all(|&n| state.upper[n as usize].len() > l)
+                })
+            });
         if !consistent {
             return None;
         }
@@ -1199,6 +1209,29 @@ mod tests {
         assert_eq!(exact, by_dot[..5]);
         let found = g.search(q, 5, DEFAULT_EF_SEARCH);
         assert_eq!(found, by_dot[..5]);
+    }
+
+    /// Found by the `vectorize_files` fuzz target: a segment whose levels disagree with
+    /// its links or its entry point made the first insert index past a node's levels.
+    #[test]
+    fn parts_whose_levels_disagree_are_refused() {
+        let mut g = Hnsw::new(4, Metric::Cosine, HnswParams::default());
+        for v in clustered(300, 4, 7) {
+            g.insert(&v);
+        }
+        let rebuild = |edit: &dyn Fn(&mut GraphState)| {
+            let (mut state, vectors, inv_norms, layer0) = g.state();
+            edit(&mut state);
+            Hnsw::from_parts(state, vectors.clone(), inv_norms.to_vec(), layer0.to_vec())
+        };
+        assert!(rebuild(&|_| {}).is_some());
+        assert!(rebuild(&|s| s.max_level += 1).is_none());
+        let low = g.upper.iter().position(Vec::is_empty).unwrap() as u32;
+        assert!(rebuild(&|s| {
+            let top = s.upper.iter().position(|l| !l.is_empty()).unwrap();
+            s.upper[top][0].push(low);
+        })
+        .is_none());
     }
 
     #[test]
