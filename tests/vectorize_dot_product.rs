@@ -244,26 +244,40 @@ fn fixture_vector(i: usize) -> Vec<f32> {
     ]
 }
 
+/// Copies index `name` of fixture `fixture` (under `tests/fixtures`) into the data
+/// directory `dir`.
+fn install_fixture(dir: &std::path::Path, fixture: &str, name: &str) {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture)
+        .join("vectorize")
+        .join(name);
+    let to = dir.join("vectorize").join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for file in std::fs::read_dir(from).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+    }
+}
+
+/// The fixtures' live vectors: 34 written, `v3` and `v5` deleted.
+fn fixture_live() -> Vec<(String, Vec<f32>)> {
+    (0..34)
+        .filter(|i| ![3, 5].contains(i))
+        .map(|i| (format!("v{i}"), fixture_vector(i)))
+        .collect()
+}
+
 /// `tests/fixtures/vectorize-segment-v1`: a dot-product and a cosine index written by
 /// the first segment format (30 vectors, `v3` deleted, checkpoint; then 4 more and
 /// `v5` deleted in the log).
 #[test]
 fn indexes_of_the_first_segment_format_open_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vectorize-segment-v1/vectorize");
     for name in ["dots", "cos"] {
-        let to = dir.path().join("vectorize").join(name);
-        std::fs::create_dir_all(&to).unwrap();
-        for file in std::fs::read_dir(fixture.join(name)).unwrap() {
-            let file = file.unwrap();
-            std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
-        }
+        install_fixture(dir.path(), "vectorize-segment-v1", name);
     }
-    let live: Vec<(String, Vec<f32>)> = (0..34)
-        .filter(|i| ![3, 5].contains(i))
-        .map(|i| (format!("v{i}"), fixture_vector(i)))
-        .collect();
+    let live = fixture_live();
     let ids: Vec<&str> = live.iter().map(|(id, _)| id.as_str()).collect();
     let q = [0.3, -1.0, 2.0, 0.5];
     for round in 0..2 {
@@ -293,20 +307,11 @@ fn indexes_of_the_first_segment_format_open_unchanged() {
 #[test]
 fn indexes_of_the_second_segment_format_open_and_move_to_vector_files() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vectorize-segment-v2/vectorize/cos");
+    install_fixture(dir.path(), "vectorize-segment-v2", "cos");
     let to = dir.path().join("vectorize/cos");
-    std::fs::create_dir_all(&to).unwrap();
-    for file in std::fs::read_dir(&fixture).unwrap() {
-        let file = file.unwrap();
-        std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
-    }
     let mut options = tristore::StoreOptions::default();
     options.vectorize_options.vector_file_bytes = 8 * 4 * 4;
-    let live: Vec<(String, Vec<f32>)> = (0..34)
-        .filter(|i| ![3, 5].contains(i))
-        .map(|i| (format!("v{i}"), fixture_vector(i)))
-        .collect();
+    let live = fixture_live();
     let ids: Vec<&str> = live.iter().map(|(id, _)| id.as_str()).collect();
     let vector_files = || {
         std::fs::read_dir(&to)
