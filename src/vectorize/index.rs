@@ -1014,9 +1014,19 @@ impl State {
                 // again); one that does not visits about ef / selectivity nodes. Scan
                 // when that is cheaper.
                 let candidates = allowed.count();
-                let step = self.graph.degree() * ef;
+                let degree = self.graph.degree();
+                let step = degree * ef;
                 let walk_cost = if self.graph.hops_for(candidates) {
-                    3 * step
+                    // Two hops from a node reach about degree² others. When fewer than one
+                    // list's worth of those match, the walk loses its way: a 1% filter
+                    // on 1M x 768 (10 matches in reach) found 0.81 of the top 10 at ef
+                    // 64, slower than a scan of its 10,000 rows (docs/benchmarks.md).
+                    let reach = candidates.saturating_mul(degree * degree) / self.graph.slots();
+                    if reach < degree {
+                        usize::MAX
+                    } else {
+                        3 * step
+                    }
                 } else {
                     step.saturating_mul(self.graph.slots()) / candidates.max(1)
                 };
