@@ -13,7 +13,7 @@ use tristore::vectorize::dataset::{
     bytes_written, cpu_seconds, measure, throughput, Dataset, QueryStats,
 };
 use tristore::vectorize::{
-    IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeVector,
+    IndexConfig, MetadataIndexType, Metric, Op, QueryOptions, VectorizeIndex, VectorizeVector,
 };
 use tristore::{Store, StoreOptions};
 
@@ -59,6 +59,19 @@ pub struct VectorBench {
     /// each checkpoint, as segments did before vector files.
     #[arg(long)]
     vector_file_bytes: Option<u64>,
+    /// Keep the index's data directory here instead of a temporary one. If it already
+    /// holds the index this dataset built, the build is skipped and only the queries,
+    /// the reopening and the memory are measured (for comparing query paths quickly).
+    #[arg(long)]
+    index_dir: Option<PathBuf>,
+    /// Skip the filtered queries (computing their exact answers takes most of a run
+    /// on a reused index).
+    #[arg(long)]
+    no_filtered: bool,
+    /// Walk the graph on the f32 vectors, not on their byte codes (see
+    /// `VectorizeOptions::quantized_walk_from`).
+    #[arg(long)]
+    walk_on_vectors: bool,
 }
 
 fn progress(what: &str, done: usize, total: usize, since: Instant) {
@@ -102,53 +115,33 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
         rayon::current_num_threads()
     );
 
-    let work = tempfile::tempdir()?;
+    let temporary;
+    let work = match &args.index_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temporary = tempfile::tempdir()?;
+            temporary.path().to_path_buf()
+        }
+    };
     let mut options = StoreOptions::default();
     if let Some(bytes) = args.vector_file_bytes {
         options.vectorize_options.vector_file_bytes = bytes;
     }
-    let store = Store::open_with(work.path(), options.clone())?;
-    store.vectorize().create(
-        "bench",
-        "",
-        IndexConfig {
-            dimensions: dim,
-            metric: Metric::Cosine,
-        },
-    )?;
-    let index = store.vectorize().index("bench")?;
-    index.create_metadata_index("bucket", MetadataIndexType::Number)?;
-
-    // Build: every vector carries bucket = row % 100, for the filtered queries.
-    let (wall, cpu, written) = (Instant::now(), cpu_seconds(), bytes_written());
-    for start in (0..n).step_by(args.batch) {
-        let end = (start + args.batch).min(n);
-        let batch: Vec<VectorizeVector> = (start..end)
-            .map(|i| {
-                VectorizeVector::new(i.to_string(), data.row(i as u32).to_vec())
-                    .metadata(json!({"bucket": i % 100}))
-            })
-            .collect();
-        index.write_vectors(Op::Upsert, &batch, args.batch)?;
-        if (end / args.batch).is_multiple_of(4) || end == n {
-            progress("build", end, n, wall);
+    if args.walk_on_vectors {
+        options.vectorize_options.quantized_walk_from = None;
+    }
+    let store = Store::open_with(&work, options.clone())?;
+    let built = match store.vectorize().index("bench") {
+        Ok(index) if index.describe().vector_count == n => {
+            println!(
+                "build: skipped, reusing the index in {} (it holds {n} vectors)",
+                work.display()
+            );
+            index
         }
-    }
-    let (build_wall, build_cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-    println!(
-        "build: {:.1} s wall, {:.1} CPU s, {:.0} vectors per CPU-second (through upsert: WAL fsync and checkpoints included)",
-        build_wall,
-        build_cpu,
-        n as f64 / build_cpu
-    );
-    if let (Some(before), Some(after)) = (written, bytes_written()) {
-        let rows = (n * dim * 4) as f64;
-        println!(
-            "build wrote {:.2} GB: {:.2}x the vectors' bytes (log, segments and vector files)",
-            (after - before) as f64 / 1e9,
-            (after - before) as f64 / rows
-        );
-    }
+        _ => build(&store, &data, &args)?,
+    };
+    let index = built;
     let to_rows = |m: tristore::vectorize::VectorizeMatches| -> Vec<u32> {
         m.matches
             .iter()
@@ -192,6 +185,7 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
 
     // Filtered: 1%, 10% and 50% of the rows (1, 10, 50 buckets), truth by exact scan of
     // the matches.
+    let filtered_runs = if args.no_filtered { 0 } else { 3 };
     for (label, filter, keep) in [
         (
             "1%",
@@ -204,7 +198,10 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
         ("50%", json!({"bucket": {"$lt": 50}}), |i: usize| {
             i % 100 < 50
         }),
-    ] {
+    ]
+    .into_iter()
+    .take(filtered_runs)
+    {
         let members: Vec<u32> = (0..n as u32).filter(|&i| keep(i as usize)).collect();
         let truth = data
             .query_rows()
@@ -241,7 +238,7 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
     drop(index);
     drop(store);
     let t = Instant::now();
-    let store = Store::open_with(work.path(), options)?;
+    let store = Store::open_with(&work, options)?;
     let index = store.vectorize().index("bench")?;
     let opened = t.elapsed().as_secs_f64();
     index.query(data.query_rows().next().unwrap_or(&[]), &top)?;
@@ -254,7 +251,7 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
     let raw = n * dim * 4;
     let links = n * (2 * 16 + 1) * 4;
     println!(
-        "memory after reopening: {:.0} bytes per vector (vectors, mapped, + graph + ids and metadata); raw f32 {:.0} + layer-0 links {:.0}; ratio {:.3}",
+        "memory after reopening: {:.0} bytes per vector (vectors, mapped, + byte codes if walked on + graph + ids and metadata); raw f32 {:.0} + layer-0 links {:.0}; ratio {:.3}",
         memory as f64 / n as f64,
         (raw / n) as f64,
         (links / n) as f64,
@@ -263,4 +260,59 @@ pub fn vectors(args: VectorBench) -> Result<(), Box<dyn std::error::Error>> {
 
     eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Builds the index "bench" on `data` through `upsert` (replacing one left by an earlier
+/// run) and prints the build's rate and the bytes it wrote.
+fn build(
+    store: &Store,
+    data: &Dataset,
+    args: &VectorBench,
+) -> Result<VectorizeIndex, Box<dyn std::error::Error>> {
+    let (n, dim) = (data.len(), data.dim);
+    if store.vectorize().index("bench").is_ok() {
+        store.vectorize().delete("bench")?;
+    }
+    store.vectorize().create(
+        "bench",
+        "",
+        IndexConfig {
+            dimensions: dim,
+            metric: Metric::Cosine,
+        },
+    )?;
+    let index = store.vectorize().index("bench")?;
+    index.create_metadata_index("bucket", MetadataIndexType::Number)?;
+
+    // Every vector carries bucket = row % 100, for the filtered queries.
+    let (wall, cpu, written) = (Instant::now(), cpu_seconds(), bytes_written());
+    for start in (0..n).step_by(args.batch) {
+        let end = (start + args.batch).min(n);
+        let batch: Vec<VectorizeVector> = (start..end)
+            .map(|i| {
+                VectorizeVector::new(i.to_string(), data.row(i as u32).to_vec())
+                    .metadata(json!({"bucket": i % 100}))
+            })
+            .collect();
+        index.write_vectors(Op::Upsert, &batch, args.batch)?;
+        if (end / args.batch).is_multiple_of(4) || end == n {
+            progress("build", end, n, wall);
+        }
+    }
+    let (build_wall, build_cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    println!(
+        "build: {:.1} s wall, {:.1} CPU s, {:.0} vectors per CPU-second (through upsert: WAL fsync and checkpoints included)",
+        build_wall,
+        build_cpu,
+        n as f64 / build_cpu
+    );
+    if let (Some(before), Some(after)) = (written, bytes_written()) {
+        let rows = (n * dim * 4) as f64;
+        println!(
+            "build wrote {:.2} GB: {:.2}x the vectors' bytes (log, segments and vector files)",
+            (after - before) as f64 / 1e9,
+            (after - before) as f64 / rows
+        );
+    }
+    Ok(index)
 }
