@@ -9,13 +9,15 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{mpsc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::arena::{rows_per_run, Arena, DEFAULT_RUN_BYTES};
 use super::bitset::Bitset;
+use super::codes::Codes;
 use super::kernels;
 
 /// How two vectors are compared.
@@ -116,7 +118,9 @@ impl Visited {
 /// A vector in the form the graph compares: for cosine, with the factor that normalises
 /// it; for dot product, a query scaled to unit length, or a stored row with its squared
 /// norm (which gives its extra coordinate, see [`Hnsw`]).
-struct Probe {
+struct Probe<'c> {
+    /// A query walking on byte codes: its own code, and the graph's codes.
+    code: Option<(Vec<i8>, &'c Codes)>,
     v: Vec<f32>,
     scale: f32,
     /// Dot product: `Some(|x|²)` for a stored row, `None` for a query.
@@ -181,6 +185,15 @@ pub struct Hnsw {
     /// Deleted slots, reused by inserts (most recent first).
     free: Vec<u32>,
     visited: Mutex<Vec<Visited>>,
+    /// Cosine only: the rows' byte codes, which queries walk (see [`Codes`]).
+    codes: OnceLock<Codes>,
+    /// Codes being fitted in the background since the graph was opened; `fitting_now`
+    /// says whether there is a job, so that queries do not take the lock to find out.
+    fitting: Mutex<Option<mpsc::Receiver<Codes>>>,
+    fitting_now: AtomicBool,
+    /// Walk on codes once the graph holds this many rows (see
+    /// [`Hnsw::set_quantized_walk`]).
+    codes_from: Option<usize>,
 }
 
 impl Hnsw {
@@ -203,6 +216,10 @@ impl Hnsw {
             deleted: Bitset::new(0),
             free: Vec::new(),
             visited: Mutex::new(Vec::new()),
+            codes: OnceLock::new(),
+            fitting: Mutex::new(None),
+            fitting_now: AtomicBool::new(false),
+            codes_from: None,
         }
     }
 
@@ -364,6 +381,11 @@ impl Hnsw {
             .map(|l| l.capacity() * 24 + l.iter().map(|n| n.capacity() * 4).sum::<usize>())
             .sum();
         self.vectors.memory_bytes()
+            // Codes still being fitted count as what they will take.
+            + self.codes.get().map_or_else(
+                || usize::from(self.fitting_now.load(AtomicOrdering::Acquire)) * self.vectors.rows() * self.dim,
+                Codes::memory_bytes,
+            )
             + self.inv_norms.capacity() * 4
             + self.sq_norms.capacity() * 8
             + self.layer0.capacity() * 4
@@ -384,6 +406,9 @@ impl Hnsw {
     /// Distance from a probe to a stored slot.
     #[inline]
     fn dist(&self, p: &Probe, slot: u32) -> f64 {
+        if let Some((q, codes)) = &p.code {
+            return -f64::from(kernels::codes_dot(q, codes.row(slot)));
+        }
         let x = self.row(slot);
         match self.metric {
             Metric::Cosine => {
@@ -401,6 +426,15 @@ impl Hnsw {
     /// a time (see [`kernels::dot4`]), each exactly what [`Hnsw::dist`] gives.
     fn dists(&self, p: &Probe, slots: &[u32], out: &mut Vec<f64>) {
         out.clear();
+        if let Some((q, codes)) = &p.code {
+            let fours = slots.len() / 4 * 4;
+            for c in slots[..fours].chunks_exact(4) {
+                let rows = [c[0], c[1], c[2], c[3]].map(|s| codes.row(s));
+                out.extend(kernels::codes_dot4(q, rows).map(|d| -f64::from(d)));
+            }
+            out.extend(slots[fours..].iter().map(|&s| self.dist(p, s)));
+            return;
+        }
         let fours = if self.metric == Metric::Cosine {
             slots.len() / 4 * 4
         } else {
@@ -457,8 +491,9 @@ impl Hnsw {
     }
 
     /// A stored slot as a probe (to measure from it).
-    fn probe_of(&self, slot: u32) -> Probe {
+    fn probe_of(&self, slot: u32) -> Probe<'_> {
         Probe {
+            code: None,
             v: self.row(slot).to_vec(),
             scale: self.inv_norms.get(slot as usize).copied().unwrap_or(1.0),
             lifted: self.sq_norms.get(slot as usize).copied(),
@@ -468,7 +503,7 @@ impl Hnsw {
     /// A query as a probe: its inverse norm for cosine; for dot product, scaled to unit
     /// length, which keeps the order of its inner products and keeps them within the
     /// stored norms (so f32 sums do not overflow however long the query is).
-    fn query_probe(&self, vector: &[f32]) -> Probe {
+    fn query_probe(&self, vector: &[f32]) -> Probe<'_> {
         assert_eq!(
             vector.len(),
             self.dim,
@@ -490,6 +525,7 @@ impl Hnsw {
             Metric::Euclidean => {}
         }
         Probe {
+            code: None,
             v,
             scale,
             lifted: None,
@@ -553,13 +589,95 @@ impl Hnsw {
             self.vectors.row_mut(s).copy_from_slice(vector);
         }
         match self.metric {
-            Metric::Cosine => set_or_push(&mut self.inv_norms, s, inverse_norm(vector)),
+            Metric::Cosine => {
+                set_or_push(&mut self.inv_norms, s, inverse_norm(vector));
+                self.update_codes(s);
+            }
             Metric::DotProduct => {
                 let sq = kernels::dot_f64(vector, vector);
                 set_or_push(&mut self.sq_norms, s, sq);
                 self.phi2 = self.phi2.max(sq);
             }
             Metric::Euclidean => {}
+        }
+    }
+
+    /// Walks queries on byte codes of the rows (cosine graphs only, see [`Codes`]) once
+    /// the graph holds `from` rows; `None` walks on the rows themselves. A graph that
+    /// already holds enough rows fits its codes on a background thread, and queries walk
+    /// on the rows until they are ready.
+    pub fn set_quantized_walk(&mut self, from: Option<usize>) {
+        self.settle_codes();
+        self.codes_from = from.filter(|_| self.metric == Metric::Cosine);
+        self.codes = OnceLock::new();
+        let rows = self.vectors.rows();
+        if self.codes_from.is_some_and(|from| rows >= from.max(1)) {
+            let (tx, rx) = mpsc::channel();
+            let (dim, vectors, inv_norms) =
+                (self.dim, self.vectors.clone(), self.inv_norms.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send(Codes::fit(dim, rows, &|s| vectors.row(s), &inv_norms));
+            });
+            *self.fitting.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+            self.fitting_now.store(true, AtomicOrdering::Release);
+        }
+    }
+
+    /// The codes queries walk on, if they are ready.
+    fn walk_codes(&self) -> Option<&Codes> {
+        if let Some(codes) = self.codes.get() {
+            return Some(codes);
+        }
+        if !self.fitting_now.load(AtomicOrdering::Acquire) {
+            return None;
+        }
+        let mut job = self.fitting.lock().unwrap_or_else(|p| p.into_inner());
+        let done = match job.as_ref().map(mpsc::Receiver::try_recv) {
+            Some(Ok(codes)) => {
+                let _ = self.codes.set(codes);
+                true
+            }
+            Some(Err(mpsc::TryRecvError::Empty)) => false,
+            Some(Err(mpsc::TryRecvError::Disconnected)) | None => true,
+        };
+        if done {
+            *job = None;
+            self.fitting_now.store(false, AtomicOrdering::Release);
+        }
+        self.codes.get()
+    }
+
+    /// Waits for a background fit, so that a change to the rows reaches the codes.
+    fn settle_codes(&mut self) {
+        let job = self
+            .fitting
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(codes) = job.and_then(|rx| rx.recv().ok()) {
+            self.codes = OnceLock::from(codes);
+        }
+        self.fitting_now.store(false, AtomicOrdering::Release);
+    }
+
+    /// Brings slot `s`'s code in line with its row: encodes it, or fits all codes anew
+    /// when the graph reaches the size that starts them or has doubled since.
+    fn update_codes(&mut self, s: usize) {
+        let Some(from) = self.codes_from else {
+            return;
+        };
+        self.settle_codes();
+        let rows = self.vectors.rows();
+        match self.codes.get_mut() {
+            Some(codes) if !codes.stale(rows) => {
+                codes.set(s, self.vectors.row(s), self.inv_norms[s]);
+            }
+            _ if rows >= from.max(1) => {
+                let vectors = &self.vectors;
+                let codes = Codes::fit(self.dim, rows, &|s| vectors.row(s), &self.inv_norms);
+                self.codes = OnceLock::from(codes);
+            }
+            _ => {}
         }
     }
 
@@ -972,7 +1090,10 @@ impl Hnsw {
                 reached.extend(list.iter().copied().filter(|&n| visited.insert(n)));
             }
             for &n in &reached {
-                kernels::prefetch(self.row(n));
+                match &p.code {
+                    Some((_, codes)) => kernels::prefetch(codes.row(n)),
+                    None => kernels::prefetch(self.row(n)),
+                }
             }
             self.dists(p, &reached, &mut measured);
             for (&n, &d) in reached.iter().zip(&measured) {
@@ -1011,7 +1132,10 @@ impl Hnsw {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
-        let p = self.query_probe(query);
+        let mut p = self.query_probe(query);
+        if let Some(codes) = self.walk_codes() {
+            p.code = Some((codes.query(&p.v), codes));
+        }
         let mut cur = (entry, self.dist(&p, entry));
         for l in (1..=self.max_level).rev() {
             cur = self.greedy(&p, cur.0, cur.1, l);
@@ -1033,6 +1157,14 @@ impl Hnsw {
                 ..admit
             };
             found = self.search_layer(&p, &start, ef, 0, Some(&admit));
+        }
+        if p.code.take().is_some() {
+            // Distances between codes only ordered the walk: the candidates it found are
+            // ranked, and scored, on their rows.
+            for n in &mut found {
+                n.0 = self.dist(&p, n.1);
+            }
+            found.sort_unstable();
         }
         self.results(query, found, k)
     }
@@ -1184,6 +1316,89 @@ mod tests {
             let r = recall(metric);
             assert!(r >= 0.95, "{metric:?}: recall@10 = {r}");
         }
+    }
+
+    /// Walking on byte codes: recall as high as on the rows, and every score exactly what
+    /// the rows give, for codes that grew with the inserts and for codes fitted in the
+    /// background for a graph that already had its rows; filtered walks too.
+    #[test]
+    fn a_walk_on_byte_codes_finds_what_the_rows_do_and_scores_exactly() {
+        let data = clustered(3000, 64, 42);
+        let rows: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        let queries = clustered(100, 64, 99);
+        let mut grown = Hnsw::new(64, Metric::Cosine, HnswParams::default());
+        grown.set_quantized_walk(Some(100));
+        for v in &rows {
+            grown.insert(v);
+        }
+        assert!(grown.codes.get().is_some(), "codes start at 100 rows");
+        let mut fitted = Hnsw::new(64, Metric::Cosine, HnswParams::default());
+        fitted.insert_batch(&rows);
+        fitted.set_quantized_walk(Some(100));
+        let waited = std::time::Instant::now();
+        while fitted.walk_codes().is_none() {
+            assert!(
+                waited.elapsed().as_secs() < 60,
+                "the background fit never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut allowed = Bitset::new(data.len());
+        (0..data.len() as u32)
+            .step_by(3)
+            .for_each(|s| allowed.insert(s));
+        for g in [&grown, &fitted] {
+            let (mut hits, mut filtered_hits) = (0, 0);
+            for q in &queries {
+                let exact_score = |slot: u32| g.exact(q, 1, std::iter::once(slot))[0].1;
+                let want: Vec<u32> = g.brute_force(q, 10).iter().map(|r| r.0).collect();
+                for (slot, d) in g.search(q, 10, DEFAULT_EF_SEARCH) {
+                    assert_eq!(d.to_bits(), exact_score(slot).to_bits(), "slot {slot}");
+                    hits += usize::from(want.contains(&slot));
+                }
+                let want: Vec<u32> = g
+                    .exact(
+                        q,
+                        10,
+                        (0..data.len() as u32).filter(|&s| allowed.contains(s)),
+                    )
+                    .iter()
+                    .map(|r| r.0)
+                    .collect();
+                for (slot, d) in g.search_filtered(q, 10, DEFAULT_EF_SEARCH, Some(&allowed)) {
+                    assert!(allowed.contains(slot));
+                    assert_eq!(d.to_bits(), exact_score(slot).to_bits(), "slot {slot}");
+                    filtered_hits += usize::from(want.contains(&slot));
+                }
+            }
+            let total = (queries.len() * 10) as f64;
+            assert!(
+                hits as f64 / total >= 0.95,
+                "recall@10 {}",
+                hits as f64 / total
+            );
+            let r = filtered_hits as f64 / total;
+            assert!(r >= 0.95, "filtered recall@10 {r}");
+        }
+    }
+
+    /// A change to the rows while codes are being fitted waits for the fit, then reaches
+    /// the codes: a new row and a reused slot are found by their own vectors.
+    #[test]
+    fn rows_written_during_a_background_fit_reach_the_codes() {
+        let data = clustered(2000, 32, 5);
+        let mut g = Hnsw::new(32, Metric::Cosine, HnswParams::default());
+        g.insert_batch(&data.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        g.set_quantized_walk(Some(1));
+        let new: Vec<f32> = (0..32).map(|i| if i == 3 { 1.0 } else { 0.0 }).collect();
+        let slot = g.insert(&new);
+        assert!(g.codes.get().is_some(), "the insert waited for the fit");
+        assert_eq!(g.search(&new, 1, DEFAULT_EF_SEARCH)[0].0, slot);
+        g.delete(7);
+        let other: Vec<f32> = (0..32).map(|i| if i == 9 { -1.0 } else { 0.0 }).collect();
+        let reused = g.insert(&other);
+        assert_eq!(reused, 7, "the deleted slot is reused");
+        assert_eq!(g.search(&other, 1, DEFAULT_EF_SEARCH)[0].0, 7);
     }
 
     #[test]

@@ -203,6 +203,9 @@ impl VectorizeIndex {
                 })?;
                 state.apply(&inner, m);
             }
+            // After the log: its rows are in the codes the fit starts from.
+            let walk = inner.options.quantized_walk();
+            state.graph.set_quantized_walk(walk);
         }
         // Older generations are superseded by the segment just opened, and so are the
         // vector files it does not name (older ones, or a checkpoint's that crashed
@@ -920,6 +923,7 @@ impl State {
             HnswParams::default(),
         );
         graph.set_run_bytes(inner.options.vector_file_bytes);
+        graph.set_quantized_walk(inner.options.quantized_walk());
         let rows: Vec<&[f32]> = live.iter().map(|&s| self.graph.vector(s)).collect();
         let new_slots = graph.insert_batch(&rows);
         let mut records = vec![None; new_slots.len()];
@@ -1085,6 +1089,14 @@ fn score(metric: Metric, distance: f64) -> f64 {
     }
 }
 
+impl VectorizeOptions {
+    /// [`VectorizeOptions::quantized_walk_from`] where this CPU makes it pay.
+    fn quantized_walk(&self) -> Option<usize> {
+        self.quantized_walk_from
+            .filter(|_| super::kernels::codes_fast())
+    }
+}
+
 impl Default for VectorizeOptions {
     fn default() -> Self {
         VectorizeOptions {
@@ -1093,6 +1105,7 @@ impl Default for VectorizeOptions {
             plan: QueryPlan::Auto,
             checkpoint_bytes: 32 << 20,
             vector_file_bytes: super::arena::DEFAULT_RUN_BYTES,
+            quantized_walk_from: Some(4096),
         }
     }
 }
