@@ -37,14 +37,14 @@ const UNNEEDED: &[(&str, &str)] = &[
          its rename; one writer at a time never meets either",
     ),
     (
-        "src/vectorize/index.rs:680 directory",
+        "src/vectorize/index.rs:683 directory",
         "a checkpoint makes its new vector files' names durable before the segment that \
          names them; the simulator drops every unsynced entry together, so it cannot \
          leave the segment without its vector files, which a file system that persists \
          entries out of order can",
     ),
     (
-        "src/vectorize/index.rs:690 directory",
+        "src/vectorize/index.rs:693 directory",
         "a checkpoint makes the new segment's name durable before it creates the new \
          log; the simulator drops every unsynced entry together, so it cannot leave the \
          new log without its segment, which a file system that persists entries out \
