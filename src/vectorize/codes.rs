@@ -9,8 +9,9 @@
 //! candidates are then re-scored on the f32 rows, so the scores a query reports, and
 //! which vectors `getByIds` returns, do not depend on the codes.
 //!
-//! Codes are derived, never stored: they are fitted on all cores when an index opens
-//! (in the background, while queries walk the f32 rows) and kept up to date by inserts.
+//! Codes are derived, never stored: for an index just opened the first query starts
+//! their fit on one core in the background (queries walk the f32 rows until it ends),
+//! and inserts keep them up to date.
 //! A component beyond the fitted range is clamped; the scales are fitted again each time
 //! the index doubles, so they follow what is stored.
 

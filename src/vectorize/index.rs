@@ -203,7 +203,7 @@ impl VectorizeIndex {
                 })?;
                 state.apply(&inner, m);
             }
-            // After the log: its rows are in the codes the fit starts from.
+            // After the log, whose rows the first query's fit then encodes at once.
             let walk = inner.options.quantized_walk();
             state.graph.set_quantized_walk(walk);
         }
