@@ -642,6 +642,11 @@ impl Hnsw {
         self.codes.get()
     }
 
+    /// Whether queries measure byte codes now (see [`Hnsw::scan`]).
+    pub fn walks_on_codes(&self) -> bool {
+        self.walk_codes().is_some()
+    }
+
     /// Fits codes for the rows held now, on a thread of its own with a pool of one.
     fn start_fit(&self) -> mpsc::Receiver<Codes> {
         let (tx, rx) = mpsc::channel();
@@ -1195,6 +1200,61 @@ impl Hnsw {
         )
     }
 
+    /// A scan of the given slots for a query that may return only them: on the byte
+    /// codes when the walk uses them, keeping the `depth` best, which are then ranked
+    /// and scored on their rows; [`Hnsw::exact`] otherwise. Codes are a quarter of the
+    /// rows' bytes, and a scan is bound by fetching them.
+    pub fn scan(
+        &self,
+        query: &[f32],
+        k: usize,
+        depth: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> Vec<(u32, f64)> {
+        let Some(codes) = self.walk_codes() else {
+            return self.exact(query, k, slots);
+        };
+        let p = self.query_probe(query);
+        let q = codes.query(&p.v);
+        let slots: Vec<u32> = slots.collect();
+        let depth = depth.max(k);
+        // The slots are known ahead, unlike a walk's: fetch rows a few steps early so
+        // that the scan is bound by bandwidth, not by each row's latency.
+        const AHEAD: usize = 8;
+        let mut best: BinaryHeap<(i32, u32)> = BinaryHeap::with_capacity(depth + 1);
+        let mut keep = |d: i32, s: u32| {
+            if best.len() < depth || best.peek().is_some_and(|w| d < w.0) {
+                best.push((d, s));
+                if best.len() > depth {
+                    best.pop();
+                }
+            }
+        };
+        let fours = slots.len() / 4 * 4;
+        for (i, c) in slots[..fours].chunks_exact(4).enumerate() {
+            for &s in slots.iter().skip(i * 4 + AHEAD).take(4) {
+                kernels::prefetch_all(codes.row(s));
+            }
+            let dots = kernels::codes_dot4(&q, [c[0], c[1], c[2], c[3]].map(|s| codes.row(s)));
+            for (&s, d) in c.iter().zip(dots) {
+                keep(-d, s);
+            }
+        }
+        for &s in &slots[fours..] {
+            keep(-kernels::codes_dot(&q, codes.row(s)), s);
+        }
+        let best = best.into_vec();
+        for &(_, s) in &best {
+            kernels::prefetch_all(self.row(s));
+        }
+        let mut found: Vec<Near> = best
+            .iter()
+            .map(|&(_, s)| Near(self.dist(&p, s), s))
+            .collect();
+        found.sort_unstable();
+        self.results(query, found, k)
+    }
+
     /// Exact search over the given slots.
     pub fn exact(
         &self,
@@ -1366,7 +1426,7 @@ mod tests {
             .step_by(3)
             .for_each(|s| allowed.insert(s));
         for g in [&grown, &fitted] {
-            let (mut hits, mut filtered_hits) = (0, 0);
+            let (mut hits, mut filtered_hits, mut scanned_hits) = (0, 0, 0);
             for q in &queries {
                 let exact_score = |slot: u32| g.exact(q, 1, std::iter::once(slot))[0].1;
                 let want: Vec<u32> = g.brute_force(q, 10).iter().map(|r| r.0).collect();
@@ -1388,6 +1448,14 @@ mod tests {
                     assert_eq!(d.to_bits(), exact_score(slot).to_bits(), "slot {slot}");
                     filtered_hits += usize::from(want.contains(&slot));
                 }
+                // Re-ranking no more than topK leaves the codes alone to choose.
+                let scanned = g.scan(q, 10, 10, allowed.iter());
+                assert_eq!(scanned.len(), 10);
+                for (slot, d) in scanned {
+                    assert!(allowed.contains(slot));
+                    assert_eq!(d.to_bits(), exact_score(slot).to_bits(), "slot {slot}");
+                    scanned_hits += usize::from(want.contains(&slot));
+                }
             }
             let total = (queries.len() * 10) as f64;
             assert!(
@@ -1397,6 +1465,8 @@ mod tests {
             );
             let r = filtered_hits as f64 / total;
             assert!(r >= 0.95, "filtered recall@10 {r}");
+            let r = scanned_hits as f64 / total;
+            assert!(r >= 0.95, "recall@10 of a scan on codes {r}");
         }
     }
 

@@ -1034,12 +1034,20 @@ impl State {
                 } else {
                     step.saturating_mul(self.graph.slots()) / candidates.max(1)
                 };
-                if candidates <= exact_max || candidates <= walk_cost {
-                    self.graph.exact(vector, k, allowed.iter())
+                // A scan on byte codes reads each row's code in order, fetched ahead;
+                // measured, a scanned row cost about half a walk's measurement (MiniLM
+                // and the hard set, docs/benchmarks.md).
+                let scan_cost = if self.graph.walks_on_codes() {
+                    candidates / 2
+                } else {
+                    candidates
+                };
+                if candidates <= exact_max || scan_cost <= walk_cost {
+                    self.graph.scan(vector, k, ef, allowed.iter())
                 } else {
                     let walked = self.graph.search_filtered(vector, k, ef, Some(&allowed));
                     if walked.len() < k {
-                        self.graph.exact(vector, k, allowed.iter())
+                        self.graph.scan(vector, k, ef, allowed.iter())
                     } else {
                         walked
                     }

@@ -151,6 +151,17 @@ pub fn prefetch<T>(row: &[T]) {
     let _ = row;
 }
 
+/// [`prefetch`] for every cache line of `row`, for a row needed a little later whole.
+#[inline(always)]
+pub fn prefetch_all<T>(row: &[T]) {
+    let bytes = std::mem::size_of_val(row);
+    let start = row.as_ptr().cast::<u8>();
+    for offset in (0..bytes).step_by(64) {
+        // SAFETY: `offset` is inside `row`.
+        prefetch(unsafe { std::slice::from_raw_parts(start.add(offset), 1) });
+    }
+}
+
 /// The reference dot product, with four accumulators like the SIMD versions. Plain
 /// multiply-add, not `mul_add`: without FMA hardware that is a slow library call.
 pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {

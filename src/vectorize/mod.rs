@@ -95,10 +95,12 @@ pub struct VectorizeOptions {
     /// more of the true nearest neighbours.
     pub ef_search: usize,
     /// Queries with at most this many candidates (the whole index, or what the
-    /// namespace and filter leave) are answered by an exact scan instead of the graph:
-    /// at ~60 ns per 768-dim distance a few thousand cost less than a graph walk, which
-    /// for a selective filter must visit about topK / selectivity nodes, and the answer
-    /// is exact.
+    /// namespace and filter leave) are answered by a scan instead of the graph: at
+    /// ~60 ns per 768-dim distance a few thousand cost less than a graph walk, which
+    /// for a selective filter must visit about topK / selectivity nodes. The scan is
+    /// exact, or, where the walk measures byte codes (see
+    /// [`VectorizeOptions::quantized_walk_from`]), it measures the codes and ranks
+    /// the `ef_search` best on the vectors.
     pub exact_scan_max: usize,
     /// How queries find their matches; [`QueryPlan::Auto`] but to measure or test one
     /// way alone.
@@ -122,9 +124,9 @@ pub struct VectorizeOptions {
 /// How a query finds its matches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum QueryPlan {
-    /// An exact scan when few candidates are left or a filter is selective (see
-    /// [`VectorizeOptions::exact_scan_max`]), the graph otherwise, and an exact scan
-    /// again when a filtered walk finds fewer than topK.
+    /// A scan when few candidates are left or a filter is selective (see
+    /// [`VectorizeOptions::exact_scan_max`]), the graph otherwise, and a scan again
+    /// when a filtered walk finds fewer than topK.
     #[default]
     Auto,
     /// Always the graph, filtered or not, with no exact scan behind it: what recall
