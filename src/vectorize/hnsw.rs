@@ -642,9 +642,18 @@ impl Hnsw {
         self.codes.get()
     }
 
-    /// Whether queries measure byte codes now (see [`Hnsw::scan`]).
-    pub fn walks_on_codes(&self) -> bool {
-        self.walk_codes().is_some()
+    /// What [`Hnsw::scan`] of `candidates` slots keeping `depth` costs, in the walk's
+    /// measurements of a row. Measured on MiniLM and the hard set (docs/benchmarks.md):
+    /// a row's byte code, read in order and fetched ahead, costs about half a walk's
+    /// measurement; counting bits first halves that again.
+    pub fn scan_cost(&self, candidates: usize, depth: usize) -> usize {
+        if self.walk_codes().is_none() {
+            candidates
+        } else if scans_bits(self.dim, candidates, depth) {
+            candidates / 4
+        } else {
+            candidates / 2
+        }
     }
 
     /// Fits codes for the rows held now, on a thread of its own with a pool of one.
@@ -1216,8 +1225,15 @@ impl Hnsw {
         };
         let p = self.query_probe(query);
         let q = codes.query(&p.v);
-        let slots: Vec<u32> = slots.collect();
         let depth = depth.max(k);
+        let slots: Vec<u32> = slots.collect();
+        // Bits first, when they leave few enough: only the nearest `BITS_KEEP` x `depth`
+        // by bit code are measured on the byte codes.
+        let slots = if scans_bits(self.dim, slots.len(), depth) {
+            codes.nearest_by_bits(&codes.query_bits(&p.v), &slots, BITS_KEEP * depth)
+        } else {
+            slots
+        };
         // The slots are known ahead, unlike a walk's: fetch rows a few steps early so
         // that the scan is bound by bandwidth, not by each row's latency.
         const AHEAD: usize = 8;
@@ -1304,6 +1320,22 @@ struct Admit<'a> {
 /// Filters that accept fewer than one slot in this many hop over rejected neighbours;
 /// above it, enough neighbours are accepted for the graph itself to carry the walk.
 const HOP_BELOW_ONE_IN: usize = 4;
+
+/// How many candidates per `ef` a scan keeps from its bit codes for the byte codes to
+/// measure. On MiniLM's 10% filter, 8 x 16 by bits held 98.5% of the true top 10 and
+/// 8 x 32 held 99.6% (docs/benchmarks.md). Counting bits costs a row's latency as
+/// measuring its bytes does: a scan counts them only when it has at least
+/// `BITS_KEEP` times as many rows as it keeps (a 1% filter of 430 rows at ef 16 took
+/// twice as long with bits).
+const BITS_KEEP: usize = 8;
+
+/// Whether a scan of `candidates` keeping `depth` counts bits first (see [`BITS_KEEP`]).
+/// Not below 256 dimensions: there a bit code says too little (at 64, the 80 nearest
+/// by bits of 1,000 clustered rows held 63% of the top 10), and a byte code is a line
+/// or four anyway.
+fn scans_bits(dim: usize, candidates: usize, depth: usize) -> bool {
+    dim >= 256 && candidates >= BITS_KEEP * BITS_KEEP * depth
+}
 
 /// `a·b`: the SIMD kernel's f32 sum, or the f64 one where f32 cannot hold it.
 #[inline]
@@ -1468,6 +1500,36 @@ mod tests {
             let r = scanned_hits as f64 / total;
             assert!(r >= 0.95, "recall@10 of a scan on codes {r}");
         }
+    }
+
+    /// At 256 dimensions a scan of 1,000 rows keeping 10 counts bits first: for queries
+    /// like the rows (here: the rows it may not return) it still finds the top 10,
+    /// scored exactly. Queries unlike any row (`clustered` with another seed) found
+    /// 0.53 of it: bits rank far rows poorly, which is why the prescreen keeps
+    /// `BITS_KEEP` x ef and a larger ef keeps more.
+    #[test]
+    fn a_scan_that_counts_bits_first_keeps_recall() {
+        let data = clustered(3000, 256, 7);
+        let queries: Vec<&Vec<f32>> = data.iter().skip(1).step_by(60).collect();
+        let mut g = Hnsw::new(256, Metric::Cosine, HnswParams::default());
+        g.set_quantized_walk(Some(100));
+        for v in &data {
+            g.insert(v);
+        }
+        let allowed: Vec<u32> = (0..data.len() as u32).step_by(3).collect();
+        assert!(scans_bits(256, allowed.len(), 10));
+        let mut hits = 0;
+        for &q in &queries {
+            let want = g.exact(q, 10, allowed.iter().copied());
+            for (slot, d) in g.scan(q, 10, 10, allowed.iter().copied()) {
+                assert_eq!(slot % 3, 0);
+                let exact = g.exact(q, 1, std::iter::once(slot))[0].1;
+                assert_eq!(d.to_bits(), exact.to_bits(), "slot {slot}");
+                hits += usize::from(want.iter().any(|w| w.0 == slot));
+            }
+        }
+        let recall = hits as f64 / (queries.len() * 10) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
     }
 
     /// A change to the rows while codes are being fitted waits for the fit, then reaches

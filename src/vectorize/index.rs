@@ -1012,7 +1012,7 @@ impl State {
             }
             (QueryPlan::Auto, None) => self.graph.search(vector, k, ef),
             (QueryPlan::Auto, Some(allowed)) => {
-                // An exact scan measures each candidate once. A walk that hops over
+                // A scan measures each candidate once (see `scan_cost`). A walk that hops over
                 // rejected neighbours measures up to 2 x `degree` accepted ones per step,
                 // plus the reading of the lists it hops through (about half as much
                 // again); one that does not visits about ef / selectivity nodes. Scan
@@ -1034,14 +1034,7 @@ impl State {
                 } else {
                     step.saturating_mul(self.graph.slots()) / candidates.max(1)
                 };
-                // A scan on byte codes reads each row's code in order, fetched ahead;
-                // measured, a scanned row cost about half a walk's measurement (MiniLM
-                // and the hard set, docs/benchmarks.md).
-                let scan_cost = if self.graph.walks_on_codes() {
-                    candidates / 2
-                } else {
-                    candidates
-                };
+                let scan_cost = self.graph.scan_cost(candidates, ef);
                 if candidates <= exact_max || scan_cost <= walk_cost {
                     self.graph.scan(vector, k, ef, allowed.iter())
                 } else {

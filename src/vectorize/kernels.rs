@@ -25,13 +25,16 @@ struct Kernels {
     isa: Isa,
     dot: Kernel,
     l2: Kernel,
-    /// AVX-512 VNNI (and BW, for the masked byte loads): the byte-code kernels' SIMD.
+    /// AVX-512 VNNI (and BW, for the masked byte loads): the byte-code kernels' SIMD;
+    /// and POPCNT, which every CPU with VNNI has, for the bit codes.
     vnni: bool,
 }
 
 #[cfg(target_arch = "x86_64")]
 fn has_vnni() -> bool {
-    std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw")
+    std::is_x86_feature_detected!("avx512vnni")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("popcnt")
 }
 
 fn kernels() -> &'static Kernels {
@@ -151,6 +154,59 @@ pub fn prefetch<T>(row: &[T]) {
     let _ = row;
 }
 
+/// For each of `slots`, the number of bits in which its row of `bits` (`q.len()` words
+/// per slot) differs from `q`, appended to `out`.
+pub fn hamming_rows(q: &[u64], bits: &[u64], slots: &[u32], out: &mut Vec<u16>) {
+    let words = q.len();
+    if let Some(&last) = slots.iter().max() {
+        assert!(
+            (last as usize + 1) * words <= bits.len(),
+            "slot past the bits"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernels().vnni {
+        // SAFETY: POPCNT was detected; every slot's row is inside `bits`.
+        return unsafe { x86::hamming_rows_popcnt(q, bits, slots, out) };
+    }
+    hamming_rows_portable(q, bits, slots, out)
+}
+
+/// The reference for [`hamming_rows`]; without POPCNT, `count_ones` is a bit-twiddling
+/// sequence. Plain loops, no closures: a closure would not inherit the POPCNT of the
+/// function this is inlined into. Common widths get a loop the compiler unrolls.
+#[inline(always)]
+pub fn hamming_rows_portable(q: &[u64], bits: &[u64], slots: &[u32], out: &mut Vec<u16>) {
+    match q.len() {
+        6 => hamming_rows_of::<6>(q, bits, slots, out),
+        12 => hamming_rows_of::<12>(q, bits, slots, out),
+        _ => hamming_rows_of::<0>(q, bits, slots, out),
+    }
+}
+
+/// [`hamming_rows_portable`] for rows of `N` words (`N` = 0: of `q.len()`).
+#[inline(always)]
+fn hamming_rows_of<const N: usize>(q: &[u64], bits: &[u64], slots: &[u32], out: &mut Vec<u16>) {
+    let words = if N == 0 { q.len() } else { N };
+    // Rows are a line or two each, read in an order the hardware cannot guess: fetch
+    // well ahead.
+    const AHEAD: usize = 16;
+    out.reserve(slots.len());
+    for i in 0..slots.len() {
+        if let Some(&next) = slots.get(i + AHEAD) {
+            let start = next as usize * words;
+            prefetch_all(&bits[start..start + words]);
+        }
+        let row = &bits[slots[i] as usize * words..][..words];
+        let q = &q[..words];
+        let mut differ = 0;
+        for w in 0..words {
+            differ += (q[w] ^ row[w]).count_ones();
+        }
+        out.push(differ as u16);
+    }
+}
+
 /// [`prefetch`] for every cache line of `row`, for a row needed a little later whole.
 #[inline(always)]
 pub fn prefetch_all<T>(row: &[T]) {
@@ -236,6 +292,16 @@ pub fn available() -> Vec<(Isa, Kernel, Kernel)> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn hamming_rows_popcnt(
+        q: &[u64],
+        bits: &[u64],
+        slots: &[u32],
+        out: &mut Vec<u16>,
+    ) {
+        super::hamming_rows_portable(q, bits, slots, out)
+    }
+
     use std::arch::x86_64::*;
 
     // The entry points are safe fns for the dispatch table; each is only ever installed
@@ -539,6 +605,29 @@ mod tests {
                 prop_assert_eq!(g, codes_dot_scalar(&q, row));
                 prop_assert_eq!(codes_dot(&q, row), g);
             }
+        }
+    }
+
+    proptest! {
+        /// Every width (the unrolled 6 and 12 words and any other), rows in any order.
+        #[test]
+        fn bit_counts_are_exact(
+            (words, bits) in (1usize..=13).prop_flat_map(|w| {
+                (Just(w), proptest::collection::vec(any::<u64>(), w * 40))
+            }),
+            order in proptest::collection::vec(0u32..40, 0..60),
+        ) {
+            let q = &bits[..words];
+            let mut got = Vec::new();
+            hamming_rows(q, &bits, &order, &mut got);
+            let want: Vec<u16> = order
+                .iter()
+                .map(|&s| {
+                    let row = &bits[s as usize * words..][..words];
+                    q.iter().zip(row).map(|(a, b)| (a ^ b).count_ones() as u16).sum()
+                })
+                .collect();
+            prop_assert_eq!(got, want);
         }
     }
 
