@@ -119,26 +119,10 @@ impl Codes {
     /// Encodes `row` (with its inverse norm) into `slot`, which is an existing slot or
     /// the next one.
     pub(crate) fn set(&mut self, slot: usize, row: &[f32], inv_norm: f32) {
-        let start = slot * self.dim;
-        if start == self.bytes.len() {
-            self.bytes.resize(start + self.dim, 0);
-        }
-        encode(
-            row,
-            inv_norm,
-            &self.scale,
-            &mut self.bytes[start..start + self.dim],
-        );
-        let start = slot * self.words;
-        if start == self.bits.len() {
-            self.bits.resize(start + self.words, 0);
-        }
-        encode_bits(
-            row,
-            inv_norm,
-            &self.mean,
-            &mut self.bits[start..start + self.words],
-        );
+        let bytes = slot_mut(&mut self.bytes, slot, self.dim);
+        encode(row, inv_norm, &self.scale, bytes);
+        let bits = slot_mut(&mut self.bits, slot, self.words);
+        encode_bits(row, inv_norm, &self.mean, bits);
     }
 
     /// The query's bit code, for [`Codes::nearest_by_bits`].
@@ -224,6 +208,15 @@ impl Codes {
             + self.bits.capacity() * 8
             + (self.scale.capacity() + self.mean.capacity()) * 4
     }
+}
+
+/// Slot `slot`'s `width` entries of `v`, appended when it is the next slot.
+fn slot_mut<T: Copy + Default>(v: &mut Vec<T>, slot: usize, width: usize) -> &mut [T] {
+    let start = slot * width;
+    if start == v.len() {
+        v.resize(start + width, T::default());
+    }
+    &mut v[start..start + width]
 }
 
 /// One unit row's code, offset by 128.
