@@ -200,7 +200,9 @@ impl Codes {
         } else {
             0.0
         };
-        w.iter().map(|x| round(x * k) as i8).collect()
+        w.iter()
+            .map(|x| round(x * k).clamp(-127, 127) as i8)
+            .collect()
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
@@ -226,12 +228,13 @@ fn encode(row: &[f32], inv_norm: f32, scale: &[f32], out: &mut [u8]) {
     }
 }
 
-/// `x` rounded half away from zero, saturated, NaN as 0 (`as` does both). Not
+/// `x` rounded to the nearest integer, saturated, NaN as 0 (`as` does both). Not
 /// `f32::round`: without SSE4.1 that is a library call, and a query rounds each of its
 /// components (a profile of MiniLM queries put 0.65% of all samples in `roundf`).
 #[inline]
 fn round(x: f32) -> i32 {
-    (x + 0.5f32.copysign(x)) as i32
+    // Not 0.5: 0.49999997 + 0.5 rounds up to 1.0 in f32.
+    (x + 0.499_999_97f32.copysign(x)) as i32
 }
 
 /// One unit row's bit code: bit `i` is set where component `i` lies above the mean.

@@ -1019,7 +1019,7 @@ impl State {
                 // when that is cheaper.
                 let candidates = allowed.count();
                 let degree = self.graph.degree();
-                let step = degree * ef;
+                let step = degree.saturating_mul(ef);
                 let walk_cost = if self.graph.hops_for(candidates) {
                     // Two hops from a node reach about degree² others. When fewer than one
                     // list's worth of those match, the walk loses its way: a 1% filter

@@ -210,12 +210,19 @@ fn hamming_rows_of<const N: usize>(q: &[u64], bits: &[u64], slots: &[u32], out: 
 /// [`prefetch`] for every cache line of `row`, for a row needed a little later whole.
 #[inline(always)]
 pub fn prefetch_all<T>(row: &[T]) {
-    let bytes = std::mem::size_of_val(row);
-    let start = row.as_ptr().cast::<u8>();
-    for offset in (0..bytes).step_by(64) {
-        // SAFETY: `offset` is inside `row`.
-        prefetch(unsafe { std::slice::from_raw_parts(start.add(offset), 1) });
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = row.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(row);
+        // From the line the row starts in, so that its last line is fetched too.
+        for line in (start & !63..end).step_by(64) {
+            // SAFETY: prefetching is a hint; it never faults, whatever the address.
+            unsafe { _mm_prefetch(line as *const i8, _MM_HINT_T0) };
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// The reference dot product, with four accumulators like the SIMD versions. Plain

@@ -97,10 +97,11 @@ pub struct VectorizeOptions {
     /// Queries with at most this many candidates (the whole index, or what the
     /// namespace and filter leave) are answered by a scan instead of the graph: at
     /// ~60 ns per 768-dim distance a few thousand cost less than a graph walk, which
-    /// for a selective filter must visit about topK / selectivity nodes. The scan is
-    /// exact, or, where the walk measures byte codes (see
-    /// [`VectorizeOptions::quantized_walk_from`]), it measures the codes and ranks
-    /// the `ef_search` best on the vectors.
+    /// for a selective filter must visit about topK / selectivity nodes. A scan of the
+    /// whole index is exact; one of what a namespace or filter leaves is exact too,
+    /// unless the walk measures byte codes (see
+    /// [`VectorizeOptions::quantized_walk_from`]): then it measures the codes and
+    /// ranks the query's ef best on the vectors.
     pub exact_scan_max: usize,
     /// How queries find their matches; [`QueryPlan::Auto`] but to measure or test one
     /// way alone.
