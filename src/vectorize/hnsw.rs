@@ -1218,8 +1218,8 @@ impl Hnsw {
     /// A scan of the given slots for a query that may return only them: on the byte
     /// codes when the walk uses them (after the bit codes when there are many), keeping
     /// the max(`depth`, `k`) best, which are then ranked and scored on their rows;
-    /// [`Hnsw::exact`] otherwise. Codes are a quarter of the
-    /// rows' bytes, and a scan is bound by fetching them.
+    /// [`Hnsw::exact`] otherwise. A scan is bound by fetching what it measures: codes
+    /// are a quarter of the rows' bytes, bits a thirty-second.
     pub fn scan(
         &self,
         query: &[f32],
@@ -1342,10 +1342,11 @@ const HOP_BELOW_ONE_IN: usize = 4;
 const BITS_KEEP: usize = 8;
 
 /// Cosine distances closer than this may be ordered wrongly by byte codes. Rounding
-/// moves a 768-dim code's distance by about 3e-4 and a 32-dim one's by up to ~1e-3;
-/// a walk whose ef candidates all lie within this of each other walks again on the
-/// rows, and a scan whose do scans again on them. On MiniLM and the hard set the 10 nearest of any query spread over at least
-/// 0.005 and 0.013 (300 queries each), so real queries never pay for it.
+/// moves a 768-dim code's distance by about 3e-4 and a 32-dim one's by up to ~1e-3.
+/// A walk whose ef re-scored candidates all lie within this of each other walks on
+/// over the rows, and such a scan redoes its candidates exactly. On MiniLM and the
+/// hard set the 10 nearest of any query spread over at least 0.005 and 0.013 (300
+/// queries each), so real queries never pay for it.
 const CODES_BLUR: f64 = 4e-3;
 
 /// Whether a scan of `candidates` keeping `depth` counts bits first (see [`BITS_KEEP`]).
