@@ -23,7 +23,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels;
+use super::{kernels, pages};
 
 /// The codes of a graph's rows, and the scales they were made with.
 pub(crate) struct Codes {
@@ -89,13 +89,13 @@ impl Codes {
                     }
                 })
                 .collect(),
-            bytes: vec![0; slots * dim],
+            bytes: pages::zeroed(slots * dim),
             fitted_for: slots,
             mean: sum
                 .iter()
                 .map(|t| (t / slots.max(1) as f64) as f32)
                 .collect(),
-            bits: vec![0; slots * words],
+            bits: pages::zeroed(slots * words),
             words,
         };
         let (scale, mean) = (&codes.scale, &codes.mean);

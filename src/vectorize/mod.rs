@@ -20,6 +20,7 @@ mod index;
 pub mod kernels;
 pub mod metadata;
 pub mod ndjson;
+mod pages;
 pub(crate) mod segment;
 mod store;
 pub mod types;

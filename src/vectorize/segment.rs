@@ -45,7 +45,7 @@ use rayon::prelude::*;
 
 use super::arena::{bytes_of, rows_per_run, vector_file_name, Arena, Mapped, RunFile};
 use super::hnsw::{GraphState, Hnsw, HnswParams, Metric};
-use super::kernels;
+use super::{kernels, pages};
 
 const MAGIC: &[u8; 8] = b"TRIVSEG3";
 const MAGIC_V2: &[u8; 8] = b"TRIVSEG2";
@@ -319,7 +319,11 @@ pub(crate) fn read(path: &Path, run_bytes: u64) -> Result<(Hnsw, Vec<u8>), Strin
             .collect()
     };
     let inv_norms: Vec<f32> = words(slices[1]).into_iter().map(f32::from_bits).collect();
-    let layer0 = words(slices[2]);
+    let layer0 = pages::copied(
+        slices[2]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
+    );
     let meta = slices[4].to_vec();
     let mut runs = Vec::with_capacity(files.len());
     for (name, map, f) in files {
