@@ -645,7 +645,9 @@ impl Hnsw {
     /// What [`Hnsw::scan`] of `candidates` slots keeping `depth` costs, in the walk's
     /// measurements of a row. Measured on MiniLM and the hard set (docs/benchmarks.md):
     /// a row's byte code, read in order and fetched ahead, costs about half a walk's
-    /// measurement; counting bits first halves that again.
+    /// measurement; reading bits first halves that again. (Measured when bits were
+    /// counted; estimating from them costs up to twice as much a row, and buys recall
+    /// 1.0 where counting gave 0.99: not measured again against walks.)
     pub fn scan_cost(&self, candidates: usize, depth: usize) -> usize {
         if self.walk_codes().is_none() {
             candidates
@@ -1234,53 +1236,64 @@ impl Hnsw {
         let q = codes.query(&p.v);
         let depth = depth.max(k);
         let all: Vec<u32> = slots.collect();
-        // Bits first, when they leave few enough: only the nearest `BITS_KEEP` x `depth`
-        // by bit code are measured on the byte codes.
-        let slots = if scans_bits(self.dim, all.len(), depth) {
-            codes.nearest_by_bits(&codes.query_bits(&p.v), &all, BITS_KEEP * depth)
+        let mut best = BinaryHeap::with_capacity(depth.min(all.len()) + 1);
+        let found = if scans_bits(self.dim, all.len(), depth) {
+            // Bits first: every row's similarity estimated from its bit code; the
+            // `BITS_KEEP` x `depth` best measured on the byte codes, then every other
+            // row whose estimate's bound still reaches the k-th best similarity found.
+            let estimates = codes.estimates(&p.v, &all);
+            // Ties at the cut all go first (copies of one vector estimate the same).
+            let cut = estimates.about_nth_largest(BITS_KEEP * depth);
+            let first: Vec<u32> = all
+                .iter()
+                .zip(&estimates.similarity)
+                .filter(|(_, &e)| e >= cut)
+                .map(|(&s, _)| s)
+                .collect();
+            measure_codes(codes, &q, &first, depth, &mut best);
+            let found = self.rescored(&p, &best);
+            // A cosine distance is 1 - similarity; with fewer than k found, anything
+            // may still be among the k best.
+            let reach = found
+                .get(k.max(1) - 1)
+                .map_or(f32::NEG_INFINITY, |kth| (1.0 - kth.0) as f32);
+            let more: Vec<u32> = all
+                .iter()
+                .zip(estimates.similarity.iter().zip(&estimates.at_most))
+                .filter(|(_, (&e, &most))| e < cut && most >= reach)
+                .map(|(&s, _)| s)
+                .collect();
+            if more.is_empty() {
+                found
+            } else {
+                measure_codes(codes, &q, &more, depth, &mut best);
+                self.rescored(&p, &best)
+            }
         } else {
-            all.clone()
+            measure_codes(codes, &q, &all, depth, &mut best);
+            self.rescored(&p, &best)
         };
-        // The slots are known ahead, unlike a walk's: fetch rows a few steps early so
-        // that the scan is bound by bandwidth, not by each row's latency.
-        const AHEAD: usize = 8;
-        let mut best: BinaryHeap<(i32, u32)> =
-            BinaryHeap::with_capacity(depth.min(slots.len()) + 1);
-        let mut keep = |d: i32, s: u32| {
-            if best.len() < depth || best.peek().is_some_and(|w| d < w.0) {
-                best.push((d, s));
-                if best.len() > depth {
-                    best.pop();
-                }
-            }
-        };
-        let fours = slots.len() / 4 * 4;
-        for (i, c) in slots[..fours].chunks_exact(4).enumerate() {
-            for &s in slots.iter().skip(i * 4 + AHEAD).take(4) {
-                kernels::prefetch_all(codes.row(s));
-            }
-            let dots = kernels::codes_dot4(&q, [c[0], c[1], c[2], c[3]].map(|s| codes.row(s)));
-            for (&s, d) in c.iter().zip(dots) {
-                keep(-d, s);
-            }
-        }
-        for &s in &slots[fours..] {
-            keep(-kernels::codes_dot(&q, codes.row(s)), s);
-        }
-        let best = best.into_vec();
-        for &(_, s) in &best {
-            kernels::prefetch_all(self.row(s));
-        }
-        let mut found: Vec<Near> = best
-            .iter()
-            .map(|&(_, s)| Near(self.dist(&p, s), s))
-            .collect();
-        found.sort_unstable();
-        if found.len() < all.len() && found[found.len() - 1].0 - found[0].0 < CODES_BLUR {
+        if !found.is_empty()
+            && found.len() < all.len()
+            && found[found.len() - 1].0 - found[0].0 < CODES_BLUR
+        {
             // As in a walk (see `CODES_BLUR`): the codes could not order these.
             return self.exact(query, k, all.into_iter());
         }
         self.results(query, found, k)
+    }
+
+    /// The slots of `best` (byte-code distances), scored exactly and sorted.
+    fn rescored(&self, p: &Probe, best: &BinaryHeap<(i32, u32)>) -> Vec<Near> {
+        for &(_, s) in best {
+            kernels::prefetch_all(self.row(s));
+        }
+        let mut found: Vec<Near> = best
+            .iter()
+            .map(|&(_, s)| Near(self.dist(p, s), s))
+            .collect();
+        found.sort_unstable();
+        found
     }
 
     /// Exact search over the given slots.
@@ -1333,12 +1346,13 @@ struct Admit<'a> {
 /// above it, enough neighbours are accepted for the graph itself to carry the walk.
 const HOP_BELOW_ONE_IN: usize = 4;
 
-/// How many candidates per `ef` a scan keeps from its bit codes for the byte codes to
-/// measure. On MiniLM's 10% filter, 8 x 16 by bits held 98.5% of the true top 10 and
-/// 8 x 32 held 99.6% (docs/benchmarks.md). Counting bits costs a row's latency as
-/// measuring its bytes does: a scan counts them only when it has at least
-/// `BITS_KEEP` times as many rows as it keeps (a 1% filter of 430 rows at ef 16 took
-/// twice as long with bits).
+/// How many candidates per `ef` a scan measures first on the byte codes, the best by
+/// their bits' estimates; the bound then adds what those cannot rule out. On MiniLM's
+/// 10% filter the best 8 x 16 estimates held 99.9% of the true top 10 (docs/benchmarks.md),
+/// so the bound rarely adds much. Reading a row's bits costs its latency as reading
+/// its bytes does: a scan estimates only when it has at least `BITS_KEEP` times as many
+/// rows as it measures first (a 1% filter of 430 rows at ef 16 took twice as long with
+/// bits).
 const BITS_KEEP: usize = 8;
 
 /// Cosine distances closer than this may be ordered wrongly by byte codes. Rounding
@@ -1349,12 +1363,47 @@ const BITS_KEEP: usize = 8;
 /// queries each), so real queries never pay for it.
 const CODES_BLUR: f64 = 4e-3;
 
-/// Whether a scan of `candidates` keeping `depth` counts bits first (see [`BITS_KEEP`]).
-/// Not below 256 dimensions: there a bit code says too little (at 64, the 80 nearest
-/// by bits of 1,000 clustered rows held 63% of the top 10), and a byte code is a line
-/// or four anyway.
+/// Whether a scan of `candidates` keeping `depth` estimates from bits first (see
+/// [`BITS_KEEP`]). Not below 256 dimensions: there a bit code says too little (at 64,
+/// the 80 nearest by bits of 1,000 clustered rows held 63% of the top 10, and the bound
+/// would rule little out), and a byte code is a line or four anyway.
 fn scans_bits(dim: usize, candidates: usize, depth: usize) -> bool {
     dim >= 256 && candidates >= depth.saturating_mul(BITS_KEEP * BITS_KEEP)
+}
+
+/// Measures `slots` on their byte codes against the query code `q`, keeping the
+/// `depth` nearest in `best` (a max-heap of negated code dot products). The slots are
+/// known ahead, unlike a walk's: rows are fetched a few steps early, so that the scan
+/// is bound by bandwidth, not by each row's latency.
+fn measure_codes(
+    codes: &Codes,
+    q: &[i8],
+    slots: &[u32],
+    depth: usize,
+    best: &mut BinaryHeap<(i32, u32)>,
+) {
+    const AHEAD: usize = 8;
+    let mut keep = |d: i32, s: u32| {
+        if best.len() < depth || best.peek().is_some_and(|w| d < w.0) {
+            best.push((d, s));
+            if best.len() > depth {
+                best.pop();
+            }
+        }
+    };
+    let fours = slots.len() / 4 * 4;
+    for (i, c) in slots[..fours].chunks_exact(4).enumerate() {
+        for &s in slots.iter().skip(i * 4 + AHEAD).take(4) {
+            kernels::prefetch_all(codes.row(s));
+        }
+        let dots = kernels::codes_dot4(q, [c[0], c[1], c[2], c[3]].map(|s| codes.row(s)));
+        for (&s, d) in c.iter().zip(dots) {
+            keep(-d, s);
+        }
+    }
+    for &s in &slots[fours..] {
+        keep(-kernels::codes_dot(q, codes.row(s)), s);
+    }
 }
 
 /// `a·b`: the SIMD kernel's f32 sum, or the f64 one where f32 cannot hold it.
@@ -1550,6 +1599,63 @@ mod tests {
         }
         let recall = hits as f64 / (queries.len() * 10) as f64;
         assert!(recall >= 0.95, "recall@10 {recall}");
+    }
+
+    /// Queries unlike every row (from other clusters) are near none of them, and their
+    /// bit estimates barely tell the rows apart: the scan must measure more rows for
+    /// them instead of trusting the best few hundred estimates (with those alone, recall
+    /// here was 0.34 over all rows and 0.48 over a third).
+    #[test]
+    fn a_scan_for_queries_unlike_every_row_keeps_recall() {
+        let data = clustered(3000, 256, 7);
+        let queries = clustered(50, 256, 99);
+        let mut g = Hnsw::new(256, Metric::Cosine, HnswParams::default());
+        g.set_quantized_walk(Some(100));
+        for v in &data {
+            g.insert(v);
+        }
+        for step in [1, 3] {
+            let allowed: Vec<u32> = (0..data.len() as u32).step_by(step).collect();
+            assert!(scans_bits(256, allowed.len(), 10));
+            let mut hits = 0;
+            for q in &queries {
+                let want = g.exact(q, 10, allowed.iter().copied());
+                for (slot, d) in g.scan(q, 10, 10, allowed.iter().copied()) {
+                    let exact = g.exact(q, 1, std::iter::once(slot))[0].1;
+                    assert_eq!(d.to_bits(), exact.to_bits(), "slot {slot}");
+                    hits += usize::from(want.iter().any(|w| w.0 == slot));
+                }
+            }
+            let recall = hits as f64 / (queries.len() * 10) as f64;
+            assert!(recall >= 0.95, "one row in {step}: recall@10 {recall}");
+        }
+    }
+
+    /// Copies of a few vectors have the same bit estimates, so the scan's first cut
+    /// falls inside a group of equals: it must take the whole group, and still return
+    /// k rows, nearest first.
+    #[test]
+    fn a_scan_among_copies_returns_k_rows() {
+        let vector = |i: usize| -> Vec<f32> {
+            (0..256)
+                .map(|d| ((i * 37 + d * 11) % 101) as f32 / 101.0 - 0.5)
+                .collect()
+        };
+        let mut g = Hnsw::new(256, Metric::Cosine, HnswParams::default());
+        g.set_quantized_walk(Some(1));
+        for i in 0..2000 {
+            g.insert(&vector(i % 3));
+        }
+        assert!(scans_bits(256, 2000, 10));
+        for q in 0..3 {
+            let got = g.scan(&vector(q), 10, 10, 0..2000);
+            assert_eq!(got.len(), 10, "query {q}: {got:?}");
+            assert!(
+                got.iter()
+                    .all(|(s, d)| *s as usize % 3 == q && d.abs() < 1e-6),
+                "query {q}: {got:?}"
+            );
+        }
     }
 
     /// 6,000 rows that are the 97 cyclic shifts of one sequence (about 62 copies of

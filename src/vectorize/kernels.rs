@@ -25,16 +25,14 @@ struct Kernels {
     isa: Isa,
     dot: Kernel,
     l2: Kernel,
-    /// AVX-512 VNNI (and BW, for the masked byte loads): the byte-code kernels' SIMD;
-    /// and POPCNT, which every CPU with VNNI has, for the bit codes.
+    /// AVX-512 VNNI (and BW, for the masked byte loads): the SIMD of the byte-code and
+    /// bit-code kernels.
     vnni: bool,
 }
 
 #[cfg(target_arch = "x86_64")]
 fn has_vnni() -> bool {
-    std::is_x86_feature_detected!("avx512vnni")
-        && std::is_x86_feature_detected!("avx512bw")
-        && std::is_x86_feature_detected!("popcnt")
+    std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw")
 }
 
 fn kernels() -> &'static Kernels {
@@ -154,56 +152,54 @@ pub fn prefetch<T>(row: &[T]) {
     let _ = row;
 }
 
-/// For each of `slots`, the number of bits in which its row of `bits` (`q.len()` words
-/// per slot) differs from `q`, appended to `out`.
-pub fn hamming_rows(q: &[u64], bits: &[u64], slots: &[u32], out: &mut Vec<u16>) {
-    let words = q.len();
+/// For each of `slots`, the sum of the query bytes `q` where its row of `bits` has a
+/// bit set, appended to `out`. Row `s` starts at word `s * stride` and has
+/// `q.len() / 64` words (a row may be followed by other words of its own). With the
+/// row's other components counted negative, this is the query's dot product with the
+/// row's signs, from which `vectorize::codes` estimates the row's similarity. Exact;
+/// panics unless `q` is whole words long, within the stride, and every slot's row is
+/// inside `bits`.
+pub fn sign_sums(q: &[i8], bits: &[u64], stride: usize, slots: &[u32], out: &mut Vec<i32>) {
+    assert!(
+        q.len().is_multiple_of(64),
+        "the query is not whole words long"
+    );
+    assert!(q.len() / 64 <= stride, "the query is longer than a row");
     if let Some(&last) = slots.iter().max() {
         assert!(
-            (last as usize + 1) * words <= bits.len(),
+            (last as usize + 1) * stride <= bits.len(),
             "slot past the bits"
         );
     }
     #[cfg(target_arch = "x86_64")]
     if kernels().vnni {
-        // SAFETY: POPCNT was detected; every slot's row is inside `bits`.
-        return unsafe { x86::hamming_rows_popcnt(q, bits, slots, out) };
+        // SAFETY: AVX-512 VNNI and BW were detected; lengths checked.
+        return unsafe { x86::sign_sums_vnni(q, bits, stride, slots, out) };
     }
-    hamming_rows_portable(q, bits, slots, out)
+    sign_sums_scalar(q, bits, stride, slots, out)
 }
 
-/// The reference for [`hamming_rows`]; without POPCNT, `count_ones` is a bit-twiddling
-/// sequence. Plain loops, no closures: a closure would not inherit the POPCNT of the
-/// function this is inlined into. Common widths get a loop the compiler unrolls.
-#[inline(always)]
-pub fn hamming_rows_portable(q: &[u64], bits: &[u64], slots: &[u32], out: &mut Vec<u16>) {
-    match q.len() {
-        6 => hamming_rows_of::<6>(q, bits, slots, out),
-        12 => hamming_rows_of::<12>(q, bits, slots, out),
-        _ => hamming_rows_of::<0>(q, bits, slots, out),
-    }
-}
+/// Rows are a line or two of bits each, read in an order the hardware cannot guess:
+/// [`sign_sums`] fetches this many rows ahead.
+const SIGNS_AHEAD: usize = 16;
 
-/// [`hamming_rows_portable`] for rows of `N` words (`N` = 0: of `q.len()`).
-#[inline(always)]
-fn hamming_rows_of<const N: usize>(q: &[u64], bits: &[u64], slots: &[u32], out: &mut Vec<u16>) {
-    let words = if N == 0 { q.len() } else { N };
-    // Rows are a line or two each, read in an order the hardware cannot guess: fetch
-    // well ahead.
-    const AHEAD: usize = 16;
+/// The reference for [`sign_sums`]: each set bit adds its query byte.
+pub fn sign_sums_scalar(q: &[i8], bits: &[u64], stride: usize, slots: &[u32], out: &mut Vec<i32>) {
+    let words = q.len() / 64;
     out.reserve(slots.len());
-    for i in 0..slots.len() {
-        if let Some(&next) = slots.get(i + AHEAD) {
-            let start = next as usize * words;
-            prefetch_all(&bits[start..start + words]);
+    for (i, &s) in slots.iter().enumerate() {
+        if let Some(&next) = slots.get(i + SIGNS_AHEAD) {
+            prefetch_all(&bits[next as usize * stride..][..stride]);
         }
-        let row = &bits[slots[i] as usize * words..][..words];
-        let q = &q[..words];
-        let mut differ = 0;
-        for w in 0..words {
-            differ += (q[w] ^ row[w]).count_ones();
+        let mut sum = 0;
+        for (w, &word) in bits[s as usize * stride..][..words].iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                sum += i32::from(q[w * 64 + rest.trailing_zeros() as usize]);
+                rest &= rest - 1;
+            }
         }
-        out.push(differ as u16);
+        out.push(sum);
     }
 }
 
@@ -299,16 +295,6 @@ pub fn available() -> Vec<(Isa, Kernel, Kernel)> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    #[target_feature(enable = "popcnt")]
-    pub(super) unsafe fn hamming_rows_popcnt(
-        q: &[u64],
-        bits: &[u64],
-        slots: &[u32],
-        out: &mut Vec<u16>,
-    ) {
-        super::hamming_rows_portable(q, bits, slots, out)
-    }
-
     use std::arch::x86_64::*;
 
     // The entry points are safe fns for the dispatch table; each is only ever installed
@@ -510,6 +496,53 @@ mod x86 {
         acc.map(|a| _mm512_reduce_add_epi32(a))
     }
 
+    /// [`super::sign_sums`]: a word of bits becomes a mask of 64 bytes of one, whose
+    /// products with the query's 64 bytes VNNI sums in one instruction. Rows go four
+    /// at a time, so that their sums are folded together: one horizontal sum per row
+    /// cost as much as the products.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn sign_sums_vnni(
+        q: &[i8],
+        bits: &[u64],
+        stride: usize,
+        slots: &[u32],
+        out: &mut Vec<i32>,
+    ) {
+        let words = q.len() / 64;
+        let ones = _mm512_set1_epi8(1);
+        // A closure: it inherits this function's features, and is inlined.
+        let sums = |s: u32| {
+            let row = &bits[s as usize * stride..][..words];
+            let mut acc = _mm512_setzero_si512();
+            for (w, &word) in row.iter().enumerate() {
+                let x = _mm512_loadu_si512(q.as_ptr().add(w * 64).cast());
+                acc = _mm512_dpbusd_epi32(acc, _mm512_maskz_mov_epi8(word, ones), x);
+            }
+            acc
+        };
+        out.reserve(slots.len());
+        let fours = slots.len() / 4 * 4;
+        for (i, c) in slots[..fours].chunks_exact(4).enumerate() {
+            for &next in slots.iter().skip(i * 4 + super::SIGNS_AHEAD).take(4) {
+                super::prefetch_all(&bits[next as usize * stride..][..stride]);
+            }
+            let [a, b, c, d] = [c[0], c[1], c[2], c[3]].map(sums);
+            // Within each 128-bit lane: [a, b, c, d] partial sums, then the four lanes
+            // added together.
+            let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+            let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+            let t = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+            let t = _mm512_add_epi32(t, _mm512_shuffle_i32x4::<0b01_00_11_10>(t, t));
+            let t = _mm512_add_epi32(t, _mm512_shuffle_i32x4::<0b10_11_00_01>(t, t));
+            let mut four = [0i32; 4];
+            _mm_storeu_si128(four.as_mut_ptr().cast(), _mm512_castsi512_si128(t));
+            out.extend(four);
+        }
+        for &s in &slots[fours..] {
+            out.push(_mm512_reduce_add_epi32(sums(s)));
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     unsafe fn l2_avx512(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
@@ -616,25 +649,35 @@ mod tests {
     }
 
     proptest! {
-        /// Every width (the unrolled 6 and 12 words and any other), rows in any order.
+        /// Any width, rows in any order and followed by other words or not, query bytes
+        /// over their whole range: the SIMD kernel's sums equal the bit-by-bit
+        /// reference's, which equal a plain sum.
         #[test]
-        fn bit_counts_are_exact(
-            (words, bits) in (1usize..=13).prop_flat_map(|w| {
-                (Just(w), proptest::collection::vec(any::<u64>(), w * 40))
+        fn sign_sums_are_exact(
+            (q, bits, extra) in (1usize..=13, 0usize..3).prop_flat_map(|(w, extra)| {
+                (
+                    proptest::collection::vec(any::<i8>(), w * 64),
+                    proptest::collection::vec(any::<u64>(), (w + extra) * 40),
+                    Just(extra),
+                )
             }),
             order in proptest::collection::vec(0u32..40, 0..60),
         ) {
-            let q = &bits[..words];
-            let mut got = Vec::new();
-            hamming_rows(q, &bits, &order, &mut got);
-            let want: Vec<u16> = order
+            let stride = q.len() / 64 + extra;
+            let (mut got, mut reference) = (Vec::new(), Vec::new());
+            sign_sums(&q, &bits, stride, &order, &mut got);
+            sign_sums_scalar(&q, &bits, stride, &order, &mut reference);
+            let want: Vec<i32> = order
                 .iter()
                 .map(|&s| {
-                    let row = &bits[s as usize * words..][..words];
-                    q.iter().zip(row).map(|(a, b)| (a ^ b).count_ones() as u16).sum()
+                    (0..q.len())
+                        .filter(|&i| bits[s as usize * stride + i / 64] >> (i % 64) & 1 == 1)
+                        .map(|i| i32::from(q[i]))
+                        .sum()
                 })
                 .collect();
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(reference, want);
         }
     }
 
@@ -644,8 +687,9 @@ mod tests {
         if !codes_fast() {
             let _ = writeln!(
                 std::io::stderr(),
-                "NOTICE kernels.rs: codes_dot4_vnni is NOT tested on this machine: its CPU \
-                 lacks avx512vnni and avx512bw. Run the tests on one that has it."
+                "NOTICE kernels.rs: codes_dot4_vnni and sign_sums_vnni are NOT tested on \
+                 this machine: its CPU lacks avx512vnni and avx512bw. Run the tests on one \
+                 that has it."
             );
         }
         for n in [0, 1, 63, 64, 65, 384, 768, 1535, 1536] {
