@@ -19,8 +19,9 @@
 //! above the mean of all unit rows, with two numbers that turn the query's dot product
 //! with those signs into an estimate of the row's similarity and a bound on that
 //! estimate's error (the estimator of RaBitQ, Gao and Long, SIGMOD 2024, without its
-//! random rotation). A scan of many rows estimates them all from their bits (an eighth
-//! of the byte codes' bytes), measures the best few hundred on the byte codes, and then
+//! random rotation). A scan of many rows estimates them all from their bits (with the
+//! word of the two numbers, a seventh of the byte codes' bytes at 384 dimensions),
+//! measures the best few hundred on the byte codes, and then
 //! every other row whose bound still reaches the best it found: few for a query near
 //! the rows, more for one unlike all of them, whose estimates cannot tell the rows
 //! apart (docs/benchmarks.md).
@@ -80,21 +81,44 @@ pub(crate) struct Estimates {
 }
 
 impl Estimates {
-    /// About the `n`-th largest estimate (from 0): the matching quantile of every
-    /// `n`-th estimate or so, a tenth of the work of an exact selection and close
-    /// enough for where a scan first draws its line. -∞ if there are no more than `n`.
-    pub(crate) fn about_nth_largest(&self, n: usize) -> f32 {
-        let len = self.similarity.len();
-        if n >= len {
+    /// A line that at least `n` estimates reach (all of them if there are no more),
+    /// and few more than `n`: the lower edge of the bin of a 1,024-bin histogram
+    /// between the smallest and the largest finite estimate where the count from the
+    /// top reaches `n`. Two passes of simple arithmetic; an exact selection moved the
+    /// rows around and cost more than estimating them.
+    pub(crate) fn line_reached_by(&self, n: usize) -> f32 {
+        const BINS: usize = 1024;
+        let finite = self.similarity.iter().filter(|e| e.is_finite());
+        let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &e| {
+            (lo.min(e), hi.max(e))
+        });
+        if n >= self.similarity.len() || lo > hi {
             return f32::NEG_INFINITY;
         }
-        const SAMPLE: usize = 512;
-        let step = (len / SAMPLE).max(1);
-        let mut sample: Vec<f32> = self.similarity.iter().step_by(step).copied().collect();
-        let at = (n * sample.len() / len).min(sample.len() - 1);
-        *sample.select_nth_unstable_by(at, |a, b| b.total_cmp(a)).1
+        if lo == hi {
+            return lo;
+        }
+        let scale = BINS as f32 / (hi - lo);
+        let mut counts = [0usize; BINS];
+        for &e in &self.similarity {
+            // +∞ saturates into the top bin.
+            counts[(((e - lo) * scale) as usize).min(BINS - 1)] += 1;
+        }
+        let mut reached = 0;
+        for (bin, count) in counts.iter().enumerate().rev() {
+            reached += count;
+            if reached >= n {
+                return lo + bin as f32 / scale;
+            }
+        }
+        f32::NEG_INFINITY
     }
 }
+
+/// Added to every bound for the estimate's own f32 arithmetic, so that a row whose
+/// spread is zero (its components all differ from the mean by as much) is not ruled
+/// out by a rounding of its exact estimate.
+const ARITHMETIC_SLACK: f32 = 1e-5;
 
 /// How many spreads above its estimate a row's similarity is taken to reach at most.
 /// At 2 the bound failed for 4.5% of rows and a scan of queries unlike every row kept
@@ -228,7 +252,8 @@ impl Codes {
         {
             let t = self.terms(s);
             let similarity = base + t.gain * (2 * sum - total) as f32 * per_byte;
-            let bound = similarity + BOUND_SPREADS * (t.spread + t.gain * rounding);
+            let bound =
+                similarity + BOUND_SPREADS * (t.spread + t.gain * rounding) + ARITHMETIC_SLACK;
             // An estimate that is not a number rules nothing out: such rows rank first.
             *e = if similarity.is_nan() {
                 f32::INFINITY
@@ -426,13 +451,19 @@ mod tests {
             assert!((got - exact).abs() < 1e-5, "row {s}: {got} vs {exact}");
             assert!(e.at_most[s] >= exact, "row {s}");
         }
-        // Fewer than 512 rows: every one is in the sample, and the cut is exact.
-        assert_eq!(e.about_nth_largest(0), e.similarity[10]);
-        assert_eq!(
-            e.about_nth_largest(2),
-            e.similarity[9].min(e.similarity[11])
-        );
-        assert_eq!(e.about_nth_largest(71), f32::NEG_INFINITY);
+        // The line is reached by at least n rows, and here (distinct estimates, 70
+        // rows over 1,024 bins) by exactly n.
+        for n in [1, 3, 40, 71] {
+            let line = e.line_reached_by(n);
+            let reaching = e.similarity.iter().filter(|&&s| s >= line).count();
+            assert_eq!(reaching, n, "n = {n}, line {line}");
+        }
+        assert_eq!(e.line_reached_by(72), f32::NEG_INFINITY);
+        let equal = Estimates {
+            similarity: vec![0.5; 4],
+            at_most: vec![0.5; 4],
+        };
+        assert_eq!(equal.line_reached_by(1), 0.5, "ties: all of them");
     }
 
     #[test]

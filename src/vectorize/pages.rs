@@ -1,5 +1,5 @@
-//! Memory for the arrays a query walk reads at random: the byte codes and the layer-0
-//! lists.
+//! Memory for the arrays a query reads at random: the byte and bit codes and the
+//! layer-0 lists.
 //!
 //! A walk touches a few hundred rows of these arrays per query, each on a different
 //! 4 KiB page, so on 4 KiB pages nearly every row costs a TLB miss and a page walk
